@@ -1,0 +1,168 @@
+"""Abstract base classes that plugin objects implement.
+
+A plugin registers *classes* (through the hooks in :mod:`clusterfw.core.hookspecs`); the
+pipeline instantiates them with validated options. Each class declares:
+
+- ``name``: the name users type (``--finder mf``), also the prefix of its own columns;
+- ``version``: a version string recorded in provenance;
+- ``Options``: a pydantic model; ``-o name.key=value`` on the CLI is validated against it.
+
+Heavy dependencies (torch, TensorFlow) must be imported inside methods, never at module level,
+so that discovery stays fast.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from clusterfw.core.errors import ForcedScoringUnsupported
+
+if TYPE_CHECKING:
+    from clusterfw.core.sky import HealpixSky, Sky, Tile
+
+
+class PluginOptions(BaseModel):
+    """Base class of plugin options: unknown keys are errors, values are type-checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _Plugin:
+    name: ClassVar[str]
+    version: ClassVar[str] = "0"
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+
+    def __init__(self, options: PluginOptions | Mapping[str, Any] | None = None) -> None:
+        if options is None:
+            options = self.Options()
+        elif not isinstance(options, PluginOptions):
+            options = self.Options(**dict(options))
+        self.options = options
+
+
+class Finder(_Plugin, ABC):
+    """Finds cluster candidates in a tile.
+
+    Subclasses set ``score_kind`` (e.g. ``"snr"``) and ``margin_arcmin`` (the tile margin the
+    method needs so that candidates in the core are unaffected by the tile edge).
+    """
+
+    score_kind: ClassVar[str] = "score"
+    margin_arcmin: ClassVar[float] = 10.0
+
+    @abstractmethod
+    def find(self, tile: Tile) -> pa.Table:
+        """Return candidates whose positions lie in ``tile``'s core.
+
+        Parameters
+        ----------
+        tile : Tile
+
+        Returns
+        -------
+        pyarrow.Table
+            Built with :func:`clusterfw.core.schema.candidate_table`.
+        """
+
+    def score_at(self, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        """Score arbitrary positions in ``tile`` (forced scoring).
+
+        The default says the finder cannot do it; finders that can override this. Returns one
+        float per position, on the same scale as ``score`` in :meth:`find`.
+        """
+        raise ForcedScoringUnsupported(f"finder {self.name!r} does not support forced scoring")
+
+    @classmethod
+    def supports_forced_scoring(cls) -> bool:
+        """Whether :meth:`score_at` is implemented."""
+        return cls.score_at is not Finder.score_at
+
+
+ForcedScorer = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
+"""``forced(finder_name, ra, dec) -> scores``: a finder's score at given positions (NaN where
+it cannot score)."""
+
+
+class Combiner(_Plugin, ABC):
+    """Merges the candidate tables of several finders into one."""
+
+    @abstractmethod
+    def combine(
+        self,
+        tables: Mapping[str, pa.Table],
+        forced: ForcedScorer | None,
+        calibration: Any | None = None,
+    ) -> pa.Table:
+        """Combine per-finder tables.
+
+        Parameters
+        ----------
+        tables : mapping of str to pyarrow.Table
+            Candidates of each finder, keyed by finder name.
+        forced : callable or None
+            Forced scorer giving any finder's score at any position.
+        calibration : object, optional
+            Thresholds and reference score distributions (see ``clusterfw calibrate``).
+
+        Returns
+        -------
+        pyarrow.Table
+            One candidate table; keeps ``<finder>_score`` for every input finder and the
+            combined score as ``score``.
+        """
+
+
+class Estimator(_Plugin, ABC):
+    """Adds columns (masses, redshifts, flags ...) to a candidate table.
+
+    ``columns`` lists the fields it adds; each name starts with ``<name>_``.
+    """
+
+    columns: ClassVar[Sequence[pa.Field]] = ()
+
+    @abstractmethod
+    def estimate(self, table: pa.Table, sky: Sky | HealpixSky) -> pa.Table:
+        """Return ``table`` with this estimator's ``columns`` appended."""
+
+
+class Reader(_Plugin, ABC):
+    """Reads input files into a :class:`~clusterfw.core.sky.Sky` or ``HealpixSky``."""
+
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def can_read(self, paths: Sequence[Path]) -> bool:
+        """Whether these files are in this reader's format (cheap: look at headers only)."""
+
+    @abstractmethod
+    def read(self, paths: Sequence[Path], overrides: Mapping[str, Any]) -> Sky | HealpixSky:
+        """Read the files.
+
+        Parameters
+        ----------
+        paths : sequence of Path
+            One file per band.
+        overrides : mapping
+            Band facts from the command line (``freq``, ``beam``, ``bunit``, ``noise``), each a
+            list with one value per file, or absent.
+
+        Raises
+        ------
+        clusterfw.core.errors.InputError
+            Naming the file and the problem.
+        """
+
+
+PLUGIN_KINDS: dict[str, type[_Plugin]] = {
+    "finder": Finder,
+    "combiner": Combiner,
+    "estimator": Estimator,
+    "reader": Reader,
+}

@@ -1,0 +1,1 @@
+"""Built-in clusterfw plugins (plugins/estimators)."""
