@@ -1,0 +1,270 @@
+"""Shared machinery of the percentile combiners (``rankprod``, ``and``).
+
+Steps of :meth:`PercentileCombiner.combine`:
+
+1. **Cross-match** the finders' detections within ``radius_arcmin`` (default 1 arcmin;
+   :mod:`clusterfw.core.evaluation.crossmatch`): each group is one merged candidate.
+2. **Merged position**: the position reported by the detecting finder whose detection has the
+   highest rank percentile (finder order breaks ties).
+3. **Forced scoring**: each finder that did not detect a group is asked for its score at the
+   merged position (``forced(finder, ra, dec)``); a finder's own detection score is used where it
+   detected the group. Finders that cannot score (no forced scorer, ``ForcedScoringUnsupported``
+   or NaN) leave the score null.
+4. **Percentiles**: each finder's score is turned into a rank percentile with the reference ECDF
+   of the calibration (so a score means the same in every run); a null score gets the floor
+   percentile ``0.5 / n``. Finders the calibration has no reference for fall back to percentiles
+   within the table (with a warning; the output records which).
+5. The subclass turns the percentiles into ``score`` and the thresholds into ``is_cluster``.
+
+Output columns: the standard ones (``finder`` = combiner name, ``tile_id`` = -1, candidate ids
+``<combiner>-<index>``), ``is_cluster`` (null without a calibrated threshold), and for each
+finder ``f``: ``f_score`` (its detection or forced score), ``f_ra``/``f_dec`` (its detection's
+position, null where it did not detect), ``f_candidate_id`` and ``f_percentile``; plus
+``<combiner>_n_detected``. Rows are sorted by decreasing combined score.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from clusterfw.core.errors import ForcedScoringUnsupported, PluginError
+from clusterfw.core.plugin_api import Combiner, ForcedScorer, PluginOptions
+
+
+class PercentileCombinerOptions(PluginOptions):
+    """Options shared by the percentile combiners."""
+
+    radius_arcmin: float = Field(
+        1.0, gt=0, description="cross-match radius between finders (arcmin)"
+    )
+
+
+class PercentileCombiner(Combiner):
+    """Base class: cross-match, forced scoring, reference percentiles, table building."""
+
+    score_kind: ClassVar[str] = "percentile"
+    score_description: ClassVar[str] = ""
+    Options = PercentileCombinerOptions
+
+    def combined_score(self, percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The combined score from per-finder percentiles."""
+        raise NotImplementedError
+
+    def decide(
+        self,
+        scores: Mapping[str, np.ndarray],
+        combined: np.ndarray,
+        calibration: Any,
+        in_sample: list[str],
+    ) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """The ``is_cluster`` decision (None when not calibrated) and what was used."""
+        raise NotImplementedError
+
+    def combine(
+        self,
+        tables: Mapping[str, pa.Table],
+        forced: ForcedScorer | None,
+        calibration: Any | None = None,
+    ) -> pa.Table:
+        """Combine per-finder candidate tables (see the module docstring).
+
+        Parameters
+        ----------
+        tables : mapping of str to pyarrow.Table
+            Each finder's candidates (concatenated over tiles), in finder order.
+        forced : callable or None
+            ``forced(finder, ra, dec) -> scores`` (NaN where the finder cannot score).
+        calibration : Calibration, path, mapping or None
+            None uses the calibration shipped with clusterfw.
+
+        Returns
+        -------
+        pyarrow.Table
+        """
+        from clusterfw.core.evaluation.calibration import Calibration, in_sample_percentile
+        from clusterfw.core.evaluation.crossmatch import crossmatch
+        from clusterfw.core.schema import healpix29, plugin_field, schema_field, validate_candidates
+
+        names = list(tables)
+        if not names:
+            raise PluginError(f"combiner {self.name!r} needs at least one finder table")
+        cal = Calibration.coerce(calibration)
+        radius = float(self.options.radius_arcmin)  # type: ignore[attr-defined]
+
+        cols = {n: _columns(t) for n, t in tables.items()}
+        cm = crossmatch({n: (c["ra"], c["dec"]) for n, c in cols.items()}, radius)
+        n_groups = len(cm)
+
+        # 2. merged position: detecting finder with the best percentile of its own score
+        det_pct = np.full((len(names), n_groups), -np.inf)
+        for k, n in enumerate(names):
+            m = cm.members[n]
+            ok = m >= 0
+            ref = cal.reference(n)
+            own = cols[n]["score"]
+            p = ref.percentile(own) if ref is not None else in_sample_percentile(own)
+            det_pct[k, ok] = p[m[ok]]
+        best = np.argmax(det_pct, axis=0) if n_groups else np.zeros(0, dtype=np.int64)
+        ra = np.empty(n_groups)
+        dec = np.empty(n_groups)
+        for k, n in enumerate(names):
+            sel = best == k
+            idx = cm.members[n][sel]
+            ra[sel] = cols[n]["ra"][idx]
+            dec[sel] = cols[n]["dec"][idx]
+
+        # 3. scores: own detection score, else forced at the merged position
+        scores: dict[str, np.ndarray] = {}
+        for n in names:
+            m = cm.members[n]
+            s = np.full(n_groups, np.nan)
+            s[m >= 0] = cols[n]["score"][m[m >= 0]]
+            miss = np.flatnonzero(m < 0)
+            if miss.size and forced is not None:
+                s[miss] = _forced(forced, n, ra[miss], dec[miss])
+            scores[n] = s
+
+        # 4. percentiles and 5. combined score / decision
+        from clusterfw.core.evaluation.calibration import percentiles_for
+
+        pct, in_sample = percentiles_for(scores, cal)
+        combined = self.combined_score(pct)
+        decision, decision_info = self.decide(scores, combined, cal, in_sample)
+
+        order = np.lexsort((np.arange(n_groups), -combined))
+        fields: list[pa.Field] = []
+        arrays: list[pa.Array] = []
+
+        def add(f: pa.Field, arr: pa.Array) -> None:
+            fields.append(f)
+            arrays.append(arr)
+
+        n_out = n_groups
+        add(schema_field("candidate_id"),
+            pa.array([f"{self.name}-{i:06d}" for i in range(n_out)], pa.string()))
+        add(schema_field("ra"), pa.array(ra[order] % 360.0, pa.float64()))
+        add(schema_field("dec"), pa.array(dec[order], pa.float64()))
+        add(schema_field("score"), pa.array(combined[order].astype(np.float32), pa.float32()))
+        add(schema_field("score_kind"),
+            pa.array([self.score_kind] * n_out, pa.string()).dictionary_encode())
+        add(schema_field("finder"), pa.array([self.name] * n_out, pa.string()).dictionary_encode())
+        add(schema_field("tile_id"), pa.array(np.full(n_out, -1, np.int32), pa.int32()))
+        add(schema_field("healpix_29"), pa.array(healpix29(ra[order], dec[order]), pa.int64()))
+        isc = schema_field("is_cluster")
+        if decision is None:
+            add(isc, pa.nulls(n_out, pa.bool_()))
+        else:
+            add(isc, pa.array(np.asarray(decision, dtype=bool)[order], pa.bool_()))
+        for n in names:
+            m = cm.members[n][order]
+            det = m >= 0
+            kind = _score_kind(tables[n])
+            s = scores[n][order]
+            add(plugin_field(f"{n}_score", pa.float32(), _score_unit(tables[n]),
+                             f"Score of finder {n} ({kind}): its detection score where it detected "
+                             "the candidate, else its forced score at the merged position; null "
+                             "where it cannot score"),
+                pa.array(s.astype(np.float32), pa.float32(), mask=~np.isfinite(s)))
+            for coord in ("ra", "dec"):
+                v = np.where(det, cols[n][coord][np.maximum(m, 0)], np.nan) if m.size else m * 1.0
+                add(plugin_field(f"{n}_{coord}", pa.float64(), "deg",
+                                 f"{coord.upper() if coord == 'ra' else 'Dec'} of finder {n}'s "
+                                 "detection (null where it did not detect the candidate)",
+                                 f"pos.eq.{coord}"),
+                    pa.array(v, pa.float64(), mask=~det))
+            ids = cols[n]["candidate_id"]
+            add(plugin_field(f"{n}_candidate_id", pa.string(), "",
+                             f"candidate_id of finder {n}'s detection (null where it did not "
+                             "detect the candidate)", "meta.id"),
+                pa.array([ids[j] if j >= 0 else None for j in m], pa.string()))
+            add(plugin_field(f"{n}_percentile", pa.float32(), "",
+                             f"Rank percentile of {n}_score under the reference distribution "
+                             "(calibration) or, failing that, within this table"),
+                pa.array(pct[n][order].astype(np.float32), pa.float32()))
+        n_det = np.sum([cm.members[n][order] >= 0 for n in names], axis=0).astype(np.int32)
+        add(plugin_field(f"{self.name}_n_detected", pa.int32(), "",
+                         "Number of finders that detected the candidate (the others gave a "
+                         "forced score)"),
+            pa.array(np.atleast_1d(n_det) if n_out else np.zeros(0, np.int32), pa.int32()))
+
+        info = {
+            "name": self.name,
+            "version": self.version,
+            "finders": names,
+            "radius_arcmin": radius,
+            "score": self.score_description,
+            "calibration": cal.source,
+            "percentiles": {n: ("in-sample" if n in in_sample else "reference") for n in names},
+            "forced_scoring": forced is not None,
+            **decision_info,
+        }
+        schema = pa.schema(fields, metadata={
+            b"clusterfw.combiner": json.dumps(info, default=_json_default).encode()})
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        validate_candidates(table, prefixes=(self.name, *names))
+        return table
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    raise TypeError(type(obj).__name__)
+
+
+def _columns(table: pa.Table) -> dict[str, np.ndarray]:
+    for need in ("ra", "dec", "score"):
+        if need not in table.column_names:
+            raise PluginError(f"finder table lacks column {need!r}")
+    n = table.num_rows
+    ids = (table.column("candidate_id").to_pylist() if "candidate_id" in table.column_names
+           else [f"row-{i}" for i in range(n)])
+    return {
+        "ra": table.column("ra").to_numpy(zero_copy_only=False).astype(np.float64),
+        "dec": table.column("dec").to_numpy(zero_copy_only=False).astype(np.float64),
+        "score": np.asarray(table.column("score").to_numpy(zero_copy_only=False),
+                            dtype=np.float64),
+        "candidate_id": np.asarray(ids, dtype=object),
+    }
+
+
+def _score_kind(table: pa.Table) -> str:
+    if "score_kind" in table.column_names and table.num_rows:
+        kinds = {str(k) for k in table.column("score_kind").to_pylist()}
+        return ",".join(sorted(kinds))
+    return "score"
+
+
+def _score_unit(table: pa.Table) -> str:
+    if "score" in table.column_names:
+        meta = table.schema.field("score").metadata or {}
+        return meta.get(b"unit", b"").decode()
+    return ""
+
+
+def _forced(forced: ForcedScorer, name: str, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    try:
+        out = np.asarray(forced(name, ra, dec), dtype=np.float64)
+    except ForcedScoringUnsupported:
+        return np.full(ra.size, np.nan)
+    if out.shape != ra.shape:
+        raise PluginError(f"forced scorer returned {out.shape} scores for {ra.size} positions "
+                          f"of finder {name!r}")
+    return out
+
+
+def warn_uncalibrated(combiner: str, what: str) -> None:
+    """Warn that ``is_cluster`` is left null."""
+    from clusterfw.core.evaluation.calibration import CalibrationWarning
+
+    warnings.warn(f"{combiner}: {what}; is_cluster left null (make thresholds with "
+                  "`clusterfw calibrate`)", CalibrationWarning, stacklevel=4)

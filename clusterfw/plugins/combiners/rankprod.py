@@ -1,0 +1,65 @@
+"""The ``rankprod`` combiner: product of per-finder rank percentiles (DeepSZ EnsemblePROD).
+
+``score = prod_f p_f`` where ``p_f`` is the rank percentile of finder ``f``'s score (its detection
+score, or its forced score at the merged position) under the reference distribution stored in the
+calibration (the ECDF of ``f``'s scores on a validation sky). ``score`` lies in ``(0, 1]``;
+higher is more cluster-like; ``score_kind`` is ``rank_product``. Because the percentiles come from
+the calibration and not from the table being combined, a candidate's score is the same whether
+the run covers one patch or many.
+
+``is_cluster`` is ``score >= threshold`` with the threshold calibrated for this finder set
+(``combiners.rankprod["a+b"].threshold`` of the calibration); null when there is none.
+See :mod:`clusterfw.plugins.combiners._base` for cross-matching, positions and forced scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from clusterfw.core.hookspecs import hookimpl
+from clusterfw.plugins.combiners._base import PercentileCombiner, warn_uncalibrated
+
+
+class RankProductCombiner(PercentileCombiner):
+    """Product of reference rank percentiles over finders."""
+
+    name = "rankprod"
+    version = "1.0"
+    score_kind = "rank_product"
+    score_description = "product over finders of reference rank percentiles, in (0, 1]"
+
+    def combined_score(self, percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``prod_f p_f``."""
+        from clusterfw.core.evaluation.calibration import rank_product
+
+        return rank_product(percentiles)
+
+    def decide(
+        self,
+        scores: Mapping[str, np.ndarray],
+        combined: np.ndarray,
+        calibration: Any,
+        in_sample: list[str],
+    ) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """``combined >= threshold`` when the calibration has a threshold for these finders."""
+        names = list(scores)
+        entry = calibration.combiner_entry(self.name, names)
+        if entry is None or entry.get("threshold") is None:
+            warn_uncalibrated(self.name, f"calibration ({calibration.source}) has no threshold "
+                              f"for finders {'+'.join(sorted(names))}")
+            return None, {"threshold": None}
+        if in_sample:
+            warn_uncalibrated(self.name, "the threshold needs reference percentiles for every "
+                              f"finder, missing for {', '.join(in_sample)}")
+            return None, {"threshold": None}
+        t = float(entry["threshold"])
+        return combined >= t, {"threshold": t}
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_combiners(register: Any) -> None:
+    """Register :class:`RankProductCombiner`."""
+    register(RankProductCombiner)
