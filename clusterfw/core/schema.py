@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from clusterfw.core.errors import SchemaError
 
@@ -34,7 +35,7 @@ _TYPES: dict[str, pa.DataType] = {
 @lru_cache(maxsize=1)
 def schema_spec() -> dict[str, Any]:
     """The parsed machine-readable schema (``catalog_schema/candidate.json``)."""
-    text = resources.files("clusterfw.catalog_schema").joinpath("candidate.json").read_text()
+    text = resources.files("clusterfw").joinpath("catalog_schema", "candidate.json").read_text()
     return json.loads(text)
 
 
@@ -128,7 +129,9 @@ def candidate_table(
     n = ra.size
     tiles = np.broadcast_to(np.asarray(tile_id, dtype=np.int32), (n,))
     if candidate_id is None:
-        candidate_id = np.array([f"{finder}-t{t}-{i:05d}" for i, t in enumerate(tiles)], dtype=object)
+        candidate_id = np.array(
+            [f"{finder}-t{t}-{i:05d}" for i, t in enumerate(tiles)], dtype=object
+        )
     columns: dict[str, pa.Array] = {
         "candidate_id": pa.array(list(candidate_id), pa.string()),
         "ra": pa.array(ra, pa.float64()),
@@ -207,7 +210,7 @@ def validate_candidates(table: pa.Table, prefixes: tuple[str, ...] | None = None
         if np.any(np.abs(dec) > 90):
             raise SchemaError("column 'dec' has values outside [-90, 90]")
         ids = table.column("candidate_id")
-        if len(pa.compute.unique(ids)) != table.num_rows:
+        if len(pc.unique(ids)) != table.num_rows:
             raise SchemaError("column 'candidate_id' has duplicate values")
 
 

@@ -109,8 +109,9 @@ class ReferenceECDF:
         counts_le = n - last  # number of scores <= each distinct value
         if uniq.size > max_knots:
             n_lin = max_knots // 2
-            p = np.r_[np.linspace(0.0, 1.0, n_lin),
-                      1.0 - np.geomspace(0.5, 1.0 / n, max_knots - n_lin)]
+            p = np.r_[
+                np.linspace(0.0, 1.0, n_lin), 1.0 - np.geomspace(0.5, 1.0 / n, max_knots - n_lin)
+            ]
             ranks = np.unique(np.clip(np.round(p * (n - 1)).astype(np.int64), 0, n - 1))
             pick = np.unique(np.searchsorted(uniq, s[ranks]))
             uniq, counts_le = uniq[pick], counts_le[pick]
@@ -245,8 +246,13 @@ class Calibration:
                         for f, t in e["thresholds"].items()
                     }
                 combiners[cname][key] = e
-        return {"format": FORMAT, "version": VERSION, **self.meta,
-                "finders": finders, "combiners": combiners}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            **self.meta,
+            "finders": finders,
+            "combiners": combiners,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "memory") -> Calibration:
@@ -260,8 +266,11 @@ class Calibration:
         if not isinstance(d, Mapping) or d.get("format") != FORMAT:
             raise InputError(source, f"not a clusterfw calibration file (format != {FORMAT!r})")
         if int(d.get("version", 0)) > VERSION:
-            raise InputError(source, f"calibration version {d.get('version')} is newer than "
-                             f"this clusterfw understands ({VERSION})")
+            raise InputError(
+                source,
+                f"calibration version {d.get('version')} is newer than "
+                f"this clusterfw understands ({VERSION})",
+            )
         finders: dict[str, dict[str, Any]] = {}
         try:
             for name, entry in dict(d.get("finders", {})).items():
@@ -275,12 +284,15 @@ class Calibration:
                 if e.get("threshold") is not None:
                     e["threshold"] = float(e["threshold"])
                 finders[str(name)] = e
-            combiners = {str(c): {str(k): dict(v) for k, v in dict(entries).items()}
-                         for c, entries in dict(d.get("combiners", {})).items()}
+            combiners = {
+                str(c): {str(k): dict(v) for k, v in dict(entries).items()}
+                for c, entries in dict(d.get("combiners", {})).items()
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(source, f"malformed calibration ({exc})") from exc
-        meta = {k: v for k, v in d.items()
-                if k not in ("format", "version", "finders", "combiners")}
+        meta = {
+            k: v for k, v in d.items() if k not in ("format", "version", "finders", "combiners")
+        }
         return cls(finders=finders, combiners=combiners, meta=meta, source=source)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -384,8 +396,9 @@ def rank_product(percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def min_percentile(percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
     """Smallest rank percentile over finders (the AND combiner's score)."""
-    return np.min(np.vstack([np.asarray(a, dtype=np.float64) for a in percentiles.values()]),
-                  axis=0)
+    return np.min(
+        np.vstack([np.asarray(a, dtype=np.float64) for a in percentiles.values()]), axis=0
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,12 +467,14 @@ def calibrate(
     from clusterfw.core.evaluation.matching import as_columns
     from clusterfw.core.evaluation.metrics import MatchedSample, and_grid_search
 
-    labels = list(labels) if labels is not None else [(f"input{i}", "truth") for i in
-                                                       range(len(inputs))]
+    labels = (
+        list(labels) if labels is not None else [(f"input{i}", "truth") for i in range(len(inputs))]
+    )
     parsed: list[_Input] = []
     for (table, truth), (lab, tlab) in zip(inputs, labels, strict=True):
-        names = list(table.column_names) if hasattr(table, "column_names") else list(
-            as_columns(table))
+        names = (
+            list(table.column_names) if hasattr(table, "column_names") else list(as_columns(table))
+        )
         comb = combined_finders(names)
         if comb:
             parsed.append(_Input(lab, tlab, table, truth, "combined", comb))
@@ -467,8 +482,11 @@ def calibrate(
             cols = as_columns(table)
             fvals = {str(v) for v in np.asarray(cols.get("finder", np.array([], dtype=object)))}
             if len(fvals) != 1:
-                raise InputError(lab, "cannot tell which finder made this catalogue "
-                                 "(need one value in column 'finder', or <finder>_score columns)")
+                raise InputError(
+                    lab,
+                    "cannot tell which finder made this catalogue "
+                    "(need one value in column 'finder', or <finder>_score columns)",
+                )
             parsed.append(_Input(lab, tlab, table, truth, "single", [fvals.pop()]))
 
     sel = dict(mass_min=mass_min, z_min=z_min, radius_arcmin=radius_arcmin)
@@ -531,22 +549,31 @@ def calibrate(
         curve = pooled.curve("__rankprod", duplicates)  # type: ignore[arg-type]
         t, counts = curve.best()
         cal.combiners.setdefault("rankprod", {})[key] = {
-            "threshold": t, "metrics": counts.to_dict(), "from": comb_src[key],
+            "threshold": t,
+            "metrics": counts.to_dict(),
+            "from": comb_src[key],
             "rank_percentile_of_threshold": float(np.mean(pooled.scores["__rankprod"] < t)),
         }
         thresholds, counts = and_grid_search(pooled, names, duplicates=duplicates)  # type: ignore[arg-type]
         cal.combiners.setdefault("and", {})[key] = {
-            "thresholds": thresholds, "metrics": counts.to_dict(), "from": comb_src[key],
+            "thresholds": thresholds,
+            "metrics": counts.to_dict(),
+            "from": comb_src[key],
         }
 
     cal.meta = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "clusterfw_version": getattr(clusterfw, "__version__", "unknown"),
         "command": command,
-        "selection": {"mass_col": parsed[0].truth.mass_col if parsed else "m500c",
-                      **sel, "duplicates": duplicates},
-        "sources": [{"catalogue": p.path, "truth": p.truth_path, "kind": p.kind,
-                     "finders": p.finders} for p in parsed],
+        "selection": {
+            "mass_col": parsed[0].truth.mass_col if parsed else "m500c",
+            **sel,
+            "duplicates": duplicates,
+        },
+        "sources": [
+            {"catalogue": p.path, "truth": p.truth_path, "kind": p.kind, "finders": p.finders}
+            for p in parsed
+        ],
     }
     return cal
 
@@ -554,5 +581,6 @@ def calibrate(
 def _only(sample: Any, name: str) -> Any:
     from clusterfw.core.evaluation.metrics import MatchedSample
 
-    return MatchedSample(qhalo=sample.qhalo, n_true=sample.n_true,
-                         scores={name: sample.scores[name]})
+    return MatchedSample(
+        qhalo=sample.qhalo, n_true=sample.n_true, scores={name: sample.scores[name]}
+    )

@@ -91,5 +91,6 @@ def crossmatch(
         members[name] = np.r_[mine, new].astype(np.int64)
         seed_ra = np.r_[seed_ra, ra[new]]
         seed_dec = np.r_[seed_dec, dec[new]]
-    return CrossMatch(members=members, seed_ra=seed_ra, seed_dec=seed_dec,
-                      radius_arcmin=float(radius_arcmin))
+    return CrossMatch(
+        members=members, seed_ra=seed_ra, seed_dec=seed_dec, radius_arcmin=float(radius_arcmin)
+    )

@@ -259,8 +259,9 @@ def match_to_truth(
         first[1:] = i[1:] != i[:-1]
         halo[i[first]] = j[first]
         sep_out[i[first]] = sep[first]
-    return MatchResult(halo=halo, separation_arcmin=sep_out, n_within=n_within,
-                       radius_arcmin=float(radius_arcmin))
+    return MatchResult(
+        halo=halo, separation_arcmin=sep_out, n_within=n_within, radius_arcmin=float(radius_arcmin)
+    )
 
 
 def halo_best_scores(match: MatchResult, scores: np.ndarray, n_halos: int) -> np.ndarray:

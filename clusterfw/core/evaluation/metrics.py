@@ -211,8 +211,11 @@ class ThresholdCurve:
         n = self.threshold.size
         idx = np.arange(n)
         if n > max_points:
-            idx = np.unique(np.r_[np.linspace(0, n - 1, max_points).round().astype(int),
-                                  max(self.best_index(), 0)])
+            idx = np.unique(
+                np.r_[
+                    np.linspace(0, n - 1, max_points).round().astype(int), max(self.best_index(), 0)
+                ]
+            )
         return {
             "threshold": self.threshold[idx],
             "tp": self.tp[idx],
@@ -260,7 +263,9 @@ def threshold_curve(
     n_pos = np.searchsorted(neg_sorted, -thresholds, side="right")
     tp = np.searchsorted(neg_tp_sorted, -thresholds, side="right")
     return ThresholdCurve(
-        threshold=thresholds, tp=tp.astype(np.int64), n_positive=n_pos.astype(np.int64),
+        threshold=thresholds,
+        tp=tp.astype(np.int64),
+        n_positive=n_pos.astype(np.int64),
         n_true=int(n_true),
     )
 
@@ -289,12 +294,19 @@ class Binned:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready bins."""
-        return {"label": self.label, "edges": self.edges, "n": self.n, "k": self.k,
-                "fraction": self.fraction, "error": self.error}
+        return {
+            "label": self.label,
+            "edges": self.edges,
+            "n": self.n,
+            "k": self.k,
+            "fraction": self.fraction,
+            "error": self.error,
+        }
 
 
-def binned_fraction(values: np.ndarray, success: np.ndarray, edges: np.ndarray,
-                    label: str = "") -> Binned:
+def binned_fraction(
+    values: np.ndarray, success: np.ndarray, edges: np.ndarray, label: str = ""
+) -> Binned:
     """Count objects and successes in bins of ``values`` (right edge of the last bin included)."""
     values = np.asarray(values, dtype=np.float64)
     success = np.asarray(success, dtype=bool)
@@ -351,8 +363,11 @@ class Evaluation:
             "n_candidates": self.n_candidates,
             "n_true": self.curve.n_true,
             "best_f1": {"threshold": self.best_threshold, **self.best.to_dict()},
-            "at_threshold": {"threshold": self.threshold, "source": self.threshold_source,
-                             **self.at_threshold.to_dict()},
+            "at_threshold": {
+                "threshold": self.threshold,
+                "source": self.threshold_source,
+                **self.at_threshold.to_dict(),
+            },
             "all_candidates": self.all_candidates.to_dict(),
             "curve": self.curve.to_dict(),
             "completeness_vs_mass": self.completeness_vs_mass.to_dict(),
@@ -421,7 +436,8 @@ def evaluate(
     dec = np.asarray(cols["dec"], dtype=np.float64)
     scores = np.asarray(
         [np.nan if v is None else v for v in cols[score_column]]
-        if cols[score_column].dtype == object else cols[score_column],
+        if cols[score_column].dtype == object
+        else cols[score_column],
         dtype=np.float64,
     )
     match = match_to_truth(ra, dec, truth, radius_arcmin)
@@ -445,11 +461,13 @@ def evaluate(
         z_edges = default_z_edges(truth.z)
     zsel = truth.z >= z_min
     msel = truth.mass >= mass_min
-    c_mass = binned_fraction(truth.mass[zsel], detected[zsel], mass_edges,
-                             f"{truth.mass_col}, z >= {z_min:g}")
+    c_mass = binned_fraction(
+        truth.mass[zsel], detected[zsel], mass_edges, f"{truth.mass_col}, z >= {z_min:g}"
+    )
     c_mass_all = binned_fraction(truth.mass, detected, mass_edges, f"{truth.mass_col}, all z")
-    c_z = binned_fraction(truth.z[msel], detected[msel], z_edges,
-                          f"z, {truth.mass_col} >= {mass_min:.3g}")
+    c_z = binned_fraction(
+        truth.z[msel], detected[msel], z_edges, f"z, {truth.mass_col} >= {mass_min:.3g}"
+    )
     fin = np.isfinite(scores)
     if score_edges is None:
         if fin.sum() >= 2:
@@ -473,8 +491,13 @@ def evaluate(
 
     return Evaluation(
         score_column=score_column,
-        selection={"mass_col": truth.mass_col, "mass_min": mass_min, "z_min": z_min,
-                   "radius_arcmin": radius_arcmin, "duplicates": duplicates},
+        selection={
+            "mass_col": truth.mass_col,
+            "mass_min": mass_min,
+            "z_min": z_min,
+            "radius_arcmin": radius_arcmin,
+            "duplicates": duplicates,
+        },
         n_candidates=int(ra.size),
         curve=curve,
         threshold=thr,
@@ -581,8 +604,13 @@ def cutout_confusion(
         fn = int(np.sum(~pred & label))
         tn = int(n_cells - tp - fp - fn)
         c = Counts(tp=tp, fp=fp, fn=fn)
-        return {"threshold": t, "matrix": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
-                "purity": c.purity, "completeness": c.completeness, "f1": c.f1}
+        return {
+            "threshold": t,
+            "matrix": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+            "purity": c.purity,
+            "completeness": c.completeness,
+            "f1": c.f1,
+        }
 
     has = np.isfinite(cscore)
     cell_q = np.where(label, np.arange(n_cells), -1)

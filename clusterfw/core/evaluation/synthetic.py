@@ -61,8 +61,12 @@ class PatchGeometry:
 
     def bounds(self) -> tuple[float, float, float, float]:
         """``(ra_min, ra_max, dec_min, dec_max)``."""
-        return (self.ra0, self.ra0 + self.size_deg / self.cos_dec, self.dec0,
-                self.dec0 + self.size_deg)
+        return (
+            self.ra0,
+            self.ra0 + self.size_deg / self.cos_dec,
+            self.dec0,
+            self.dec0 + self.size_deg,
+        )
 
 
 def synthetic_truth(
@@ -153,7 +157,8 @@ class ToyFinder:
         noise = gaussian_filter(rng.standard_normal((n, n)), sig_pix, mode="wrap")
         noise /= noise.std()
         amp = response(truth["m500c"], truth["z"]) * np.exp(
-            scatter * rng.standard_normal(truth["m500c"].size))
+            scatter * rng.standard_normal(truth["m500c"].size)
+        )
         x, y = geometry.to_pix(truth["ra"], truth["dec"])
         signal = np.zeros((n, n))
         half = int(np.ceil(4 * sig_pix))
@@ -167,8 +172,9 @@ class ToyFinder:
                 continue
             gx = np.arange(x0, x1) - xi
             gy = np.arange(y0, y1) - yi
-            signal[y0:y1, x0:x1] += a * np.exp(-(gy[:, None] ** 2 + gx[None, :] ** 2)
-                                               / (2 * sig_pix**2))
+            signal[y0:y1, x0:x1] += a * np.exp(
+                -(gy[:, None] ** 2 + gx[None, :] ** 2) / (2 * sig_pix**2)
+            )
         self.field = noise + signal
 
     def find(self, bounds: tuple[float, float, float, float] | None = None) -> pa.Table:
@@ -193,20 +199,29 @@ class ToyFinder:
             keep = (ra >= r0) & (ra < r1) & (dec >= d0) & (dec < d1)
             ra, dec, score, x, y = ra[keep], dec[keep], score[keep], x[keep], y[keep]
         ids = np.array([f"{self.name}-x{i}-y{j}" for i, j in zip(x, y, strict=True)], dtype=object)
-        return candidate_table(finder=self.name, score_kind=self.score_kind, ra=ra, dec=dec,
-                               score=score, candidate_id=ids, optional={"snr": score})
+        return candidate_table(
+            finder=self.name,
+            score_kind=self.score_kind,
+            ra=ra,
+            dec=dec,
+            score=score,
+            candidate_id=ids,
+            optional={"snr": score},
+        )
 
     def score_at(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """The field at arbitrary positions (bilinear; NaN outside the patch)."""
         from scipy.ndimage import map_coordinates
 
         x, y = self.geometry.to_pix(ra, dec)
-        return map_coordinates(self.field, [np.atleast_1d(y), np.atleast_1d(x)], order=1,
-                               mode="constant", cval=np.nan)
+        return map_coordinates(
+            self.field, [np.atleast_1d(y), np.atleast_1d(x)], order=1, mode="constant", cval=np.nan
+        )
 
 
-def forced_scorer(finders: dict[str, ToyFinder]) -> Callable[[str, np.ndarray, np.ndarray],
-                                                             np.ndarray]:
+def forced_scorer(
+    finders: dict[str, ToyFinder],
+) -> Callable[[str, np.ndarray, np.ndarray], np.ndarray]:
     """A ``ForcedScorer`` over toy finders."""
 
     def forced(name: str, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:

@@ -1,0 +1,5 @@
+"""``python -m clusterfw`` runs the command line."""
+
+from clusterfw.core.cli import main
+
+main()

@@ -1,0 +1,282 @@
+"""The ``clusterfw`` command line.
+
+Errors that are the user's input (:class:`~clusterfw.core.errors.ClusterfwError`, click usage
+errors) print one line and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clusterfw.core.errors import ClusterfwError, PluginError
+
+
+@functools.lru_cache(maxsize=1)
+def cli_registry():
+    """The registry of this CLI process (built once, on first use)."""
+    from clusterfw.core.plugins import Registry
+
+    return Registry()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"clusterfw: warning: {message}", err=True)
+
+
+class ClusterfwGroup(click.Group):
+    """A click group that turns user errors into one-line messages (exit code 2)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        argv = sys.argv[1:] if not args else args[0]
+        debug = "--debug" in (argv or [])
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        except ClusterfwError as exc:
+            if debug:
+                raise
+            click.echo(f"clusterfw: error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(
+                f"clusterfw: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+                "for the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=ClusterfwGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="clusterfw")
+def cli(debug: bool) -> None:
+    """clusterfw: find galaxy clusters with interchangeable finders, combiners and estimators."""
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``("mf.snr_min=4", ...)`` → ``{"mf": {"snr_min": 4}}`` (values JSON-decoded if possible)."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        plugin, dot, option = key.partition(".")
+        if not sep or not dot or not plugin or not option:
+            raise PluginError(f"option {pair!r} must look like plugin.key=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(plugin, {})[option] = value
+    return out
+
+
+def _split_values(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--finder", "-f", "finders", multiple=True, help="Finder to run (repeatable).")
+@click.option("--combine", "-c", "combiner", default=None, help="Combiner merging the finders.")
+@click.option("--estimate", "-e", "estimators", multiple=True, help="Estimator (repeatable).")
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="PLUGIN.KEY=VALUE",
+    help="Plugin option, validated against the plugin's options (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("catalogue.parquet"),
+    show_default=True,
+    help="Output catalogue (.parquet, .fits, .csv, .ecsv).",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Calibration file from `clusterfw calibrate` (adds is_cluster).",
+)
+@click.option("--freq", multiple=True, help="Band frequencies in GHz (per file, or one).")
+@click.option("--beam", multiple=True, help="Beam FWHMs in arcmin (per file, or one).")
+@click.option("--bunit", multiple=True, help="Map units: uK_CMB, K_CMB, Jy/sr (per file, or one).")
+@click.option("--noise", multiple=True, help="White-noise depths in uK-arcmin (per file, or one).")
+@click.option("--tile-size", default=240.0, show_default=True, help="Tile core size, arcmin.")
+@click.option("--workers", default=1, show_default=True, help="Processes for the tile loop.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def run(
+    inputs: tuple[Path, ...],
+    finders: tuple[str, ...],
+    combiner: str | None,
+    estimators: tuple[str, ...],
+    options: tuple[str, ...],
+    out: Path,
+    calibration: Path | None,
+    freq: tuple[str, ...],
+    beam: tuple[str, ...],
+    bunit: tuple[str, ...],
+    noise: tuple[str, ...],
+    tile_size: float,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """Find clusters in INPUT maps (one FITS per band); no INPUT runs on the demo sky."""
+    from clusterfw.core.runner import RunRequest, execute_run
+
+    overrides = {
+        "freq": _split_values(freq),
+        "beam": _split_values(beam),
+        "bunit": _split_values(bunit),
+        "noise": _split_values(noise),
+    }
+    request = RunRequest(
+        inputs=list(inputs),
+        finders=list(finders) or ["mf"],
+        combiner=combiner,
+        estimators=list(estimators),
+        options=_parse_options(options),
+        out=out,
+        calibration=calibration,
+        overrides=overrides,
+        tile_size_arcmin=tile_size,
+        workers=workers,
+        quiet=quiet,
+    )
+    execute_run(request, cli_registry())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List the installed plugins with their versions, distributions and options."""
+    entries = []
+    for info in cli_registry().all():
+        fields = {}
+        for key, f in info.cls.Options.model_fields.items():
+            default = None if f.is_required() else f.get_default(call_default_factory=True)
+            fields[key] = {
+                "default": default,
+                "type": getattr(f.annotation, "__name__", str(f.annotation)),
+                "description": f.description or "",
+            }
+        entries.append(
+            {
+                "name": info.name,
+                "kind": info.kind,
+                "version": getattr(info.cls, "version", "0"),
+                "distribution": info.distribution,
+                "plugin": info.plugin,
+                "options": fields,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return
+    for e in entries:
+        opts = ", ".join(f"{k}={v['default']!r}" for k, v in e["options"].items())
+        click.echo(
+            f"{e['kind']:<9} {e['name']:<12} {e['version']:<8} {e['distribution']:<22} {opts}"
+        )
+
+
+@cli.command()
+@click.argument("catalogue", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(catalogue: Path, as_json: bool) -> None:
+    """Show a catalogue's schema (with units), provenance and row count."""
+    from clusterfw.core.catalog_io import provenance, read_catalogue
+
+    table = read_catalogue(catalogue)
+    columns = []
+    for f in table.schema:
+        meta = f.metadata or {}
+        columns.append(
+            {
+                "name": f.name,
+                "type": str(f.type),
+                "unit": meta.get(b"unit", b"").decode(),
+                "description": meta.get(b"description", b"").decode(),
+            }
+        )
+    prov = provenance(table)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "file": str(catalogue),
+                    "rows": table.num_rows,
+                    "columns": columns,
+                    "provenance": prov,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    click.echo(f"{catalogue}: {table.num_rows} rows, {len(columns)} columns")
+    click.echo("columns:")
+    for c in columns:
+        unit = f"[{c['unit']}]" if c["unit"] else ""
+        click.echo(f"  {c['name']:<22} {c['type']:<28} {unit:<10} {c['description'][:60]}")
+    click.echo("provenance:")
+    for key, value in prov.items():
+        text = json.dumps(value) if not isinstance(value, str) else value
+        click.echo(f"  {key}: {text if len(text) < 300 else text[:297] + '...'}")
+
+
+@cli.command()
+@click.argument("catalogue", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+def export(catalogue: Path, output: Path) -> None:
+    """Convert a Parquet CATALOGUE to OUTPUT (.fits, .csv, .ecsv) for TOPCAT and astropy."""
+    from clusterfw.core.catalog_io import read_catalogue, write_catalogue
+
+    write_catalogue(read_catalogue(catalogue), output)
+    click.echo(f"wrote {output}", err=True)
+
+
+def _add_optional_commands(group: click.Group) -> None:
+    """Core commands living in other modules, then plugin-provided commands."""
+    import importlib
+
+    for module, names in (
+        ("clusterfw.sim.cli", ("simulate",)),
+        ("clusterfw.core.evaluation.cli", ("evaluate", "calibrate")),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in names:
+            command = getattr(mod, name, None)
+            if isinstance(command, click.Command):
+                group.add_command(command, name)
+    cli_registry().commands(group)
+
+
+def main() -> None:
+    """Entry point of the ``clusterfw`` script."""
+    warnings.showwarning = _one_line_warning
+    _add_optional_commands(cli)
+    cli.main(prog_name="clusterfw")

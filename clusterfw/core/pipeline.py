@@ -1,0 +1,191 @@
+"""The run pipeline: tiles → finders → (forced scores) → combiner → estimators → one table.
+
+Every step is a plain call on a plain value; the CLI is a thin layer over :func:`run_pipeline`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from clusterfw.core.errors import ForcedScoringUnsupported, PluginError
+from clusterfw.core.executors import InProcessExecutor, TileExecutor
+from clusterfw.core.plugin_api import Combiner, Estimator, Finder
+from clusterfw.core.schema import concat_candidates, empty_candidates, validate_candidates
+from clusterfw.core.sky import HealpixSky, Sky, Tile
+
+
+@dataclass
+class TileResult:
+    """What one tile job returns: each finder's candidates and every finder's forced scores
+    at every candidate position found in the tile (by any finder)."""
+
+    tile_id: int
+    tables: dict[str, pa.Table]
+    forced: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _forced_scores(finder: Finder, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    if ra.size == 0:
+        return np.zeros(0, dtype=np.float64)
+    try:
+        return np.asarray(finder.score_at(tile, ra, dec), dtype=np.float64)
+    except ForcedScoringUnsupported:
+        return np.full(ra.size, np.nan)
+
+
+def run_tile(finders: Sequence[Finder], tile: Tile, forced: bool) -> TileResult:
+    """Run every finder on one tile, keep core candidates, and optionally force-score them.
+
+    Parameters
+    ----------
+    finders : sequence of Finder
+    tile : Tile
+    forced : bool
+        Also compute each finder's score at the positions found by all finders in this tile.
+    """
+    tables = {}
+    for finder in finders:
+        table = finder.find(tile)
+        if table.num_rows:
+            keep = tile.in_core(table.column("ra").to_numpy(), table.column("dec").to_numpy())
+            table = table.filter(pa.array(keep))
+        tables[finder.name] = table
+    result = TileResult(tile.tile_id, tables)
+    if forced and len(finders) > 1:
+        ra = np.concatenate([t.column("ra").to_numpy() for t in tables.values()])
+        dec = np.concatenate([t.column("dec").to_numpy() for t in tables.values()])
+        for finder in finders:
+            result.forced[finder.name] = (ra, dec, _forced_scores(finder, tile, ra, dec))
+    return result
+
+
+class ForcedScoreLookup:
+    """A :data:`~clusterfw.core.plugin_api.ForcedScorer` over the tiles of a run.
+
+    Positions reported by any finder were scored in their tile job and are looked up; any
+    other position is scored on demand in the tile whose core contains it.
+    """
+
+    def __init__(
+        self, finders: Sequence[Finder], tiles: Sequence[Tile], results: Iterable[TileResult]
+    ) -> None:
+        self._finders = {f.name: f for f in finders}
+        self._tiles = list(tiles)
+        self._known: dict[str, dict[tuple[float, float], float]] = {f.name: {} for f in finders}
+        for result in results:
+            for name, (ra, dec, scores) in result.forced.items():
+                keys = zip(ra.tolist(), dec.tolist(), strict=True)
+                self._known[name].update(zip(keys, scores.tolist(), strict=True))
+
+    def __call__(self, finder_name: str, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        if finder_name not in self._finders:
+            raise PluginError(f"forced scoring asked for unknown finder {finder_name!r}")
+        ra = np.asarray(ra, dtype=np.float64)
+        dec = np.asarray(dec, dtype=np.float64)
+        known = self._known[finder_name]
+        keys = list(zip(ra.tolist(), dec.tolist(), strict=True))
+        out = np.array([known.get(k, np.nan) for k in keys], dtype=np.float64)
+        missing = np.array([k not in known for k in keys], dtype=bool)
+        if missing.any():
+            finder = self._finders[finder_name]
+            todo = np.flatnonzero(missing)
+            for tile in self._tiles:
+                if todo.size == 0:
+                    break
+                inside = tile.in_core(ra[todo], dec[todo])
+                if inside.any():
+                    idx = todo[inside]
+                    out[idx] = _forced_scores(finder, tile, ra[idx], dec[idx])
+                    todo = todo[~inside]
+        return out
+
+
+def tiles_for(
+    sky: Sky | HealpixSky, finders: Sequence[Finder], tile_size_arcmin: float
+) -> list[Tile]:
+    """Tiles with the largest margin any of ``finders`` asks for."""
+    margin = max((f.margin_arcmin for f in finders), default=10.0)
+    return sky.tiles(tile_size_arcmin=tile_size_arcmin, margin_arcmin=margin)
+
+
+def run_pipeline(
+    sky: Sky | HealpixSky,
+    finders: Sequence[Finder],
+    combiner: Combiner | None = None,
+    estimators: Sequence[Estimator] = (),
+    calibration: Any | None = None,
+    executor: TileExecutor | None = None,
+    tile_size_arcmin: float = 240.0,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+) -> pa.Table:
+    """Find, combine and characterise clusters on a sky.
+
+    Parameters
+    ----------
+    sky : Sky or HealpixSky
+    finders : sequence of Finder
+        At least one.
+    combiner : Combiner, optional
+        Merges the finders' tables; without one, the tables are concatenated.
+    estimators : sequence of Estimator
+        Applied in order to the final table.
+    calibration : object, optional
+        Passed to the combiner and used to add ``is_cluster``.
+    executor : TileExecutor, optional
+        Maps tile jobs; in-process by default.
+    tile_size_arcmin : float
+        Tile core size.
+    progress : callable, optional
+        ``progress(iterable, total)`` wrapper (e.g. tqdm) for the tile loop.
+
+    Returns
+    -------
+    pyarrow.Table
+        A validated candidate table.
+    """
+    if not finders:
+        raise PluginError("at least one finder is needed")
+    names = [f.name for f in finders]
+    if len(set(names)) != len(names):
+        raise PluginError(f"finder listed twice: {names}")
+    executor = executor or InProcessExecutor()
+    tiles = tiles_for(sky, finders, tile_size_arcmin)
+    want_forced = combiner is not None and len(finders) > 1
+    jobs = executor.map(run_tile, [finders] * len(tiles), tiles, [want_forced] * len(tiles))
+    results = list(progress(jobs, len(tiles)) if progress else jobs)
+    tables: dict[str, pa.Table] = {}
+    for finder in finders:
+        parts = [r.tables[finder.name] for r in results]
+        tables[finder.name] = (
+            concat_candidates(parts) if parts else empty_candidates(finder.name, finder.score_kind)
+        )
+    if combiner is not None:
+        forced = ForcedScoreLookup(finders, tiles, results) if want_forced else None
+        table = combiner.combine(tables, forced, calibration)
+    else:
+        table = concat_candidates(list(tables.values()))
+        table = _apply_single_calibration(table, finders, calibration)
+    for estimator in estimators:
+        table = estimator.estimate(table, sky)
+    validate_candidates(table)
+    return table
+
+
+def _apply_single_calibration(
+    table: pa.Table, finders: Sequence[Finder], calibration: Any | None
+) -> pa.Table:
+    """Add ``is_cluster`` from per-finder thresholds when a calibration is given."""
+    if calibration is None or "is_cluster" in table.column_names:
+        return table
+    from clusterfw.core.schema import schema_field
+
+    finder_col = table.column("finder").to_pylist()
+    score = table.column("score").to_numpy()
+    thresholds = {f.name: calibration.threshold(f.name) for f in finders}
+    decision = np.array([score[i] >= thresholds[n] for i, n in enumerate(finder_col)], dtype=bool)
+    return table.append_column(schema_field("is_cluster"), pa.array(decision))

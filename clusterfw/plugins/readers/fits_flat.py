@@ -1,0 +1,34 @@
+"""Built-in reader: flat-sky FITS images with a celestial WCS, one file per band."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from clusterfw.core.fits_io import check_readable_fits, is_healpix_fits, read_flat_fits
+from clusterfw.core.hookspecs import hookimpl
+from clusterfw.core.plugin_api import Reader
+from clusterfw.core.sky import Sky
+
+
+class FlatFitsReader(Reader):
+    """Flat-sky FITS (CAR, TAN, ZEA ...): FREQ, BEAMFWHM, BUNIT, NOISE header keywords."""
+
+    name = "fits"
+    version = "1.0"
+    description = "2-D FITS images with a celestial WCS, one file per band"
+
+    def can_read(self, paths: Sequence[Path]) -> bool:
+        """True unless the first file is a HEALPix map (this is the fallback reader)."""
+        check_readable_fits(Path(paths[0]))
+        return not is_healpix_fits(Path(paths[0]))
+
+    def read(self, paths: Sequence[Path], overrides: Mapping[str, Any]) -> Sky:
+        """Read the bands; see :func:`clusterfw.core.fits_io.read_flat_fits`."""
+        return read_flat_fits(paths, overrides)
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_readers(register):
+    register(FlatFitsReader)

@@ -1,0 +1,34 @@
+"""Built-in reader: HEALPix maps in FITS (healpy), one file per band."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from clusterfw.core.fits_io import check_readable_fits, is_healpix_fits, read_healpix_fits
+from clusterfw.core.hookspecs import hookimpl
+from clusterfw.core.plugin_api import Reader
+from clusterfw.core.sky import HealpixSky
+
+
+class HealpixFitsReader(Reader):
+    """HEALPix FITS maps (any Nside, RING or NESTED); same band keywords as flat FITS."""
+
+    name = "healpix"
+    version = "1.0"
+    description = "HEALPix maps (PIXTYPE='HEALPIX'), one file per band; cut into TAN tiles"
+
+    def can_read(self, paths: Sequence[Path]) -> bool:
+        """True when the first file is a HEALPix map."""
+        check_readable_fits(Path(paths[0]))
+        return is_healpix_fits(Path(paths[0]))
+
+    def read(self, paths: Sequence[Path], overrides: Mapping[str, Any]) -> HealpixSky:
+        """Read the bands; see :func:`clusterfw.core.fits_io.read_healpix_fits`."""
+        return read_healpix_fits(paths, overrides)
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_readers(register):
+    register(HealpixFitsReader)
