@@ -707,43 +707,71 @@ def and_grid_search(
 ) -> tuple[dict[str, float], Counts]:
     """Thresholds, one per score column, maximising F1 of the AND decision.
 
-    A candidate is positive when ``score_f >= t_f`` for every ``f`` (NaN fails). Each column's
-    grid holds ``-inf`` (the threshold "at its minimum": every candidate passes) and
-    ``n_grid`` quantiles of its values; the full grid is searched (``n_grid`` defaults to about
-    ``2500 ** (1 / k)`` for ``k`` columns).
+    A candidate is positive when ``score_f >= t_f`` for every ``f`` (NaN fails, except against
+    ``-inf``). Each column's grid holds ``-inf`` (the threshold "at its minimum": every candidate
+    passes), the column's own F1-best threshold, and ``n_grid`` of its values at quantiles
+    spaced uniformly and, towards the top, geometrically (``n_grid`` defaults to about
+    ``2500 ** (1 / k)`` for ``k`` columns). Grid values are actual scores, so a threshold that
+    ties another on the validation sample is never an arbitrary value between two scores. The
+    full grid is searched, then once more on every distinct score between the best point's
+    neighbours; ties go to the first point found (lowest thresholds first, the first column
+    varying slowest).
 
     Returns
     -------
     thresholds : dict of str to float
+        ``-inf`` means no cut.
     counts : Counts
         At the best thresholds.
     """
     k = len(names)
     if n_grid is None:
         n_grid = max(6, int(round(2500 ** (1.0 / max(k, 1)))))
+    values = {n: np.nan_to_num(sample.scores[n], nan=-np.inf) for n in names}
+
+    def search(grids: list[np.ndarray]) -> tuple[float, tuple[int, ...], Counts]:
+        passes = [values[n][None, :] >= g[:, None] for n, g in zip(names, grids, strict=True)]
+        best_f1, best_combo = -1.0, (0,) * k
+        best_counts = sample.counts(np.ones(len(sample), dtype=bool), duplicates)
+        for combo in np.ndindex(*[g.size for g in grids]):
+            mask = passes[0][combo[0]].copy()
+            for d in range(1, k):
+                mask &= passes[d][combo[d]]
+            c = sample.counts(mask, duplicates)
+            f1 = c.f1 if np.isfinite(c.f1) else -1.0
+            if f1 > best_f1 + 1e-12:
+                best_f1, best_combo, best_counts = f1, combo, c
+        return best_f1, best_combo, best_counts
+
     grids = []
+    uniq = {}
     for name in names:
-        v = sample.scores[name]
-        v = v[np.isfinite(v)]
-        g = np.unique(np.quantile(v, np.linspace(0, 1, n_grid))) if v.size else np.zeros(0)
+        v = np.unique(values[name][np.isfinite(values[name])])
+        uniq[name] = v
+        if v.size:
+            half = max(n_grid // 2, 2)
+            p = np.r_[np.linspace(0, 1, half), 1 - np.geomspace(0.5, 1.0 / v.size, half)]
+            g = np.quantile(v, np.clip(p, 0, 1), method="inverted_cdf")
+            own = sample.curve(name, duplicates).best_threshold()
+            g = np.unique(np.r_[g, [own] if np.isfinite(own) else []])
+        else:
+            g = np.zeros(0)
         grids.append(np.r_[-np.inf, g])
-    passes = [
-        np.nan_to_num(sample.scores[n], nan=-np.inf)[None, :] >= g[:, None]
-        for n, g in zip(names, grids, strict=True)
-    ]
-    best: tuple[float, tuple[int, ...]] = (-1.0, (0,) * k)
-    best_counts = sample.counts(np.ones(len(sample), dtype=bool), duplicates)
-    for combo in np.ndindex(*[g.size for g in grids]):
-        mask = passes[0][combo[0]].copy()
-        for d in range(1, k):
-            mask &= passes[d][combo[d]]
-        c = sample.counts(mask, duplicates)
-        f1 = c.f1 if np.isfinite(c.f1) else -1.0
-        if f1 > best[0] + 1e-12:
-            best = (f1, combo)
-            best_counts = c
-    thresholds = {n: float(g[i]) for n, g, i in zip(names, grids, best[1], strict=True)}
-    return thresholds, best_counts
+    _, combo, counts = search(grids)
+    fine = []
+    for name, g, i in zip(names, grids, combo, strict=True):
+        lo = g[i - 1] if i >= 1 else -np.inf
+        hi = g[i + 1] if i + 1 < g.size else np.inf
+        v = uniq[name]
+        inner = v[(v > lo) & (v < hi)]
+        if inner.size > n_grid:
+            inner = inner[np.linspace(0, inner.size - 1, n_grid).round().astype(int)]
+        fine.append(np.unique(np.r_[g[i], inner]))
+    f1_fine, combo_fine, counts_fine = search(fine)
+    if f1_fine > (counts.f1 if np.isfinite(counts.f1) else -1.0) + 1e-12:
+        grids, combo, counts = fine, combo_fine, counts_fine
+    thresholds = {n: float(g[i]) for n, g, i in zip(names, grids, combo, strict=True)}
+    return thresholds, counts
 
 
 def summary_table(results: Mapping[str, Counts]) -> str:

@@ -214,9 +214,13 @@ class ToyFinder:
         from scipy.ndimage import map_coordinates
 
         x, y = self.geometry.to_pix(ra, dec)
-        return map_coordinates(
-            self.field, [np.atleast_1d(y), np.atleast_1d(x)], order=1, mode="constant", cval=np.nan
+        x, y = np.atleast_1d(x), np.atleast_1d(y)
+        n = self.geometry.npix
+        inside = (x >= -0.5) & (x <= n - 0.5) & (y >= -0.5) & (y <= n - 0.5)
+        out = map_coordinates(
+            self.field, [np.clip(y, 0, n - 1), np.clip(x, 0, n - 1)], order=1, mode="nearest"
         )
+        return np.where(inside, out, np.nan)
 
 
 def forced_scorer(

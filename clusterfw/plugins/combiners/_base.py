@@ -17,7 +17,8 @@ Steps of :meth:`PercentileCombiner.combine`:
 5. The subclass turns the percentiles into ``score`` and the thresholds into ``is_cluster``.
 
 Output columns: the standard ones (``finder`` = combiner name, ``tile_id`` = -1, candidate ids
-``<combiner>-<index>``), ``is_cluster`` (null without a calibrated threshold), and for each
+``<combiner>-<index>``, ``flags`` bit 8 "merged" when further detections of a finder within the
+radius were merged into the candidate), ``is_cluster`` (null without a calibrated threshold), and for each
 finder ``f``: ``f_score`` (its detection or forced score), ``f_ra``/``f_dec`` (its detection's
 position, null where it did not detect), ``f_candidate_id`` and ``f_percentile``; plus
 ``<combiner>_n_detected``. Rows are sorted by decreasing combined score.
@@ -99,7 +100,8 @@ class PercentileCombiner(Combiner):
         radius = float(self.options.radius_arcmin)  # type: ignore[attr-defined]
 
         cols = {n: _columns(t) for n, t in tables.items()}
-        cm = crossmatch({n: (c["ra"], c["dec"]) for n, c in cols.items()}, radius)
+        cm = crossmatch({n: (c["ra"], c["dec"]) for n, c in cols.items()}, radius,
+                        scores={n: c["score"] for n, c in cols.items()})
         n_groups = len(cm)
 
         # 2. merged position: detecting finder with the best percentile of its own score
@@ -157,6 +159,8 @@ class PercentileCombiner(Combiner):
         add(schema_field("finder"), pa.array([self.name] * n_out, pa.string()).dictionary_encode())
         add(schema_field("tile_id"), pa.array(np.full(n_out, -1, np.int32), pa.int32()))
         add(schema_field("healpix_29"), pa.array(healpix29(ra[order], dec[order]), pa.int64()))
+        add(schema_field("flags"),
+            pa.array(np.where(cm.n_merged[order] > 0, 8, 0).astype(np.uint32), pa.uint32()))
         isc = schema_field("is_cluster")
         if decision is None:
             add(isc, pa.nulls(n_out, pa.bool_()))
