@@ -1,1 +1,1 @@
-"""The clusterfw core: hook specifications, plugin manager, data model, schema, I/O, pipeline, CLI."""
+"""The clusterfw core: hookspecs, plugin manager, data model, schema, I/O, pipeline, CLI."""

@@ -187,5 +187,8 @@ def _apply_single_calibration(
     finder_col = table.column("finder").to_pylist()
     score = table.column("score").to_numpy()
     thresholds = {f.name: calibration.threshold(f.name) for f in finders}
-    decision = np.array([score[i] >= thresholds[n] for i, n in enumerate(finder_col)], dtype=bool)
-    return table.append_column(schema_field("is_cluster"), pa.array(decision))
+    decision = [
+        None if thresholds[name] is None else bool(score[i] >= thresholds[name])
+        for i, name in enumerate(finder_col)
+    ]
+    return table.append_column(schema_field("is_cluster"), pa.array(decision, pa.bool_()))

@@ -98,6 +98,7 @@ def candidate_table(
     candidate_id: np.ndarray | None = None,
     optional: Mapping[str, np.ndarray] | None = None,
     extra: Mapping[str, tuple[pa.Field, np.ndarray]] | None = None,
+    prefixes: tuple[str, ...] = (),
 ) -> pa.Table:
     """Build a schema-conforming candidate table.
 
@@ -119,6 +120,8 @@ def candidate_table(
         Values for optional standard columns (``snr``, ``filter_scale``, ``y_c`` ...).
     extra : mapping, optional
         ``name -> (field, values)`` for plugin-specific columns, built with :func:`plugin_field`.
+    prefixes : tuple of str
+        Further allowed column prefixes besides ``finder`` (a combiner adds its inputs' names).
 
     Returns
     -------
@@ -153,7 +156,7 @@ def candidate_table(
         fields.append(f)
         columns[name] = pa.array(np.asarray(values), f.type, from_pandas=True)
     table = pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
-    validate_candidates(table, prefixes=(finder,))
+    validate_candidates(table, prefixes=(finder, *prefixes))
     return table
 
 
