@@ -18,10 +18,10 @@ Steps of :meth:`PercentileCombiner.combine`:
 
 Output columns: the standard ones (``finder`` = combiner name, ``tile_id`` = -1, candidate ids
 ``<combiner>-<index>``, ``flags`` bit 8 "merged" when further detections of a finder within the
-radius were merged into the candidate), ``is_cluster`` (null without a calibrated threshold), and for each
-finder ``f``: ``f_score`` (its detection or forced score), ``f_ra``/``f_dec`` (its detection's
-position, null where it did not detect), ``f_candidate_id`` and ``f_percentile``; plus
-``<combiner>_n_detected``. Rows are sorted by decreasing combined score.
+radius were merged into the candidate), ``is_cluster`` (null without a calibrated threshold),
+and for each finder ``f``: ``f_score`` (its detection or forced score), ``f_ra``/``f_dec``
+(its detection's position, null where it did not detect), ``f_candidate_id`` and
+``f_percentile``; plus ``<combiner>_n_detected``. Rows are sorted by decreasing combined score.
 """
 
 from __future__ import annotations

@@ -228,8 +228,8 @@ def test_rank_percentiles_stable_one_patch_or_four(val, test_sky):
                                                Calibration(source="empty"), tables=tabs))
 
     def by_key(t: pa.Table, col="score") -> dict:
-        keys = zip(t.column("mf_candidate_id").to_pylist(), t.column("cnn_candidate_id").to_pylist(),
-                   strict=True)
+        keys = zip(t.column("mf_candidate_id").to_pylist(),
+                   t.column("cnn_candidate_id").to_pylist(), strict=True)
         far = (np.abs(t.column("ra").to_numpy() - rm) > 3 / 60) & (
             np.abs(t.column("dec").to_numpy() - dm) > 3 / 60)
         return {k: v for k, v, f in zip(keys, t.column(col).to_pylist(), far, strict=True) if f}
