@@ -1,0 +1,130 @@
+"""The Fourier grid of a (padded) tile and the 1-D <-> 2-D mapping of radial functions.
+
+Every function the filter needs in Fourier space (beams, profiles, noise spectra, filter
+weights) is radial. They are evaluated on a fine uniform 1-D grid of ``|k|`` and gathered onto
+the 2-D ``rfft2`` grid with one precomputed index array, which is cheaper than evaluating or
+interpolating on the 2-D grid for every scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft as sfft
+
+_N_FINE = 16384
+
+
+@dataclass(frozen=True)
+class FourierGrid:
+    """Geometry of the ``rfft2`` grid of a padded tile.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Padded real-space shape ``(ny, nx)``.
+    pix_arcmin : float
+        Pixel side in arcmin.
+    k_fine : numpy.ndarray
+        Uniform 1-D grid of ``|k|`` (rad / arcmin) covering the 2-D grid.
+    idx : numpy.ndarray
+        ``(ny, nx // 2 + 1)`` int32 index of each 2-D mode into ``k_fine`` (nearest).
+    counts : numpy.ndarray
+        Number of full-plane modes mapped to each ``k_fine`` entry (rfft Hermitian weights).
+    bin_idx : numpy.ndarray
+        ``(ny, nx // 2 + 1)`` int32 index of each mode into the coarse power-spectrum bins.
+    bin_counts : numpy.ndarray
+        Full-plane modes per coarse bin.
+    bin_k : numpy.ndarray
+        Mode-weighted mean ``|k|`` of each coarse bin.
+    bin_of_fine : numpy.ndarray
+        Coarse bin of each ``k_fine`` entry.
+    """
+
+    shape: tuple[int, int]
+    pix_arcmin: float
+    k_fine: np.ndarray
+    idx: np.ndarray
+    counts: np.ndarray
+    herm: np.ndarray
+    bin_idx: np.ndarray
+    bin_counts: np.ndarray
+    bin_k: np.ndarray
+    bin_of_fine: np.ndarray
+
+    @property
+    def npix(self) -> int:
+        """Number of real-space pixels of the padded grid."""
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def pix_area(self) -> float:
+        """Pixel solid angle in arcmin²."""
+        return self.pix_arcmin**2
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Map a radial function tabulated on ``k_fine`` onto the 2-D grid (float32)."""
+        return np.take(np.asarray(values, dtype=np.float32), self.idx)
+
+
+def padded_shape(ny: int, nx: int) -> tuple[int, int]:
+    """A shape at least ``(ny, nx)`` with fast FFT sizes."""
+    return sfft.next_fast_len(ny, real=True), sfft.next_fast_len(nx, real=True)
+
+
+@lru_cache(maxsize=8)
+def fourier_grid(shape: tuple[int, int], pix_arcmin: float, min_modes: int = 24) -> FourierGrid:
+    """Build (and cache) the :class:`FourierGrid` of a padded shape.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Padded ``(ny, nx)``.
+    pix_arcmin : float
+        Pixel side in arcmin.
+    min_modes : int
+        Minimum number of modes in a coarse power-spectrum bin (low-k bins are merged).
+    """
+    ny, nx = shape
+    ky = (2.0 * np.pi * sfft.fftfreq(ny, d=pix_arcmin)).astype(np.float32)
+    kx = (2.0 * np.pi * sfft.rfftfreq(nx, d=pix_arcmin)).astype(np.float32)
+    k = np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+    kmax = float(k.max()) * 1.0001
+    k_fine = np.linspace(0.0, kmax, _N_FINE)
+    dk = k_fine[1]
+    idx = np.rint(k / dk).astype(np.int32)
+    herm = np.full(kx.size, 2.0, dtype=np.float32)
+    herm[0] = 1.0
+    if nx % 2 == 0:
+        herm[-1] = 1.0
+    wmap = np.broadcast_to(herm[None, :], k.shape)
+    counts = np.bincount(idx.ravel(), weights=wmap.ravel(), minlength=_N_FINE)
+    # coarse bins for power spectra: one fundamental wide, merged at low k to >= min_modes
+    dkb = 2.0 * np.pi / (min(ny, nx) * pix_arcmin)
+    fine_bin = np.floor(k / dkb).astype(np.int64)
+    nfb = int(fine_bin.max()) + 1
+    c = np.bincount(fine_bin.ravel(), weights=wmap.ravel(), minlength=nfb)
+    cum = np.cumsum(c)
+    group = np.floor((cum - c) / min_modes).astype(np.int64)
+    _, group = np.unique(group, return_inverse=True)
+    bin_idx = group[fine_bin].astype(np.int32)
+    nbin = int(group.max()) + 1
+    bin_counts = np.bincount(bin_idx.ravel(), weights=wmap.ravel(), minlength=nbin)
+    ksum = np.bincount(bin_idx.ravel(), weights=(k * wmap).ravel(), minlength=nbin)
+    bin_k = ksum / np.maximum(bin_counts, 1)
+    fine_fb = np.minimum(np.floor(k_fine / dkb).astype(np.int64), nfb - 1)
+    bin_of_fine = group[fine_fb].astype(np.int32)
+    return FourierGrid(
+        shape=(ny, nx),
+        pix_arcmin=float(pix_arcmin),
+        k_fine=k_fine,
+        idx=idx,
+        counts=counts,
+        herm=herm,
+        bin_idx=bin_idx,
+        bin_counts=bin_counts,
+        bin_k=bin_k,
+        bin_of_fine=bin_of_fine,
+    )
