@@ -58,6 +58,8 @@ def plot_f1_vs_threshold(evals: Mapping[str, Evaluation], path: str | os.PathLik
             ax2.set_yticks([])
             ax.set_zorder(ax2.get_zorder() + 1)
             ax.patch.set_visible(False)
+            if c.threshold.min() > 0 and c.threshold.max() / c.threshold.min() > 20:
+                ax.set_xscale("log")  # SNR-like scores with a long tail
         ax.set_ylim(0, 1.02)
         ax.set_xlabel(f"threshold on {ev.score_column}")
         ax.set_title(label)
