@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.wcs import WCS
-from astropy.wcs.utils import proj_plane_pixel_scales
+
+if TYPE_CHECKING:  # astropy.wcs is imported lazily: plugin discovery must stay fast
+    from astropy.wcs import WCS
+
+
+def _pixel_scale_arcmin(wcs: WCS) -> float:
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    return float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 60.0)
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ class Tile:
     @property
     def pixel_scale_arcmin(self) -> float:
         """Pixel side at the reference point, in arcmin (pixels are assumed square)."""
-        return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 60.0)
+        return _pixel_scale_arcmin(self.wcs)
 
     @property
     def valid(self) -> np.ndarray:
@@ -181,7 +189,7 @@ class Sky:
     @property
     def pixel_scale_arcmin(self) -> float:
         """Pixel side at the reference point, in arcmin."""
-        return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 60.0)
+        return _pixel_scale_arcmin(self.wcs)
 
     @property
     def area_deg2(self) -> float:

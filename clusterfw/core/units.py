@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import astropy.units as u
-from astropy.cosmology import Planck18
 
-T_CMB = Planck18.Tcmb0  # 2.7255 K
+T_CMB = 2.7255 * u.K  # CMB monopole temperature (Fixsen 2009), as in astropy's Planck18
 
 # Accepted BUNIT spellings (case-insensitive), mapped to a canonical unit.
 _BUNITS: dict[str, str] = {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clusterfw.core.fits_io import check_readable_fits, is_healpix_fits, read_healpix_fits
 from clusterfw.core.hookspecs import hookimpl
 from clusterfw.core.plugin_api import Reader
-from clusterfw.core.sky import HealpixSky
+
+if TYPE_CHECKING:
+    from clusterfw.core.sky import HealpixSky
 
 
 class HealpixFitsReader(Reader):
@@ -21,11 +22,15 @@ class HealpixFitsReader(Reader):
 
     def can_read(self, paths: Sequence[Path]) -> bool:
         """True when the first file is a HEALPix map."""
+        from clusterfw.core.fits_io import check_readable_fits, is_healpix_fits
+
         check_readable_fits(Path(paths[0]))
         return is_healpix_fits(Path(paths[0]))
 
     def read(self, paths: Sequence[Path], overrides: Mapping[str, Any]) -> HealpixSky:
         """Read the bands; see :func:`clusterfw.core.fits_io.read_healpix_fits`."""
+        from clusterfw.core.fits_io import read_healpix_fits
+
         return read_healpix_fits(paths, overrides)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
@@ -9,7 +11,9 @@ from scipy import ndimage
 
 from clusterfw.core.plugin_api import Finder, PluginOptions
 from clusterfw.core.schema import candidate_table, plugin_field
-from clusterfw.core.sky import Tile
+
+if TYPE_CHECKING:
+    from clusterfw.core.sky import Tile
 
 FWHM_TO_SIGMA = 1.0 / np.sqrt(8.0 * np.log(2.0))
 
