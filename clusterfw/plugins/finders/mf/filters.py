@@ -45,6 +45,7 @@ class FilterSettings:
     noise_iterations: int = 0
     noise_mask_snr: float = 5.0
     rms_stride: int = 4
+    rms_border_arcmin: float = 10.0
     snr_calibration: str = "measured"
     workers: int = -1
 
@@ -73,6 +74,8 @@ class FilterResult:
     dist_mask : numpy.ndarray or None
         Pixel distance to masked pixels/edges (None when nothing is masked).
     sources : PointSources
+    interior : numpy.ndarray
+        Where the RMS was measured: the window's plateau, ``apod + rms_border`` from the edge.
     """
 
     snr: list[np.ndarray]
@@ -84,6 +87,7 @@ class FilterResult:
     window: np.ndarray
     dist_mask: np.ndarray | None
     sources: ps_mod.PointSources
+    interior: np.ndarray
     max_snr: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -110,16 +114,36 @@ def combine_weights(power_fine: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, 
     return v, np.maximum(q, 0.0)
 
 
-def _measured_rms(img: np.ndarray, window: np.ndarray, stride: int) -> float:
-    """Robust RMS (1.4826 × MAD) over the fully weighted interior, on a subsampled grid.
+def _measured_rms(img: np.ndarray, interior: np.ndarray, stride: int) -> float:
+    """Robust RMS (1.4826 × MAD) over ``interior``, on a subsampled grid.
 
     The median absolute deviation ignores the clusters and sources in the map.
     """
     sub = img[::stride, ::stride]
-    vals = sub[window[::stride, ::stride] >= 0.999]
+    vals = sub[interior[::stride, ::stride]]
     if vals.size < 16:
         return float("nan")
     return float(1.4826 * np.median(np.abs(vals - np.median(vals))))
+
+
+def interior_mask(window: np.ndarray, dist: np.ndarray | None, border_pix: float) -> np.ndarray:
+    """Pixels at least ``border_pix`` beyond the apodisation taper (where the RMS is measured).
+
+    Filtered maps are noisier next to the taper, and the finder's tile margin keeps reported
+    candidates away from it, so the SNR unit is measured where candidates can be.
+    """
+    full = window >= 0.999
+    b = int(round(border_pix))
+    if b <= 0:
+        return full
+    if dist is None:
+        out = np.zeros_like(full)
+        ny, nx = full.shape
+        if 2 * b < ny and 2 * b < nx:
+            out[b : ny - b, b : nx - b] = full[b : ny - b, b : nx - b]
+        return out if out.sum() >= 256 else full
+    out = dist > (dist[~full].max(initial=0.0) if (~full).any() else 0.0) + b
+    return out if out.sum() >= 256 else full
 
 
 def run_filter(
@@ -226,8 +250,12 @@ def run_filter(
 
     calibrate = settings.snr_calibration == "measured"
 
+    interior = interior_mask(
+        window, dist, (settings.apod_arcmin + settings.rms_border_arcmin) / pix_arcmin
+    )
+
     def calibrated(m: np.ndarray, sg: float) -> tuple[np.ndarray, float, float]:
-        r = _measured_rms(m, window, settings.rms_stride)
+        r = _measured_rms(m, interior, settings.rms_stride)
         if calibrate and np.isfinite(r) and r > 0:
             m *= np.float32(1.0 / r)
             sg *= r
@@ -288,6 +316,7 @@ def run_filter(
         window=window,
         dist_mask=dist,
         sources=sources,
+        interior=interior,
     )
 
 
