@@ -43,7 +43,11 @@ META_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "ra": (pa.float64(), "deg", "cutout centre right ascension"),
     "dec": (pa.float64(), "deg", "cutout centre declination"),
     "n_qualifying": (pa.int16(), "", "number of qualifying halos in the core box"),
-    "halo_id": (pa.int64(), "", "most massive halo in the core box (-1 if none)"),
+    "halo_id": (
+        pa.int64(),
+        "",
+        "most massive qualifying halo in the core box, else most massive halo (-1: none)",
+    ),
     "halo_m500c": (pa.float64(), "solMass", "its M500c (NaN if none)"),
     "halo_m200c": (pa.float64(), "solMass", "its M200c"),
     "halo_mvir": (pa.float64(), "solMass", "its virial mass"),
@@ -107,7 +111,8 @@ def label_windows(
     in_core = (np.abs(dx) <= core_px / 2.0) & (np.abs(dy) <= core_px / 2.0)
     qualifies = (mass >= mass_cut) & (halos["z"] > z_min)
     n_q = (in_core & qualifies[None, :]).sum(axis=1)
-    weight = np.where(in_core, mass[None, :], -np.inf)
+    # primary halo: the most massive qualifying halo in the core, else the most massive one
+    weight = np.where(in_core, mass[None, :] + np.where(qualifies, 1e30, 0.0)[None, :], -np.inf)
     best = np.argmax(weight, axis=1) if mass.size else np.zeros(x0.size, dtype=int)
     has = in_core.any(axis=1) if mass.size else np.zeros(x0.size, dtype=bool)
     out = {"label": (n_q > 0).astype(np.int8), "n_qualifying": n_q.astype(np.int16)}

@@ -370,15 +370,16 @@ def simulate_patch(
             (nyp, nxp), srcs["x_pix"] + ox, srcs["y_pix"] + oy, srcs["flux"] * to_uk[:, None]
         )
     else:
-        work = np.zeros((nb, nyp, nxp))
+        work = np.zeros((nb, 1, 1))
     components: dict[str, np.ndarray] = {}
-    if keep_components:
+    if keep_components and srcs["x_pix"].size:
         for b, band in enumerate(cfg.bands):
             components[f"sources_{band.name}"] = work[b, oy : oy + ny, ox : ox + nx].astype(
                 np.float32
             )
 
     # unresolved sources: white Gaussian background with the Poisson power below s_min
+    backgrounds: list[tuple[np.ndarray, np.ndarray]] = []  # (rfft2 of field, µK per band)
     if comp.unresolved_sources:
         rng_bg = streams["background"]
         for name, enabled in (("radio", comp.radio), ("dusty", comp.dusty)):
@@ -387,13 +388,17 @@ def simulate_patch(
             if not enabled:
                 continue
             cl_ref = poisson_cl_below(pop, pop.s_min_jy)  # Jy^2 / sr
-            for b, f in enumerate(freqs):
-                amp = (
+            amps = np.array(
+                [
                     math.sqrt(cl_ref / pix_sr)
                     * (f / pop.ref_freq_ghz) ** pop.alpha_mean
                     * float(jy_per_sr_to_uk(f))
-                )
-                work[b] += amp * field_white
+                    for f in freqs
+                ]
+            )
+            backgrounds.append((sfft.rfft2(field_white, workers=-1), amps))
+    y_k = sfft.rfft2(ywork, workers=-1) if (comp.tsz and ywork is not None) else None
+    k_k = sfft.rfft2(kwork, workers=-1) if kwork is not None else None
 
     # --- Fourier-space components --------------------------------------------------------
     cmb_k = cmb_fourier(streams["cmb"], nyp, nxp, pix) if comp.cmb else None
@@ -419,14 +424,24 @@ def simulate_patch(
     filt = scan_filter(ell_x, cfg.scan_filter_ell) if comp.scan_filter else None
     uk220 = float(jy_per_sr_to_uk(220.0))
     maps = np.empty((nb, ny, nx), dtype=np.float32)
+    # cloud-in-cell deposit = convolution with a 1-pixel triangle: divide its window out, so
+    # point sources sit at their exact sub-pixel positions with exactly the band's beam
+    uy = sfft.fftfreq(nyp)[:, None]
+    ux = sfft.rfftfreq(nxp)[None, :]
+    cic_window = (np.sinc(uy) * np.sinc(ux)) ** 2
+    has_sources = srcs["x_pix"].size > 0
     for b, band in enumerate(cfg.bands):
         f = band.freq_ghz
-        real = work[b]
-        if comp.tsz and ywork is not None:
-            real += float(tsz_uk_per_y(f)) * ywork
-        if kwork is not None:
-            real += kwork
-        fk = sfft.rfft2(real, workers=-1)
+        if has_sources:
+            fk = sfft.rfft2(work[b], workers=-1) / cic_window
+        else:
+            fk = np.zeros((nyp, nxp // 2 + 1), dtype=np.complex128)
+        for bg_k, amps in backgrounds:
+            fk += amps[b] * bg_k
+        if y_k is not None:
+            fk += float(tsz_uk_per_y(f)) * y_k
+        if k_k is not None:
+            fk += k_k
         if cmb_k is not None:
             fk += cmb_k
         if cib_k is not None:

@@ -25,8 +25,10 @@ from scipy import integrate
 from clusterfw.sim import cosmology as cosmo
 from clusterfw.sim.instrument import ARCMIN
 
+# P0 = 8.403 h70^-3/2: only the shape matters here (the amplitude is fixed by Y500), so h70 = 1
+# is used, which makes I(1) = 0.6145 and I(5) = 1.1037 as tabulated by A10.
 A10 = {
-    "P0": 8.403 * cosmo.H70**-1.5,
+    "P0": 8.403,
     "c500": 1.177,
     "gamma": 0.3081,
     "alpha": 1.0510,
