@@ -17,7 +17,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from clusterfw.plugins.finders.mf.point_sources import subpixel_peak
+from clusterfw.plugins.finders.mf.point_sources import label_argmax, subpixel_peak
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -89,8 +89,7 @@ def find_peaks(
         zi = np.zeros(0, dtype=np.int64)
         return Peaks(z, z, zi, zi, z, zi, zi, np.zeros(0, dtype=bool))
     index = np.arange(1, n + 1)
-    pos = np.asarray(ndimage.maximum_position(max_snr, labels, index), dtype=np.int64)
-    py, px = pos[:, 0], pos[:, 1]
+    py, px = label_argmax(max_snr, labels, n)
     stack_at_peak = np.stack([s[py, px] for s in snr])
     best = np.argmax(stack_at_peak, axis=0)
     npix = np.bincount(labels.ravel(), minlength=n + 1)[1:]

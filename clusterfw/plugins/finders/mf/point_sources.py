@@ -51,6 +51,24 @@ class PointSources:
         return int(self.x.size)
 
 
+def label_argmax(img: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(py, px)`` of the maximum of ``img`` in each of labels ``1..n`` (vectorised, O(npix)).
+
+    Equivalent to ``ndimage.maximum_position`` without its per-call argsort.
+    """
+    lab = labels.ravel()
+    sel = np.flatnonzero(lab)
+    lv = lab[sel]
+    vals = img.ravel()[sel]
+    best = np.full(n + 1, -np.inf)
+    np.maximum.at(best, lv, vals)
+    hit = vals >= best[lv]
+    flat = np.zeros(n + 1, dtype=np.int64)
+    flat[lv[hit]] = sel[hit]
+    py, px = np.divmod(flat[1:], img.shape[1])
+    return py, px
+
+
 def subpixel_peak(img: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, ...]:
     """Parabolic sub-pixel refinement of peaks at integer ``(py, px)``.
 
@@ -146,12 +164,12 @@ def detect(
         if not above.any():
             continue
         labels, n = ndimage.label(above)
-        pos = np.array(ndimage.maximum_position(snr, labels, np.arange(1, n + 1)), dtype=np.int64)
-        py, px, val = subpixel_peak(snr, pos[:, 0], pos[:, 1])
+        iy, ix = label_argmax(snr, labels, n)
+        py, px, val = subpixel_peak(snr, iy, ix)
         xs.append(px)
         ys.append(py)
         bs.append(np.full(n, b))
-        amps.append(val * sigma / np.maximum(window[pos[:, 0], pos[:, 1]], 1e-3))
+        amps.append(val * sigma / np.maximum(window[iy, ix], 1e-3))
         snrs.append(val)
     if not xs:
         return PointSources.empty()
