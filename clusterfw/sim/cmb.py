@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft as sfft
 
 from clusterfw.sim.cosmology import cmb_table
 from clusterfw.sim.instrument import ARCMIN, ell_grid
@@ -26,17 +25,22 @@ def lensed_cl_tt(ell: np.ndarray | float) -> np.ndarray:
     Tabulated to ℓ = 10000; beyond, D_ℓ is extended as the power law fitted over 8000–10000
     (the lensed damping tail, far below the noise after any arcminute beam).
     """
-    ell_tab, cl_tab = _extended_cl()
     ell = np.asarray(ell, dtype=float)
-    lmax = ell_tab[-1]
-    out = np.interp(ell, ell_tab, cl_tab, left=0.0)
-    high = ell > lmax
-    if np.any(high):
-        d = ell_tab * (ell_tab + 1) * cl_tab
-        slope = np.log(d[-1] / d[8000]) / np.log(lmax / 8000.0)
-        d_high = d[-1] * (ell[high] / lmax) ** slope
-        out[high] = d_high / (ell[high] * (ell[high] + 1.0))
-    return out
+    ell_tab, cl_tab = _cl_to(int(np.max(ell, initial=0.0)) + 2)
+    return np.interp(ell, ell_tab, cl_tab, left=0.0)
+
+
+@lru_cache(maxsize=4)
+def _cl_to(lmax_needed: int) -> tuple[np.ndarray, np.ndarray]:
+    ell_tab, cl_tab = _extended_cl()
+    lmax = int(ell_tab[-1])
+    if lmax_needed <= lmax:
+        return ell_tab, cl_tab
+    d = ell_tab * (ell_tab + 1) * cl_tab
+    slope = np.log(d[-1] / d[8000]) / np.log(lmax / 8000.0)
+    ell_high = np.arange(lmax + 1, lmax_needed + 1, dtype=float)
+    cl_high = d[-1] * (ell_high / lmax) ** slope / (ell_high * (ell_high + 1.0))
+    return np.concatenate([ell_tab, ell_high]), np.concatenate([cl_tab, cl_high])
 
 
 def gaussian_field_fourier(
@@ -55,8 +59,30 @@ def gaussian_field_fourier(
     ell, _, _ = ell_grid(ny, nx, pixel_arcmin)
     amp = np.sqrt(np.asarray(cl_func(ell), dtype=float) / pix_sr)
     amp[0, 0] = 0.0
-    white = rng.standard_normal((ny, nx))
-    return sfft.rfft2(white, workers=-1) * amp
+    out = white_noise_fourier(rng, ny, nx)
+    out *= amp
+    return out
+
+
+def white_noise_fourier(rng: np.random.Generator, ny: int, nx: int) -> np.ndarray:
+    """rfft2 of unit white noise on an ``(ny, nx)`` grid, drawn directly in Fourier space.
+
+    Same distribution as ``scipy.fft.rfft2(rng.standard_normal((ny, nx)))`` without the FFT:
+    independent complex Gaussians of variance ``ny·nx``, made Hermitian in the ``k_x = 0``
+    (and Nyquist) columns so the inverse transform is real.
+    """
+    nxr = nx // 2 + 1
+    scale = np.sqrt(ny * nx / 2.0)
+    out = np.empty((ny, nxr), dtype=np.complex128)
+    out.real = rng.standard_normal((ny, nxr))
+    out.imag = rng.standard_normal((ny, nxr))
+    out *= scale
+    cols = [0] + ([nx // 2] if nx % 2 == 0 else [])
+    neg = (-np.arange(ny)) % ny
+    for c in cols:
+        v = out[:, c].copy()
+        out[:, c] = (v + np.conj(v[neg])) / np.sqrt(2.0)
+    return out
 
 
 def cmb_fourier(rng: np.random.Generator, ny: int, nx: int, pixel_arcmin: float) -> np.ndarray:

@@ -8,6 +8,7 @@ caller-supplied :class:`numpy.random.Generator`.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sfft
@@ -64,8 +65,11 @@ def modified_blackbody(freq_ghz: np.ndarray | float, beta: float, t_dust: float)
     return nu ** (3.0 + beta) / np.expm1(x)
 
 
+@lru_cache(maxsize=4)
 def ell_grid(ny: int, nx: int, pixel_arcmin: float, real: bool = True):
     """Multipoles of a flat-sky ``(ny, nx)`` grid, matching ``scipy.fft.rfft2`` (or ``fft2``).
+
+    Cached (the arrays are read-only; copy before modifying).
 
     Returns
     -------
@@ -77,6 +81,8 @@ def ell_grid(ny: int, nx: int, pixel_arcmin: float, real: bool = True):
     lx = 2.0 * np.pi * (sfft.rfftfreq(nx, d=d) if real else sfft.fftfreq(nx, d=d))
     ell_y, ell_x = np.meshgrid(ly, lx, indexing="ij", sparse=True)
     ell = np.sqrt(ell_x**2 + ell_y**2)
+    for arr in (ell, ell_x, ell_y):
+        arr.flags.writeable = False
     return ell, ell_x, ell_y
 
 

@@ -22,7 +22,7 @@ from astropy.wcs import WCS
 from clusterfw.core.sky import Band, Sky
 from clusterfw.sim import halos as halo_mod
 from clusterfw.sim import sz
-from clusterfw.sim.cmb import cmb_fourier, gaussian_field_fourier
+from clusterfw.sim.cmb import cmb_fourier, gaussian_field_fourier, white_noise_fourier
 from clusterfw.sim.config import PatchConfig, SimConfig
 from clusterfw.sim.cosmology import TCMB_K
 from clusterfw.sim.instrument import (
@@ -384,7 +384,7 @@ def simulate_patch(
         rng_bg = streams["background"]
         for name, enabled in (("radio", comp.radio), ("dusty", comp.dusty)):
             pop = getattr(cfg, name)
-            field_white = rng_bg.standard_normal((nyp, nxp))
+            field_k = white_noise_fourier(rng_bg, nyp, nxp)
             if not enabled:
                 continue
             cl_ref = poisson_cl_below(pop, pop.s_min_jy)  # Jy^2 / sr
@@ -396,9 +396,14 @@ def simulate_patch(
                     for f in freqs
                 ]
             )
-            backgrounds.append((sfft.rfft2(field_white, workers=-1), amps))
+            backgrounds.append((field_k, amps))
     y_k = sfft.rfft2(ywork, workers=-1) if (comp.tsz and ywork is not None) else None
     k_k = sfft.rfft2(kwork, workers=-1) if kwork is not None else None
+    crop = (slice(oy, oy + ny), slice(ox, ox + nx))
+    ymap = ywork[crop].astype(np.float32) if (keep_ymap and ywork is not None) else None
+    if keep_components and kwork is not None:
+        components["ksz"] = kwork[crop].astype(np.float32)
+    del ywork, kwork
 
     # --- Fourier-space components --------------------------------------------------------
     cmb_k = cmb_fourier(streams["cmb"], nyp, nxp, pix) if comp.cmb else None
@@ -411,14 +416,11 @@ def simulate_patch(
     if comp.galactic_dust and cfg.dust_d80_uk2 > 0:
         dust_k = gaussian_field_fourier(streams["dust"], nyp, nxp, pix, _dust_cl(cfg.dust_d80_uk2))
     if keep_components:
-        crop = (slice(oy, oy + ny), slice(ox, ox + nx))
         for name, fk in (("cmb", cmb_k), ("cib_clustered_220", cib_k), ("dust_220", dust_k)):
             if fk is not None:
                 components[name] = sfft.irfft2(fk, s=(nyp, nxp), workers=-1)[crop].astype(
                     np.float32
                 )
-        if kwork is not None:
-            components["ksz"] = kwork[crop].astype(np.float32)
 
     ell, ell_x, _ = ell_grid(nyp, nxp, pix)
     filt = scan_filter(ell_x, cfg.scan_filter_ell) if comp.scan_filter else None
@@ -463,10 +465,6 @@ def simulate_patch(
             sky_b = sky_b + noise
         maps[b] = sky_b
     del work
-
-    ymap = None
-    if keep_ymap and ywork is not None:
-        ymap = ywork[oy : oy + ny, ox : ox + nx].astype(np.float32)
 
     # --- truth tables ----------------------------------------------------------------
     meta_json = cfg.model_dump_json()

@@ -127,7 +127,7 @@ def deposit_cic(
     y0 = np.floor(y).astype(np.int64)
     fx = x - x0
     fy = y - y0
-    out = np.zeros((values.shape[0], ny * nx))
+    flats, weights = [], []
     for ddy, ddx, w in (
         (0, 0, (1 - fx) * (1 - fy)),
         (0, 1, fx * (1 - fy)),
@@ -136,10 +136,13 @@ def deposit_cic(
     ):
         xi, yi = x0 + ddx, y0 + ddy
         ok = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
-        flat = yi[ok] * nx + xi[ok]
-        for b in range(values.shape[0]):
-            out[b] += np.bincount(flat, weights=values[b, ok] * w[ok], minlength=ny * nx)
-    out = out.reshape(values.shape[0], ny, nx)
+        flats.append(yi[ok] * nx + xi[ok])
+        weights.append(values[:, ok] * w[ok])
+    flat = np.concatenate(flats)
+    wts = np.concatenate(weights, axis=1)
+    out = np.empty((values.shape[0], ny, nx))
+    for b in range(values.shape[0]):
+        out[b] = np.bincount(flat, weights=wts[b], minlength=ny * nx).reshape(ny, nx)
     return out
 
 
