@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
-import pyarrow as pa
 from pydantic import Field, field_validator
-from scipy import ndimage
 
 from clusterfw.core.errors import PluginError
 from clusterfw.core.plugin_api import Finder, PluginOptions
-from clusterfw.core.schema import candidate_table, empty_candidates, plugin_field
-from clusterfw.plugins.finders.mf.filters import FilterResult, FilterSettings, run_filter
-from clusterfw.plugins.finders.mf.peaks import find_peaks, merge_peaks
+
+if TYPE_CHECKING:  # the heavy modules (scipy, pyarrow) are imported when a tile is filtered
+    import pyarrow as pa
+
+    from clusterfw.plugins.finders.mf.filters import FilterResult, FilterSettings
 
 FLAG_NEAR_EDGE = 1
 FLAG_NEAR_POINT_SOURCE = 2
@@ -152,6 +152,8 @@ class MatchedFilterFinder(Finder):
         return BETA_SCALES if o.profile == "beta" else ARNAUD_SCALES
 
     def _settings(self) -> FilterSettings:
+        from clusterfw.plugins.finders.mf.filters import FilterSettings
+
         o = self.options
         cmb = None
         if o.noise == "model":
@@ -203,6 +205,8 @@ class MatchedFilterFinder(Finder):
         FilterResult
             SNR maps per scale, their σ(y_c), measured RMS, point sources, window.
         """
+        from clusterfw.plugins.finders.mf.filters import run_filter
+
         self._check(tile)
         key = (tile.tile_id, id(tile.maps), tile.maps.shape, self.options.model_dump_json())
         if self._cache is not None and self._cache[0] == key:
@@ -226,6 +230,12 @@ class MatchedFilterFinder(Finder):
     # ------------------------------------------------------------------ API
     def find(self, tile) -> pa.Table:
         """Candidates in ``tile``'s core (see the class docstring and docs/finders/mf.md)."""
+        import pyarrow as pa
+        from scipy import ndimage
+
+        from clusterfw.core.schema import candidate_table, empty_candidates, plugin_field
+        from clusterfw.plugins.finders.mf.peaks import find_peaks, merge_peaks
+
         o = self.options
         res = self.filter_tile(tile)
         if not np.isfinite(res.max_snr).any():
@@ -302,6 +312,8 @@ class MatchedFilterFinder(Finder):
         )
 
     def _flags(self, tile, res: FilterResult, peaks) -> tuple[np.ndarray, np.ndarray]:
+        from scipy import ndimage
+
         o = self.options
         pix = tile.pixel_scale_arcmin
         ny, nx = res.window.shape
@@ -329,6 +341,8 @@ class MatchedFilterFinder(Finder):
 
     def score_at(self, tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """SNR (maximum over scales) at arbitrary positions; NaN outside the tile or masked."""
+        from scipy import ndimage
+
         res = self.filter_tile(tile)
         x, y = tile.world_to_pixel(np.atleast_1d(ra), np.atleast_1d(dec))
         ny, nx = res.max_snr.shape
