@@ -73,9 +73,7 @@ def white_noise_fourier(rng: np.random.Generator, ny: int, nx: int) -> np.ndarra
     """
     nxr = nx // 2 + 1
     scale = np.sqrt(ny * nx / 2.0)
-    out = np.empty((ny, nxr), dtype=np.complex128)
-    out.real = rng.standard_normal((ny, nxr))
-    out.imag = rng.standard_normal((ny, nxr))
+    out = rng.standard_normal((ny, 2 * nxr)).view(np.complex128)  # (re, im) pairs
     out *= scale
     cols = [0] + ([nx // 2] if nx % 2 == 0 else [])
     neg = (-np.arange(ny)) % ny
