@@ -6,9 +6,11 @@ Importing the package does no work: plugins are discovered only when
 
 from importlib.metadata import PackageNotFoundError, version
 
+from clusterfw.core.hookspecs import hookimpl
+
 try:
     __version__ = version("clusterfw")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "hookimpl"]

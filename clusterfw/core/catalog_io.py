@@ -11,6 +11,7 @@ dictionary-encodes them on disk anyway) and come back as dictionaries from
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from clusterfw.core.atomic import write_atomic
 from clusterfw.core.errors import InputError
-from clusterfw.core.schema import validate_candidates
+from clusterfw.core.schema import schema_spec, validate_candidates
 
 FORMATS = {
     ".parquet": "parquet",
@@ -76,7 +77,7 @@ def to_qtable(table: pa.Table):
         if unit:
             values = values * u.Unit(unit)
         qt[f.name] = values
-        qt[f.name].description = meta.get(b"description", b"").decode()
+        qt[f.name].info.description = meta.get(b"description", b"").decode()
     return qt
 
 
@@ -151,9 +152,25 @@ def read_catalogue(path: str | Path) -> pa.Table:
         raise InputError(str(path), "file not found")
     try:
         names = pq.read_schema(path).names
-        return pq.read_table(path, read_dictionary=[c for c in _DICTIONARY_COLUMNS if c in names])
+        table = pq.read_table(path, read_dictionary=[c for c in _DICTIONARY_COLUMNS if c in names])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(str(path), f"not a readable Parquet file ({exc})") from None
+    _check_schema_version(path, table)
+    return table
+
+
+def _check_schema_version(path: Path, table: pa.Table) -> None:
+    """Warn when a catalogue was written with another major version of the schema."""
+    written = (table.schema.metadata or {}).get(b"clusterfw.schema", b"").decode().split()
+    if len(written) != 2:
+        return
+    ours = schema_spec()["schema_version"]
+    if written[1].split(".")[0] != ours.split(".")[0]:
+        warnings.warn(
+            f"{path}: written with candidate schema {written[1]}, this clusterfw reads {ours}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def read_qtable(path: str | Path):

@@ -1,7 +1,8 @@
 """Executors that map tile jobs: in-process by default, a process pool on request.
 
-Anything with a ``concurrent.futures.Executor``-like ``map(fn, iterable)`` works, so a Dask
-``distributed.Client`` can stand in (see :func:`get_executor`).
+Anything with a ``concurrent.futures.Executor``-like ``map(fn, *iterables)`` that yields results
+works. (A Dask ``distributed.Client`` is not one - its ``map`` returns futures - but
+``client.get_executor()`` is; Dask support is planned, not yet tested.)
 """
 
 from __future__ import annotations

@@ -35,6 +35,15 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def is_fits_file(path: Path) -> bool:
+    """Whether ``path`` is a file that starts like a FITS file (never raises)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(9) == b"SIMPLE  ="
+    except OSError:
+        return False
+
+
 def check_readable_fits(path: Path) -> None:
     """Raise :class:`InputError` unless ``path`` exists and starts like a FITS file."""
     if not path.exists():

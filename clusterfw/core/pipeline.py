@@ -171,8 +171,17 @@ def run_pipeline(
         table = concat_candidates(list(tables.values()))
         table = _apply_single_calibration(table, finders, calibration)
     for estimator in estimators:
+        before = set(table.column_names)
         table = estimator.estimate(table, sky)
-    validate_candidates(table)
+        added = set(table.column_names) - before
+        declared = {f.name for f in estimator.columns}
+        if added != declared:
+            raise PluginError(
+                f"estimator {estimator.name!r} added columns {sorted(added)} but declares "
+                f"{sorted(declared)}"
+            )
+    plugin_names = (*names, *([combiner.name] if combiner else []), *(e.name for e in estimators))
+    validate_candidates(table, prefixes=plugin_names)
     return table
 
 

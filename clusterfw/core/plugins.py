@@ -58,7 +58,7 @@ def get_plugin_manager(
     -------
     pluggy.PluginManager
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm = ClusterfwPluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     blocked_names = set(blocked) | {
         n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()
@@ -73,12 +73,32 @@ def get_plugin_manager(
     return pm
 
 
-def _load_entrypoints(pm: pluggy.PluginManager, builtins_only: bool) -> None:
+class ClusterfwPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers which distribution each plugin came from."""
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self.distributions: dict[str, str] = {}
+
+    def distribution_of(self, plugin_name: str) -> str:
+        """Distribution of a plugin loaded from an entry point (``in-process`` otherwise)."""
+        return self.distributions.get(plugin_name, "in-process")
+
+
+def _load_entrypoints(pm: ClusterfwPluginManager, builtins_only: bool) -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else "unknown distribution"
         if builtins_only and dist != BUILTIN_DISTRIBUTION:
             continue
-        if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+        if pm.is_blocked(ep.name):
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            warnings.warn(
+                f"clusterfw plugin {ep.name!r} from distribution {dist!r} ignored: the name is "
+                f"already taken by distribution {pm.distribution_of(ep.name)!r}",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
             continue
         try:
             plugin = ep.load()
@@ -91,10 +111,7 @@ def _load_entrypoints(pm: pluggy.PluginManager, builtins_only: bool) -> None:
             )
             continue
         pm.register(plugin, name=ep.name)
-        _DISTRIBUTIONS[id(plugin)] = dist
-
-
-_DISTRIBUTIONS: dict[int, str] = {}
+        pm.distributions[ep.name] = dist
 
 
 @dataclass(frozen=True)
@@ -127,21 +144,27 @@ class Registry:
         hook = getattr(self.pm.hook, f"clusterfw_register_{kind}s")
         base = PLUGIN_KINDS[kind]
         # Call implementations one by one, in pluggy's call order, to know who registered what.
+        distribution_of = getattr(self.pm, "distribution_of", lambda name: "in-process")
         for impl in reversed(hook.get_hookimpls()):
-            dist = _DISTRIBUTIONS.get(id(impl.plugin), "in-process")
+            dist = distribution_of(impl.plugin_name)
 
-            def register(cls: type, _impl=impl, _dist=dist) -> None:
+            staged: list[PluginInfo] = []
+
+            def register(cls: type, _impl=impl, _dist=dist, _staged=staged) -> None:
                 if not (isinstance(cls, type) and issubclass(cls, base)):
                     raise PluginError(
-                        f"plugin {_impl.plugin_name!r} registered {cls!r}, which is not a "
-                        f"{base.__name__} subclass"
+                        f"registered {cls!r}, which is not a {base.__name__} subclass"
                     )
-                table = self._plugins[kind]
-                if cls.name in table:  # first registration wins (third-party before trylast)
-                    return
-                table[cls.name] = PluginInfo(kind, cls.name, cls, _impl.plugin_name, _dist)
+                _staged.append(PluginInfo(kind, cls.name, cls, _impl.plugin_name, _dist))
 
-            impl.function(register)
+            try:
+                impl.function(register)
+            except Exception as exc:  # one broken plugin must not take the others down
+                _warn_broken(impl.plugin_name, dist, f"clusterfw_register_{kind}s", exc)
+                continue
+            table = self._plugins[kind]
+            for info in staged:
+                table.setdefault(info.name, info)  # first wins: third-party before trylast
 
     def names(self, kind: str) -> list[str]:
         """Sorted names of the registered plugins of one kind."""
@@ -164,5 +187,24 @@ class Registry:
         return [p for kind in PLUGIN_KINDS for _, p in sorted(self._plugins[kind].items())]
 
     def commands(self, cli: object) -> None:
-        """Let plugins add their click commands to ``cli``."""
-        self.pm.hook.clusterfw_register_commands(cli=cli)
+        """Let plugins add their click commands to ``cli`` (a failing plugin only warns)."""
+        distribution_of = getattr(self.pm, "distribution_of", lambda name: "in-process")
+        for impl in reversed(self.pm.hook.clusterfw_register_commands.get_hookimpls()):
+            try:
+                impl.function(cli)
+            except Exception as exc:
+                _warn_broken(
+                    impl.plugin_name,
+                    distribution_of(impl.plugin_name),
+                    "clusterfw_register_commands",
+                    exc,
+                )
+
+
+def _warn_broken(plugin: str, distribution: str, hook: str, exc: Exception) -> None:
+    warnings.warn(
+        f"clusterfw plugin {plugin!r} from distribution {distribution!r} failed in {hook}: "
+        f"{type(exc).__name__}: {exc}",
+        PluginLoadWarning,
+        stacklevel=3,
+    )

@@ -52,12 +52,21 @@ def instantiate(registry: Registry, kind: str, name: str, options: dict[str, Any
 def read_sky(
     registry: Registry, inputs: list[Path], overrides: dict[str, list[str]]
 ) -> Sky | HealpixSky:
-    """Read the input maps with the first reader that recognises them."""
+    """Read the input maps with the first reader (by name) that recognises them."""
+    for path in inputs:
+        if not Path(path).exists():
+            raise InputError(str(path), "file not found")
+        if Path(path).is_dir():
+            raise InputError(str(path), "is a directory, not a map file")
     for name in registry.names("reader"):
         reader = registry.get("reader", name)()
         if reader.can_read(inputs):
             return reader.read(inputs, overrides)
-    raise InputError(str(inputs[0]), "no reader recognises this file")
+    from clusterfw.core.fits_io import is_fits_file
+
+    if not is_fits_file(Path(inputs[0])):
+        raise InputError(str(inputs[0]), "not a FITS file (and no installed reader recognises it)")
+    raise InputError(str(inputs[0]), "no installed reader recognises this file")
 
 
 def load_calibration(path: Path | None, want_default: bool) -> Any | None:

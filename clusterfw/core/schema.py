@@ -210,6 +210,8 @@ def validate_candidates(table: pa.Table, prefixes: tuple[str, ...] | None = None
                 )
     if table.num_rows:
         dec = table.column("dec").to_numpy()
+        if not np.all(np.isfinite(table.column("score").to_numpy())):
+            raise SchemaError("column 'score' has NaN or infinite values")
         if np.any(np.abs(dec) > 90):
             raise SchemaError("column 'dec' has values outside [-90, 90]")
         ids = table.column("candidate_id")

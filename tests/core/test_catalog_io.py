@@ -22,11 +22,19 @@ from clusterfw.core.schema import candidate_table, healpix29, plugin_field, vali
 def _table(n=50, seed=0):
     rng = np.random.default_rng(seed)
     return candidate_table(
-        finder="peak", score_kind="snr", ra=rng.uniform(0, 360, n),
-        dec=rng.uniform(-80, 80, n), score=rng.uniform(4, 20, n), tile_id=3,
+        finder="peak",
+        score_kind="snr",
+        ra=rng.uniform(0, 360, n),
+        dec=rng.uniform(-80, 80, n),
+        score=rng.uniform(4, 20, n),
+        tile_id=3,
         optional={"snr": rng.uniform(4, 20, n), "filter_scale": np.full(n, 1.5)},
-        extra={"peak_npix": (plugin_field("peak_npix", pa.int32(), "", "pixels"),
-                             rng.integers(1, 9, n))},
+        extra={
+            "peak_npix": (
+                plugin_field("peak_npix", pa.int32(), "", "pixels"),
+                rng.integers(1, 9, n),
+            )
+        },
     )
 
 
@@ -34,8 +42,10 @@ def test_schema_checks():
     table = _table()
     validate_candidates(table)
     assert table.schema.field("ra").metadata[b"unit"] == b"deg"
-    assert table["healpix_29"].to_numpy()[0] == healpix29(table["ra"].to_numpy()[:1],
-                                                          table["dec"].to_numpy()[:1])[0]
+    assert (
+        table["healpix_29"].to_numpy()[0]
+        == healpix29(table["ra"].to_numpy()[:1], table["dec"].to_numpy()[:1])[0]
+    )
     with pytest.raises(SchemaError, match="missing required column 'score'"):
         validate_candidates(table.drop_columns(["score"]))
     with pytest.raises(SchemaError, match="column 'score' has type double"):
@@ -49,8 +59,9 @@ def test_schema_checks():
 
 
 def test_parquet_roundtrip_with_units_and_provenance(tmp_path):
-    meta = provenance_metadata([plugin_record("finder", type("F", (), {"name": "peak"})())],
-                               command="clusterfw run test")
+    meta = provenance_metadata(
+        [plugin_record("finder", type("F", (), {"name": "peak"})())], command="clusterfw run test"
+    )
     table = with_provenance(_table(), meta)
     path = write_catalogue(table, tmp_path / "c.parquet")
     back = read_catalogue(path)
@@ -60,6 +71,7 @@ def test_parquet_roundtrip_with_units_and_provenance(tmp_path):
     qt = QTable.read(path)
     assert qt["filter_scale"].unit == u.arcmin
     assert qt["ra"].unit == u.deg
+    assert qt["ra"].info.description == "Right ascension (ICRS)"
     assert "peak_npix" in qt.colnames
 
 
@@ -99,3 +111,11 @@ def test_kill_during_write_leaves_no_catalogue(tmp_path):
     assert not out.exists()
     leftovers = list(tmp_path.iterdir())
     assert all(p.name.startswith(".cat.parquet.") and p.suffix == ".tmp" for p in leftovers)
+
+
+def test_reading_another_schema_major_version_warns(tmp_path):
+    meta = provenance_metadata([], command="x")
+    meta[b"clusterfw.schema"] = b"clusterfw.candidate 9.0"
+    path = write_catalogue(with_provenance(_table(), meta), tmp_path / "old.parquet")
+    with pytest.warns(UserWarning, match="written with candidate schema 9.0"):
+        read_catalogue(path)

@@ -37,8 +37,14 @@ class LocalMinFinder(Finder):
         y, x = np.nonzero(peaks)
         ra, dec = tile.pixel_to_world(x, y)
         keep = tile.in_core(ra, dec)
-        return candidate_table(finder=self.name, score_kind="snr", ra=ra[keep], dec=dec[keep],
-                               score=-img[y, x][keep], tile_id=tile.tile_id)
+        return candidate_table(
+            finder=self.name,
+            score_kind="snr",
+            ra=ra[keep],
+            dec=dec[keep],
+            score=-img[y, x][keep],
+            tile_id=tile.tile_id,
+        )
 
     def score_at(self, tile, ra, dec):
         img = self._smooth(tile)
@@ -58,12 +64,21 @@ class RecordingCombiner(Combiner):
     def combine(self, tables, forced, calibration=None):
         merged = pa.concat_tables(list(tables.values())).unify_dictionaries()
         ra, dec = merged["ra"].to_numpy(), merged["dec"].to_numpy()
-        out = candidate_table(finder=self.name, score_kind="vote", ra=ra, dec=dec,
-                              score=merged["score"].to_numpy(), extra={
-                                  f"{n}_score": (plugin_field(f"{n}_score", pa.float32(), "",
-                                                              f"forced score of {n}"),
-                                                 forced(n, ra, dec)) for n in tables},
-                              prefixes=tuple(tables))
+        out = candidate_table(
+            finder=self.name,
+            score_kind="vote",
+            ra=ra,
+            dec=dec,
+            score=merged["score"].to_numpy(),
+            extra={
+                f"{n}_score": (
+                    plugin_field(f"{n}_score", pa.float32(), "", f"forced score of {n}"),
+                    forced(n, ra, dec),
+                )
+                for n in tables
+            },
+            prefixes=tuple(tables),
+        )
         return out
 
 
@@ -72,8 +87,7 @@ class CountEstimator(Estimator):
     columns = (plugin_field("count_index", pa.int32(), "", "row index"),)
 
     def estimate(self, table, sky):
-        return table.append_column(self.columns[0], pa.array(np.arange(table.num_rows),
-                                                             pa.int32()))
+        return table.append_column(self.columns[0], pa.array(np.arange(table.num_rows), pa.int32()))
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +96,9 @@ def sky():
 
 
 def _positions(table):
-    return sorted(zip(np.round(table["ra"].to_numpy(), 8), np.round(table["dec"].to_numpy(), 8),
-                      strict=True))
+    return sorted(
+        zip(np.round(table["ra"].to_numpy(), 8), np.round(table["dec"].to_numpy(), 8), strict=True)
+    )
 
 
 def test_tiling_does_not_change_candidates(sky):
@@ -103,12 +118,14 @@ def test_process_pool_gives_same_result(sky):
 
 def test_forced_scores_reach_the_combiner(sky):
     finders = [LocalMinFinder(), OtherBandFinder({"band": 2, "threshold": 1e9})]
-    table = run_pipeline(sky, finders, RecordingCombiner(), [CountEstimator()],
-                         tile_size_arcmin=40.0)
+    table = run_pipeline(
+        sky, finders, RecordingCombiner(), [CountEstimator()], tile_size_arcmin=40.0
+    )
     assert table.num_rows == 12  # otherband finds nothing (threshold 1e9)
     # forced scores equal the finders' own scores where they detected, and are real values
-    np.testing.assert_allclose(table["localmin_score"].to_numpy(), table["score"].to_numpy(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        table["localmin_score"].to_numpy(), table["score"].to_numpy(), rtol=1e-5
+    )
     other = table["otherband_score"].to_numpy()
     assert np.all(np.isfinite(other))
     # f220 carries -0.1 x the decrement (a small increment): forced scores are small, negative

@@ -23,8 +23,9 @@ from clusterfw.core.plugins import PluginLoadWarning, Registry, get_plugin_manag
 from clusterfw.core.schema import empty_candidates
 
 ROOT = Path(__file__).resolve().parents[2]
-HOOKS = sorted(n for n, f in inspect.getmembers(hookspecs, inspect.isfunction)
-               if n.startswith("clusterfw_"))
+HOOKS = sorted(
+    n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("clusterfw_")
+)
 
 
 class DummyFinder(Finder):
@@ -141,9 +142,29 @@ def test_registering_a_non_plugin_class_is_an_error():
         def clusterfw_register_finders(self, register):
             register(int)
 
-    pm = get_plugin_manager(load_entrypoints=False, extra_plugins=[Bad()])
-    with pytest.raises(PluginError, match="not a Finder subclass"):
-        Registry(pm)
+    pm = get_plugin_manager(load_entrypoints=False, extra_plugins=[Bad(), InProcessPlugin()])
+    with pytest.warns(PluginLoadWarning, match="registered <class 'int'>, which is not a Finder"):
+        registry = Registry(pm)
+    assert registry.names("finder") == ["dummy"]  # the good plugin still works
+
+
+def test_plugin_whose_hook_raises_only_warns():
+    class Raising:
+        @hookimpl
+        def clusterfw_register_finders(self, register):
+            register(DummyFinder)
+            raise RuntimeError("boom")
+
+        @hookimpl
+        def clusterfw_register_commands(self, cli):
+            raise RuntimeError("no commands today")
+
+    pm = get_plugin_manager(load_entrypoints=False, extra_plugins=[Raising()])
+    with pytest.warns(PluginLoadWarning, match="failed in clusterfw_register_finders.*boom"):
+        registry = Registry(pm)
+    assert registry.names("finder") == []  # nothing half-registered
+    with pytest.warns(PluginLoadWarning, match="no commands today"):
+        registry.commands(FakeGroup())
 
 
 def test_builtin_loses_name_clash_to_third_party():
@@ -163,8 +184,9 @@ def test_builtin_loses_name_clash_to_third_party():
         def clusterfw_register_finders(self, register):
             register(ThirdParty)
 
-    pm = get_plugin_manager(load_entrypoints=False,
-                            extra_plugins=[BuiltinPlugin(), ThirdPartyPlugin()])
+    pm = get_plugin_manager(
+        load_entrypoints=False, extra_plugins=[BuiltinPlugin(), ThirdPartyPlugin()]
+    )
     assert Registry(pm).get("finder", "dummy") is ThirdParty
 
 
@@ -186,8 +208,10 @@ def test_broken_plugin_warns_with_distribution(monkeypatch):
 
     module.clusterfw_register_finders = clusterfw_register_finders
     sys.modules["cfw_good_plugin"] = module
-    eps = [_ep("broken", "cfw_no_such_module_xyz", "broken-dist"),
-           _ep("good", "cfw_good_plugin", "good-dist")]
+    eps = [
+        _ep("broken", "cfw_no_such_module_xyz", "broken-dist"),
+        _ep("good", "cfw_good_plugin", "good-dist"),
+    ]
     _fake_entry_points(monkeypatch, eps)
     with pytest.warns(PluginLoadWarning, match="'broken' from distribution 'broken-dist'"):
         pm = get_plugin_manager()
@@ -215,18 +239,20 @@ def test_block_and_autoload_switches(monkeypatch):
 
 
 def test_unknown_plugin_name_lists_alternatives():
-    registry = Registry(get_plugin_manager(load_entrypoints=False,
-                                           extra_plugins=[InProcessPlugin()]))
+    registry = Registry(
+        get_plugin_manager(load_entrypoints=False, extra_plugins=[InProcessPlugin()])
+    )
     with pytest.raises(PluginError, match=r"unknown finder 'nope' \(available: dummy\)"):
         registry.get("finder", "nope")
 
 
 def test_discovery_imports_no_heavy_stacks():
-    code = ("import sys; from clusterfw.core.plugins import Registry; r = Registry(); "
-            "from clusterfw.core.cli import main; "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys; from clusterfw.core.plugins import Registry; r = Registry(); "
+        "from clusterfw.core.cli import main; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 

@@ -27,8 +27,11 @@ def test_flat_roundtrip_keeps_values_bands_and_wcs(tmp_path):
     np.testing.assert_array_equal(back.maps, sky.maps)
     assert back.bands == sky.bands
     pix = np.array([0.0, 17.3, 239.0])
-    np.testing.assert_allclose(back.wcs.pixel_to_world_values(pix, pix[::-1]),
-                               sky.wcs.pixel_to_world_values(pix, pix[::-1]), atol=1e-10)
+    np.testing.assert_allclose(
+        back.wcs.pixel_to_world_values(pix, pix[::-1]),
+        sky.wcs.pixel_to_world_values(pix, pix[::-1]),
+        atol=1e-10,
+    )
     assert [i.band for i in back.inputs] == ["f095", "f150", "f220"]
     assert all(len(i.sha256) == 64 for i in back.inputs)
 
@@ -43,14 +46,17 @@ def test_units_converted_to_uk_cmb(tmp_path):
         hdu.header["BUNIT"] = "Jy/sr"
         factor = to_uk_cmb_factor("Jy/sr", 150.0)
         fits.PrimaryHDU(hdu.data / factor, hdu.header).writeto(tmp_path / "jy.fits")
-    np.testing.assert_allclose(read_flat_fits([tmp_path / "kcmb.fits"]).maps[0], sky.maps[1],
-                               rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(read_flat_fits([tmp_path / "jy.fits"]).maps[0], sky.maps[1],
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        read_flat_fits([tmp_path / "kcmb.fits"]).maps[0], sky.maps[1], rtol=1e-5, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        read_flat_fits([tmp_path / "jy.fits"]).maps[0], sky.maps[1], rtol=1e-4, atol=1e-3
+    )
     # dB/dT at 150 GHz: 1 uK_CMB is about 3.99e2 Jy/sr... check against the analytic formula
     x = (150e9 * 6.62607015e-34) / (1.380649e-23 * 2.7255)
-    dbdt = (2 * 1.380649e-23 * (150e9 / 2.99792458e8) ** 2 * x**2 * np.exp(x)
-            / np.expm1(x) ** 2) / 1e-26  # Jy/sr per K
+    dbdt = (
+        2 * 1.380649e-23 * (150e9 / 2.99792458e8) ** 2 * x**2 * np.exp(x) / np.expm1(x) ** 2
+    ) / 1e-26  # Jy/sr per K
     assert factor == pytest.approx(1e6 / dbdt, rel=1e-4)
 
 

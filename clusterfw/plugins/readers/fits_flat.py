@@ -22,10 +22,12 @@ class FlatFitsReader(Reader):
 
     def can_read(self, paths: Sequence[Path]) -> bool:
         """True unless the first file is a HEALPix map (this is the fallback reader)."""
-        from clusterfw.core.fits_io import check_readable_fits, is_healpix_fits
+        from clusterfw.core.fits_io import is_fits_file, is_healpix_fits
 
-        check_readable_fits(Path(paths[0]))
-        return not is_healpix_fits(Path(paths[0]))
+        path = Path(paths[0])
+        if not is_fits_file(path):
+            return False
+        return not is_healpix_fits(path)
 
     def read(self, paths: Sequence[Path], overrides: Mapping[str, Any]) -> Sky:
         """Read the bands; see :func:`clusterfw.core.fits_io.read_flat_fits`."""
