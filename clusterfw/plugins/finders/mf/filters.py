@@ -29,6 +29,9 @@ from clusterfw.plugins.finders.mf.templates import (
     tsz_uk_per_y,
 )
 
+PLATEAU = 0.999
+"""Detections are only made where the apodisation window is at least this (its plateau)."""
+
 
 @dataclass
 class FilterSettings:
@@ -39,7 +42,7 @@ class FilterSettings:
     ref_scale_arcmin: float | None = None
     noise: str = "data"
     cmb_dl: Callable[[np.ndarray], np.ndarray] | None = None
-    apod_arcmin: float = 4.0
+    apod_arcmin: float = 10.0
     point_sources: str = "subtract"
     ps_snr_min: float = 5.0
     noise_iterations: int = 0
@@ -89,6 +92,16 @@ class FilterResult:
     sources: ps_mod.PointSources
     interior: np.ndarray
     max_snr: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    @property
+    def detectable(self) -> np.ndarray:
+        """Where candidates may be: the plateau of the apodisation window.
+
+        Inside the taper the per-band beam deconvolution of a windowed map no longer leaves the
+        CMB identical in every band (``B_b⁻¹[w, B_b]`` differs between beams), so the CMB
+        leaks into the combination there and makes spurious peaks.
+        """
+        return self.window >= PLATEAU
 
     def __post_init__(self) -> None:
         if self.max_snr is None:
@@ -178,9 +191,13 @@ def run_filter(
     grid = fourier_grid(shape, round(float(pix_arcmin), 9))
     w2 = float(np.sum(window.astype(np.float64) ** 2)) / grid.npix
 
+    all_valid = bool(valid.all())
+
     def forward(m: np.ndarray) -> np.ndarray:
-        wm = np.where(valid, m, 0.0).astype(np.float32) * window
-        return sfft.rfft2(wm, s=shape, axes=(-2, -1), workers=workers)
+        wm = np.multiply(m, window, dtype=np.float32)
+        if not all_valid:
+            wm[:, ~valid] = 0.0
+        return sfft.rfft2(wm, s=shape, axes=(-2, -1), workers=workers, overwrite_x=True)
 
     # Work with beam-deconvolved transforms: the CMB is then identical in every band at every
     # mode, so binned cross-spectra keep its rank-one structure and the bands can cancel it.
@@ -214,11 +231,12 @@ def run_filter(
         )
         if len(sources):
             if settings.point_sources == "subtract":
-                fmaps = ps_mod.subtract_fourier(fmaps, grid, list(beams), sources, window)
+                cleaned = ps_mod.subtract_models(maps, sources, list(beams), pix_arcmin)
             else:
-                fmaps = deconvolve(
-                    forward(ps_mod.inpaint(maps, sources, list(beams), pix_arcmin))
-                )
+                cleaned = ps_mod.inpaint(maps, sources, list(beams), pix_arcmin)
+            del fmaps
+            fmaps = deconvolve(forward(cleaned))
+            del cleaned
             if settings.noise == "data":
                 power = estimate_power(fmaps)
 
@@ -236,6 +254,8 @@ def run_filter(
         bank["d"] = d
         bank["q"] = q_rows[cov.fine_row]
 
+    buf = np.empty(grid.idx.shape, dtype=np.complex64)
+
     def one_scale(scale: float) -> tuple[np.ndarray, float, float]:
         tau = template_transform(settings.profile, float(scale), grid.k_fine)
         wq = grid.counts * tau * tau * bank["q"]
@@ -244,7 +264,8 @@ def run_filter(
             raise ValueError(f"filter at scale {scale} has no signal power")
         kvar = float(np.sum(wq * k2) / f_sum)
         gain = tau * (grid.npix / np.sqrt(f_sum))
-        snr = sfft.irfft2(grid.gather(gain) * bank["d"], s=shape, workers=workers)[:ny, :nx]
+        np.multiply(grid.gather(gain), bank["d"], out=buf)
+        snr = sfft.irfft2(buf, s=shape, workers=workers, overwrite_x=True)[:ny, :nx]
         sigma_y = grid.pix_area / np.sqrt(f_sum)
         return np.ascontiguousarray(snr), sigma_y, kvar
 
@@ -271,7 +292,7 @@ def run_filter(
         pick = sorted(set(np.linspace(0, len(scales_all) - 1, 3).round().astype(int)))
         first = [calibrated(*one_scale(scales_all[i])[:2]) for i in pick]
         found = find_peaks([f[0] for f in first], np.max([f[0] for f in first], axis=0),
-                           settings.noise_mask_snr, window > 0.5, "peak")
+                           settings.noise_mask_snr, window >= PLATEAU, "peak")
         if not len(found):
             break
         sig_first = np.array([f[1] for f in first])
@@ -320,4 +341,4 @@ def run_filter(
     )
 
 
-__all__ = ["FilterSettings", "FilterResult", "run_filter", "band_response", "T_CMB_UK"]
+__all__ = ["FilterSettings", "FilterResult", "run_filter", "band_response", "T_CMB_UK", "PLATEAU"]

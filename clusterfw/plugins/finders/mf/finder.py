@@ -101,7 +101,11 @@ class MatchedFilterFinder(Finder):
             "detections above noise_mask_snr (removes the clusters' own signal)",
         )
         noise_mask_snr: float = Field(5.0, gt=0, description="SNR of detections subtracted")
-        apod_arcmin: float = Field(4.0, ge=0, description="apodisation taper width")
+        apod_arcmin: float = Field(
+            10.0, ge=0,
+            description="apodisation taper width; nothing is detected inside the taper (keep it "
+            "below the tile margin)",
+        )
         point_sources: Literal["subtract", "inpaint", "none"] = Field(
             "subtract", description="treatment of detected point sources"
         )
@@ -117,7 +121,8 @@ class MatchedFilterFinder(Finder):
             "group centroid of the paper (noisier for large groups)"
         )
         edge_flag_arcmin: float = Field(
-            8.0, ge=0, description="flag candidates this close to the tile edge or a mask"
+            8.0, ge=0,
+            description="flag candidates this close to the apodisation taper (tile edge or mask)",
         )
         mask_flag_radius_arcmin: float = Field(
             3.0, ge=0, description="flag candidates with masked pixels this close"
@@ -241,7 +246,7 @@ class MatchedFilterFinder(Finder):
         if not np.isfinite(res.max_snr).any():
             return empty_candidates(self.name, self.score_kind)
         pix = tile.pixel_scale_arcmin
-        peaks = find_peaks(res.snr, res.max_snr, o.snr_min, res.window > 0.5, o.position)
+        peaks = find_peaks(res.snr, res.max_snr, o.snr_min, res.detectable, o.position)
         peaks = merge_peaks(peaks, o.merge_radius_arcmin / pix)
         ra, dec = tile.pixel_to_world(peaks.x, peaks.y)
         keep = np.asarray(tile.in_core(ra, dec), dtype=bool)
@@ -328,20 +333,25 @@ class MatchedFilterFinder(Finder):
             flags[dnan[peaks.py, peaks.px] * pix < o.mask_flag_radius_arcmin] |= (
                 FLAG_MASKED_PIXELS
             )
-        flags[edge * pix < o.edge_flag_arcmin] |= FLAG_NEAR_EDGE
+        flags[edge * pix - o.apod_arcmin < o.edge_flag_arcmin] |= FLAG_NEAR_EDGE
         src = res.sources
         ps_dist = np.full(len(peaks), np.nan)
         if len(src):
-            dx = peaks.x[:, None] - src.x[None, :]
-            dy = peaks.y[:, None] - src.y[None, :]
-            ps_dist = np.sqrt(np.min(dx * dx + dy * dy, axis=1)) * pix
+            from scipy.spatial import cKDTree
+
+            d, _ = cKDTree(np.column_stack([src.x, src.y])).query(
+                np.column_stack([peaks.x, peaks.y])
+            )
+            ps_dist = np.asarray(d, dtype=np.float64) * pix
             flags[ps_dist < o.ps_flag_radius_arcmin] |= FLAG_NEAR_POINT_SOURCE
         flags[peaks.merged] |= FLAG_MERGED
         return flags, ps_dist
 
     def score_at(self, tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-        """SNR (maximum over scales) at arbitrary positions; NaN outside the tile or masked."""
+        """SNR (maximum over scales) at arbitrary positions; NaN outside the window's plateau."""
         from scipy import ndimage
+
+        from clusterfw.plugins.finders.mf.filters import PLATEAU
 
         res = self.filter_tile(tile)
         x, y = tile.world_to_pixel(np.atleast_1d(ra), np.atleast_1d(dec))
@@ -355,5 +365,5 @@ class MatchedFilterFinder(Finder):
             w = ndimage.map_coordinates(
                 res.window, np.vstack([y[inside], x[inside]]), order=1, mode="nearest"
             )
-            out[inside] = np.where(w > 0.5, vals, np.nan)
+            out[inside] = np.where(w >= PLATEAU, vals, np.nan)
         return out

@@ -111,13 +111,19 @@ def cross_spectra(fmaps: np.ndarray, grid: FourierGrid, w2: float) -> np.ndarray
     nb = fmaps.shape[0]
     nbin = grid.bin_counts.size
     idx = grid.bin_idx.ravel()
-    wts = np.broadcast_to(grid.herm[None, :], fmaps.shape[1:]).ravel()
+    # rfft2 holds half the plane: columns other than 0 and Nyquist stand for two modes. Count
+    # every column twice and take the edge columns off once more (no weight array needed).
+    edge_cols = np.flatnonzero(grid.herm < 1.5)
+    idx_edge = grid.bin_idx[:, edge_cols].ravel()
     out = np.empty((nbin, nb, nb))
     norm = 1.0 / (np.maximum(grid.bin_counts, 1) * w2)
     for i in range(nb):
         for j in range(i, nb):
-            prod = fmaps[i].real * fmaps[j].real + fmaps[i].imag * fmaps[j].imag
-            p = np.bincount(idx, weights=(prod.ravel() * wts), minlength=nbin) * norm
+            prod = fmaps[i].real * fmaps[j].real
+            prod += fmaps[i].imag * fmaps[j].imag
+            p = 2.0 * np.bincount(idx, weights=prod.ravel(), minlength=nbin)
+            p -= np.bincount(idx_edge, weights=prod[:, edge_cols].ravel(), minlength=nbin)
+            p *= norm
             out[:, i, j] = p
             out[:, j, i] = p
     return out
@@ -139,8 +145,17 @@ def to_fine(power_binned: np.ndarray, grid: FourierGrid) -> np.ndarray:
     return out
 
 
-def regularise(power: np.ndarray, max_corr: float = 0.999) -> np.ndarray:
-    """Clip cross-correlations to ``|r| <= max_corr`` so every matrix is positive definite."""
+def regularise(power: np.ndarray, max_corr: float = 1.0 - 1e-7) -> np.ndarray:
+    """Clip cross-correlations to ``|r| <= max_corr`` so every matrix is positive definite.
+
+    The clip must stay far from the correlations the data really have: where the CMB dominates
+    (ell below ~2000 for µK-arcmin noise) beam-deconvolved bands are correlated at
+    ``1 - r ~ 1e-4``. Clipping at 0.999 there pretends the bands carry uncorrelated noise they
+    do not have, which weakens the CMB cancellation and makes the filter's own σ overestimate
+    the filtered map's real scatter (by up to 14 % at 3' core radius). Bins hold at least 24
+    modes, so the sample matrices are well conditioned; the clip only guards degenerate input
+    (identical bands).
+    """
     d = np.sqrt(np.maximum(np.einsum("kii->ki", power), 1e-30))
     r = power / (d[:, :, None] * d[:, None, :])
     r = np.clip(r, -max_corr, max_corr)
