@@ -1,0 +1,188 @@
+"""The DeepSZ classifier (Lin et al. 2021, Fig. 3): a ResNet-50 cut down for 32 × 32 cutouts.
+
+Differences from torchvision's ResNet-50, as in the paper (§2.2.1):
+
+1. the 7 × 7 stride-2 stem is replaced by two 3 × 3 convolutions (stride 1, then 2), each
+   followed by batch normalisation and ReLU, then a 3 × 3 max-pool of stride 2;
+2. the three bottleneck stages keep ResNet-50's depths (3, 4, 6 blocks) and widths
+   (bottleneck 64/128/256, output 256/512/1024), built from torchvision's
+   :class:`~torchvision.models.resnet.Bottleneck`;
+3. the fourth stage is dropped; the stage-3 feature map (1024 × 2 × 2 for a 32-pixel input) is
+   flattened — keeping *where* in the cutout the signal is, which matters because a cutout is
+   positive only when the halo lies in its central 6' × 6' — and fed to two fully connected
+   layers of 256 with ReLU and one logit (equivalent to the paper's two-class softmax).
+
+This module imports torch at import time; import it only inside methods of the finder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision.models.resnet import Bottleneck
+
+
+class DeepSZResNet(nn.Module):
+    """The DeepSZ ResNet classifier; ``forward`` returns one logit per cutout.
+
+    Parameters
+    ----------
+    in_channels : int
+        Number of bands (3).
+    size : int
+        Cutout side in pixels (32); fixes the flattened feature size.
+    width : int
+        Stem width and stage-1 bottleneck width (64 in the paper); the stages use
+        ``width``, ``2 width``, ``4 width`` (× 4 expansion at their outputs).
+    blocks : sequence of int
+        Bottleneck blocks per stage (3, 4, 6 in the paper).
+    fc : int
+        Width of the two fully connected layers (256).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        size: int = 32,
+        width: int = 64,
+        blocks: Sequence[int] = (3, 4, 6),
+        fc: int = 256,
+    ) -> None:
+        super().__init__()
+        self.config = {
+            "in_channels": int(in_channels),
+            "size": int(size),
+            "width": int(width),
+            "blocks": [int(b) for b in blocks],
+            "fc": int(fc),
+        }
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        stages = []
+        inplanes = width
+        for i, n_blocks in enumerate(blocks):
+            planes = width * 2**i
+            stride = 1 if i == 0 else 2
+            stage, inplanes = _stage(inplanes, planes, n_blocks, stride)
+            stages.append(stage)
+        self.stages = nn.Sequential(*stages)
+        side = size // 4
+        for _ in range(len(blocks) - 1):
+            side = (side + 1) // 2
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(inplanes * side * side, fc),
+            nn.ReLU(inplace=True),
+            nn.Linear(fc, fc),
+            nn.ReLU(inplace=True),
+            nn.Linear(fc, 1),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # zero-init the last BN of each residual branch: every block starts as the identity
+        for m in self.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n,)`` of normalised cutouts ``(n, in_channels, size, size)``."""
+        return self.head(self.stages(self.stem(x))).squeeze(1)
+
+
+def _stage(inplanes: int, planes: int, n_blocks: int, stride: int) -> tuple[nn.Sequential, int]:
+    out = planes * Bottleneck.expansion
+    downsample = None
+    if stride != 1 or inplanes != out:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out)
+        )
+    layers = [Bottleneck(inplanes, planes, stride, downsample)]
+    layers += [Bottleneck(out, planes) for _ in range(n_blocks - 1)]
+    return nn.Sequential(*layers), out
+
+
+def forward_flops(model: DeepSZResNet) -> float:
+    """Multiply-adds × 2 of one forward pass for one cutout (convolutions and linear layers)."""
+    total = 0.0
+    hooks = []
+
+    def conv_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            total += 2.0 * k * out[0].numel()
+        elif isinstance(mod, nn.Linear):
+            total += 2.0 * mod.in_features * mod.out_features
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            hooks.append(m.register_forward_hook(conv_hook))
+    size = model.config["size"]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, model.config["in_channels"], size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+def save_weights(model: DeepSZResNet, path: str, metadata: dict[str, object]) -> None:
+    """Write the weights as safetensors (float16, batch-norm statistics float32) atomically.
+
+    ``metadata`` (JSON-able) is stored with the model ``config`` in the safetensors header.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from clusterfw.core.atomic import write_atomic
+
+    tensors = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        if t.is_floating_point() and "running_" not in name:
+            t = t.to(torch.float16)
+        tensors[name] = t
+    meta = {"config": json.dumps(model.config), "clusterfw": json.dumps(metadata)}
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def load_weights(path: str, device: str = "cpu") -> tuple[DeepSZResNet, dict[str, object]]:
+    """Read weights written by :func:`save_weights` (safetensors: no pickle).
+
+    Returns
+    -------
+    model : DeepSZResNet
+        In eval mode, float32, on ``device``.
+    metadata : dict
+    """
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework="pt") as fh:
+        header = fh.metadata() or {}
+    config = json.loads(header["config"])
+    model = DeepSZResNet(**config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()}
+    model.load_state_dict(state)
+    model.eval().to(device)
+    return model, json.loads(header.get("clusterfw", "{}"))
