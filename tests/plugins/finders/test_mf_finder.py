@@ -39,46 +39,92 @@ def test_bad_input_is_a_plugin_error():
         MatchedFilterFinder({"noise": "model"}).find(tile)
 
 
-def _gaussian_peak_expectation(kvar: np.ndarray, area_arcmin2: float, nu: float) -> float:
-    """Expected Euler characteristic above nu of unit-variance isotropic 2-D Gaussian fields."""
-    lam = kvar / 2.0  # variance of one gradient component
-    return float(np.sum(area_arcmin2 * lam / (2 * np.pi) ** 1.5 * nu * np.exp(-nu * nu / 2)))
+NULL_THRESHOLDS = (4.0, 4.5, 5.0)
 
 
-def _null_counts() -> tuple[dict, dict]:
-    """Peak counts above SNR 4 and 5 on null maps, and their Gaussian expectation."""
-    from scipy import ndimage
+def _phase_randomised(maps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian fields with the 2-D auto- and cross-spectra of ``maps`` (one per scale).
 
-    found = {4.0: 0.0, 5.0: 0.0}
-    expected = {4.0: 0.0, 5.0: 0.0}
-    for seed in range(6):
-        tile = make_tile(n=1024, seed=100 + seed)
-        finder = MatchedFilterFinder({"point_sources": "none"})
+    Every scale is multiplied by the *same* random phase field, so the scales stay correlated
+    as in the data and the maximum over scales is accounted for; each is then scaled to unit
+    variance: the expectation is that of a calibrated SNR map with the data's spectral shape.
+    """
+    ny, nx = maps.shape[1:]
+    phase = np.fft.rfft2(rng.standard_normal((ny, nx)))
+    phase /= np.abs(phase)
+    f = np.fft.rfft2(maps - maps.mean(axis=(1, 2), keepdims=True), axes=(-2, -1)) * phase
+    out = np.fft.irfft2(f, s=(ny, nx), axes=(-2, -1))
+    return out / out.std(axis=(1, 2), keepdims=True)
+
+
+def _null_statistics(n_tiles: int, n_random: int, n: int = 1024) -> dict:
+    """Null-map peak counts above each of ``NULL_THRESHOLDS`` and their Gaussian expectation.
+
+    Each tile is CMB + white noise with a 20' margin around its core (as the pipeline tiles
+    have), so the count is the finder's own catalogue. The expectation counts, with the same
+    peak finder and merge radius, the peaks of phase-randomised copies of the filtered maps
+    over the same core.
+    """
+    from clusterfw.core.sky import PixelBoxCore
+    from clusterfw.plugins.finders.mf.peaks import find_peaks, merge_peaks
+
+    margin = 40  # 20' at 0.5'
+    found = dict.fromkeys(NULL_THRESHOLDS, 0)
+    expected = dict.fromkeys(NULL_THRESHOLDS, 0.0)
+    ratio = []
+    core_std = []
+    for seed in range(n_tiles):
+        tile = make_tile(n=n, seed=1000 + seed)
+        tile.core = PixelBoxCore(tile.wcs, margin, n - margin, margin, n - margin)
+        finder = MatchedFilterFinder({"point_sources": "none", "snr_min": NULL_THRESHOLDS[0]})
+        snr = finder.find(tile)["snr"].to_numpy()
         res = finder.filter_tile(tile)
-        interior = res.interior
-        area = interior.sum() * tile.pixel_scale_arcmin**2
-        for nu in found:
-            for snr in res.snr:
-                found[nu] += ndimage.label((snr > nu) & interior)[1]
-            expected[nu] += _gaussian_peak_expectation(res.kvar, area, nu)
-        assert np.all(np.abs(res.rms - 1.0) < 0.2)  # filter σ vs measured RMS
-    return found, expected
+        ratio.append(res.rms)
+        crop = np.stack([m[margin : n - margin, margin : n - margin] for m in res.snr])
+        core_std.append(crop.std(axis=(1, 2)))
+        rng = np.random.default_rng(seed)
+        for _ in range(n_random):
+            r = _phase_randomised(crop, rng)
+            p = find_peaks(list(r), r.max(axis=0), NULL_THRESHOLDS[0], None, "peak")
+            p = merge_peaks(p, finder.options.merge_radius_arcmin / tile.pixel_scale_arcmin)
+            for nu in NULL_THRESHOLDS:
+                expected[nu] += np.count_nonzero(p.snr > nu) / n_random
+        for nu in NULL_THRESHOLDS:
+            found[nu] += int(np.count_nonzero(snr > nu))
+    return {
+        "found": found,
+        "expected": expected,
+        "rms_over_filter_sigma": np.asarray(ratio),
+        "core_std": np.asarray(core_std),
+    }
 
 
 def test_null_maps_snr_calibrated():
-    """Noise + CMB, no clusters: counts above SNR 4 match the Gaussian expectation."""
-    found, expected = _null_counts()
-    assert expected[5.0] > 4
-    assert 0.67 < found[4.0] / expected[4.0] < 1.5, (found, expected)
+    """Noise + CMB, no clusters: SNR unit and peak counts above 4 and 4.5 are Gaussian.
+
+    Eight 73 deg² tiles (62 deg² of core each). Above 5 the expectation is ~0.17 peaks per
+    tile, too few for a fast test: see ``test_null_maps_count_above_5`` (``--runslow``).
+    """
+    st = _null_statistics(n_tiles=8, n_random=1)
+    found, expected = st["found"], st["expected"]
+    # filter σ vs measured RMS (the 'filter' calibration is as good as the default)
+    assert np.all(np.abs(st["rms_over_filter_sigma"] - 1.0) < 0.03), st["rms_over_filter_sigma"]
+    assert np.all(np.abs(st["core_std"] - 1.0) < 0.03)
+    assert expected[4.0] > 100 and expected[4.5] > 15, expected
+    assert 0.75 < found[4.0] / expected[4.0] < 1.33, (found, expected)
+    assert 0.5 < found[4.5] / expected[4.5] < 2.0, (found, expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: above SNR 5 the tail is lighter than Gaussian in the tile interior "
-    "(far fewer peaks than expected on six seeded 73 deg² null maps) and heavier near the taper",
-)
+@pytest.mark.slow
 def test_null_maps_count_above_5():
-    found, expected = _null_counts()
+    """The acceptance: above SNR 5 the null count matches the Gaussian expectation within 2×.
+
+    120 tiles (7400 deg² of core) give ~20 expected peaks, enough for a factor-2 test.
+    """
+    st = _null_statistics(n_tiles=120, n_random=1)
+    found, expected = st["found"], st["expected"]
+    print("null peaks found", found, "expected", expected)
+    assert expected[5.0] > 10, expected
     assert 0.5 < found[5.0] / expected[5.0] < 2.0, (found, expected)
 
 
@@ -119,3 +165,53 @@ def test_point_source_flagged_and_removed():
     assert len(res.sources) >= 1
     assert np.min(np.hypot(res.sources.x - 150, res.sources.y - 150)) < 1.0
     assert abs(res.max_snr[140:160, 140:160]).max() < 6.0
+
+
+def _simulated_search(seed: int, size_deg: float = 5.0):
+    """Simulate a patch with ``clusterfw.sim`` (default physics and SPT-3G-like bands), run
+    ``mf`` on it as one tile, and return the catalogue with the truth halos of the region the
+    finder searches (the apodisation plateau)."""
+    from clusterfw.core.evaluation import Truth
+    from clusterfw.sim import PatchConfig, simulate_patch
+
+    sim = simulate_patch(PatchConfig(size_deg=size_deg, pixel_arcmin=0.5), seed)
+    tile = sim.sky.tiles(tile_size_arcmin=1e6, margin_arcmin=0.0)[0]
+    finder = MatchedFilterFinder()
+    cat = finder.find(tile)
+    res = finder.filter_tile(tile)
+    halos = sim.halos
+    x, y = tile.world_to_pixel(halos["ra"].to_numpy(), halos["dec"].to_numpy())
+    ny, nx = res.window.shape
+    inside = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+    ix = np.clip(np.rint(x).astype(int), 0, nx - 1)
+    iy = np.clip(np.rint(y).astype(int), 0, ny - 1)
+    inside &= res.detectable[iy, ix]
+    return cat, Truth.from_table(halos.filter(inside))
+
+
+def test_held_out_purity_completeness_f1():
+    """DeepSZ-style labels (evaluation defaults: M500c >= 2e14 Msun, z >= 0.25); threshold
+    picked on a validation patch, purity/completeness/F1 reported on a separate test patch.
+
+    At SPT-3G depth most halos of 0.7-2e14 Msun are detected at SNR 5-10 and count as false
+    positives under this label, so the F1-best threshold is high (~10-13 on 25 deg² patches);
+    almost every candidate above SNR 5 is a real halo (checked below).
+    """
+    from clusterfw.core.evaluation import evaluate, match_to_truth
+
+    val_cat, val_truth = _simulated_search(seed=11)
+    test_cat, test_truth = _simulated_search(seed=12)
+    val = evaluate(val_cat, val_truth)
+    thr = val.best_threshold
+    test = evaluate(test_cat, test_truth, threshold=thr)
+    c = test.at_threshold
+    print(f"held-out: threshold {thr:.2f} (validation F1 {val.best.f1:.3f}); test purity "
+          f"{c.purity:.3f} completeness {c.completeness:.3f} F1 {c.f1:.3f} "
+          f"({c.tp + c.fn} true clusters)")
+    assert 6.0 < thr < 20.0
+    assert c.tp + c.fn >= 20
+    assert c.f1 > 0.5 and c.completeness > 0.6 and c.purity > 0.4, c
+    # candidates above SNR 5 are halos (of any mass) within 1', not noise or sources
+    snr = test_cat["snr"].to_numpy()
+    m = match_to_truth(test_cat["ra"].to_numpy(), test_cat["dec"].to_numpy(), test_truth)
+    assert np.mean(m.halo[snr >= 5.0] >= 0) > 0.85
