@@ -43,7 +43,7 @@ def _bad_cases(tmp_path, paths):
 @pytest.mark.parametrize(
     "case", ["missing file", "not FITS", "no WCS", "shapes differ", "unknown BUNIT"]
 )
-def test_bad_input_files(case, blob_maps, tmp_path):
+def test_bad_input_files(case, blob_maps, tmp_path, example_plugin_installed):
     paths = blob_maps[0]
     inputs, expected = _bad_cases(tmp_path, paths)[case]
     out = tmp_path / "out.parquet"
@@ -66,7 +66,7 @@ def test_bad_input_files(case, blob_maps, tmp_path):
         (["--finder", "peak", "-o", "mf.snr_min=4"], "option given for 'mf'"),
     ],
 )
-def test_bad_plugin_requests(args, expected, blob_maps, tmp_path):
+def test_bad_plugin_requests(args, expected, blob_maps, tmp_path, example_plugin_installed):
     out = tmp_path / "out.parquet"
     result = clusterfw("run", *args, *map(str, blob_maps[0]), "--out", str(out))
     assert result.returncode == 2
@@ -75,7 +75,7 @@ def test_bad_plugin_requests(args, expected, blob_maps, tmp_path):
     assert not out.exists()
 
 
-def test_debug_shows_traceback(tmp_path):
+def test_debug_shows_traceback(tmp_path, example_plugin_installed):
     result = clusterfw(
         "--debug",
         "run",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-import pytest
 from astropy.table import QTable
 
 from clusterfw.core.catalog_io import read_catalogue
@@ -28,19 +27,6 @@ def clusterfw(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
         cwd=cwd,
         timeout=300,
     )
-
-
-@pytest.fixture(scope="session")
-def example_plugin_installed():
-    """pip-install the example third-party plugin into the test environment."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", str(EXAMPLE)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    return True
 
 
 def test_plugins_json_lists_builtins_and_example(example_plugin_installed):
