@@ -15,7 +15,12 @@ labels: the evaluation defaults) over the same footprint (``--edge-arcmin`` from
 applied to halos and candidates alike), and the purity, completeness and F1 at each finder's
 F1-best threshold are printed side by side.
 
-Usage: ``python benchmarks/mf_vs_nemo.py [--size-deg 4] [--seeds 1] [--workdir DIR]``.
+With several ``--seeds`` a pooled row per finder gives the F1-best threshold over all patches
+(small patches hold only ~20 true clusters each). ``--mf-arnaud`` adds ``mf`` with its Arnaud
+GNFW templates (the profile family nemo and the simulator use).
+
+Usage: ``python benchmarks/mf_vs_nemo.py [--size-deg 4] [--seeds 1 2 3] [--mf-arnaud]
+[--workdir DIR]``.
 nemo is skipped, with a message, when ``--nemo`` (default ``/work/venvs/nemo/bin/nemo``) is
 absent.
 """
@@ -115,13 +120,31 @@ def in_footprint(ra, dec, wcs, shape, edge_pix: float) -> np.ndarray:
     return (x >= edge_pix) & (x <= nx - 1 - edge_pix) & (y >= edge_pix) & (y <= ny - 1 - edge_pix)
 
 
-def score_table(name: str, ra, dec, score, truth, keep) -> dict:
-    from clusterfw.core.evaluation import evaluate
+def score_table(ra, dec, score, truth, keep) -> dict:
+    """F1-best threshold and counts of one catalogue on one patch, plus what pooling needs."""
+    from clusterfw.core.evaluation import evaluate, match_to_truth
+    from clusterfw.core.evaluation.metrics import qualifying_halo
 
-    cat = {"ra": np.asarray(ra)[keep], "dec": np.asarray(dec)[keep],
-           "score": np.asarray(score, dtype=float)[keep]}
-    ev = evaluate(cat, truth)
-    return {"name": name, "n": int(keep.sum()), "thr": ev.best_threshold, "best": ev.best}
+    ra, dec = np.asarray(ra)[keep], np.asarray(dec)[keep]
+    score = np.asarray(score, dtype=float)[keep]
+    ev = evaluate({"ra": ra, "dec": dec, "score": score}, truth)
+    qual = truth.qualifies()
+    qhalo = qualifying_halo(match_to_truth(ra, dec, truth), qual)
+    return {"n": int(keep.sum()), "thr": ev.best_threshold, "best": ev.best, "score": score,
+            "qhalo": qhalo, "n_true": int(qual.sum()), "n_halos": len(truth)}
+
+
+def pooled(scores: list[dict]):
+    """F1-best threshold and counts over several patches (halo ids offset per patch)."""
+    from clusterfw.core.evaluation import threshold_curve
+
+    offset, s_all, q_all, n_true = 0, [], [], 0
+    for sc in scores:
+        s_all.append(sc["score"])
+        q_all.append(np.where(sc["qhalo"] >= 0, sc["qhalo"] + offset, -1))
+        offset += sc["n_halos"]
+        n_true += sc["n_true"]
+    return threshold_curve(np.concatenate(s_all), np.concatenate(q_all), n_true).best()
 
 
 def main() -> None:
@@ -133,6 +156,8 @@ def main() -> None:
     ap.add_argument("--edge-arcmin", type=float, default=10.0,
                     help="evaluation footprint: this far inside the map edge")
     ap.add_argument("--nemo", default="/work/venvs/nemo/bin/nemo")
+    ap.add_argument("--mf-arnaud", action="store_true",
+                    help="also run mf with its Arnaud GNFW templates (nemo's profile family)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here")
     args = ap.parse_args()
 
@@ -147,7 +172,7 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     clusterfw_bin = str(Path(sys.executable).with_name("clusterfw"))
-    rows: dict[str, list] = {"mf": [], "nemo": []}
+    rows: dict[str, list] = {"mf": [], "mf-arnaud": [], "nemo": []}
     for seed in args.seeds:
         pdir = work / f"patch{seed}"
         if pdir.exists():
@@ -176,7 +201,17 @@ def main() -> None:
         cat = pq.read_table(out)
         ra, dec, snr = (cat[c].to_numpy() for c in ("ra", "dec", "snr"))
         keep = in_footprint(ra, dec, wcs, shape, edge_pix)
-        rows["mf"].append((wall, rss, score_table("mf", ra, dec, snr, truth, keep)))
+        rows["mf"].append((wall, rss, score_table(ra, dec, snr, truth, keep)))
+        if args.mf_arnaud:
+            out = pdir / "mf_arnaud.parquet"
+            wall, rss, _ = timed(
+                [clusterfw_bin, "run", "-f", "mf", "-q", "--out", str(out),
+                 "-o", f"mf.workers={args.threads}", "-o", "mf.profile=arnaud",
+                 *map(str, maps)], pdir, env)
+            cat = pq.read_table(out)
+            ra, dec, snr = (cat[c].to_numpy() for c in ("ra", "dec", "snr"))
+            keep = in_footprint(ra, dec, wcs, shape, edge_pix)
+            rows["mf-arnaud"].append((wall, rss, score_table(ra, dec, snr, truth, keep)))
 
         if have_nemo:
             beams = []
@@ -191,27 +226,35 @@ def main() -> None:
             ncat = Table.read(pdir / "nemorun" / "nemorun_optimalCatalog.fits")
             ra, dec, snr = (np.asarray(ncat[c], float) for c in ("RADeg", "decDeg", "SNR"))
             keep = in_footprint(ra, dec, wcs, shape, edge_pix)
-            rows["nemo"].append((wall, rss, score_table("nemo", ra, dec, snr, truth, keep)))
+            rows["nemo"].append((wall, rss, score_table(ra, dec, snr, truth, keep)))
             m = re.search(r"after map filtering and making catalogs: time since start = ([\d.]+)",
                           log)
             if m:
                 print(f"nemo: catalogue written {float(m.group(1)):.1f} s after its start")
 
     print()
-    head = f"{'finder':8s} {'wall s':>8s} {'peak MiB':>9s} {'n cand':>7s} {'F1-best thr':>11s} " \
-           f"{'purity':>7s} {'complete':>8s} {'F1':>6s}"
+    head = f"{'finder':10s} {'patch':>6s} {'wall s':>8s} {'peak MiB':>9s} {'n cand':>7s} " \
+           f"{'F1-best thr':>11s} {'purity':>7s} {'complete':>8s} {'F1':>6s}"
     print(head)
     print("-" * len(head))
     for name, rs in rows.items():
-        for wall, rss, sc in rs:
+        for seed, (wall, rss, sc) in zip(args.seeds, rs, strict=False):
             b = sc["best"]
-            print(f"{name:8s} {wall:8.1f} {rss:9.0f} {sc['n']:7d} {sc['thr']:11.2f} "
+            print(f"{name:10s} {seed:6d} {wall:8.1f} {rss:9.0f} {sc['n']:7d} {sc['thr']:11.2f} "
+                  f"{b.purity:7.3f} {b.completeness:8.3f} {b.f1:6.3f}")
+        if len(rs) > 1:
+            thr, b = pooled([r[2] for r in rs])
+            print(f"{name:10s} {'all':>6s} {sum(r[0] for r in rs):8.1f} "
+                  f"{max(r[1] for r in rs):9.0f} {sum(r[2]['n'] for r in rs):7d} {thr:11.2f} "
                   f"{b.purity:7.3f} {b.completeness:8.3f} {b.f1:6.3f}")
     if rows["nemo"]:
         t_mf = sum(r[0] for r in rows["mf"])
         t_nemo = sum(r[0] for r in rows["nemo"])
         print(f"\nspeed-up (wall, process incl. start-up): {t_nemo / t_mf:.1f}x")
-    print(f"files in {work}")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"files in {work}")
 
 
 if __name__ == "__main__":

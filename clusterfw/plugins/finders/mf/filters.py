@@ -212,7 +212,7 @@ def run_filter(
 
     fmaps = deconvolve(forward(maps))
 
-    def estimate_power(fm: np.ndarray) -> noise_mod.NoiseCov:
+    def estimate_power(fm: np.ndarray, autos_only: bool = False) -> noise_mod.NoiseCov:
         if settings.noise == "model":
             if settings.cmb_dl is None:
                 raise ValueError("noise='model' needs a CMB spectrum")
@@ -220,12 +220,17 @@ def run_filter(
                 grid, freqs, beams, [float(n) for n in noise_uk_arcmin], settings.cmb_dl
             )
             return noise_mod.NoiseCov.from_fine(p, grid)
-        binned = noise_mod.cross_spectra(fm, grid, w2)
+        binned = noise_mod.cross_spectra(fm, grid, w2, autos_only=autos_only)
+        if autos_only:
+            return noise_mod.NoiseCov.from_bins(binned, grid)
         return noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
 
-    power = estimate_power(fmaps)
+    # the point-source filter needs only the auto-spectra; the full covariance is measured
+    # once the sources are gone
+    find_sources = settings.point_sources != "none"
+    power = estimate_power(fmaps, autos_only=find_sources)
     sources = ps_mod.PointSources.empty()
-    if settings.point_sources != "none":
+    if find_sources:
         sources = ps_mod.detect(
             fmaps, grid, list(beams), power, window, settings.ps_snr_min, workers
         )
@@ -237,8 +242,8 @@ def run_filter(
             del fmaps
             fmaps = deconvolve(forward(cleaned))
             del cleaned
-            if settings.noise == "data":
-                power = estimate_power(fmaps)
+        if settings.noise == "data":
+            power = estimate_power(fmaps)
 
     # deconvolved maps: the response per unit y is the tSZ law alone, the same at every k
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))

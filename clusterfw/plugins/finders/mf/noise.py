@@ -92,7 +92,9 @@ def apodisation(valid: np.ndarray, width_pix: float) -> tuple[np.ndarray, np.nda
     return _taper(dist - 0.5, width_pix), dist
 
 
-def cross_spectra(fmaps: np.ndarray, grid: FourierGrid, w2: float) -> np.ndarray:
+def cross_spectra(
+    fmaps: np.ndarray, grid: FourierGrid, w2: float, autos_only: bool = False
+) -> np.ndarray:
     """Binned, band-by-band power spectra of windowed maps, in DFT units.
 
     Parameters
@@ -102,6 +104,8 @@ def cross_spectra(fmaps: np.ndarray, grid: FourierGrid, w2: float) -> np.ndarray
     grid : FourierGrid
     w2 : float
         Mean of the squared window over the padded grid (corrects the window's power loss).
+    autos_only : bool
+        Measure only the auto-spectra (cross terms left at zero).
 
     Returns
     -------
@@ -115,10 +119,10 @@ def cross_spectra(fmaps: np.ndarray, grid: FourierGrid, w2: float) -> np.ndarray
     # every column twice and take the edge columns off once more (no weight array needed).
     edge_cols = np.flatnonzero(grid.herm < 1.5)
     idx_edge = grid.bin_idx[:, edge_cols].ravel()
-    out = np.empty((nbin, nb, nb))
+    out = np.zeros((nbin, nb, nb))
     norm = 1.0 / (np.maximum(grid.bin_counts, 1) * w2)
     for i in range(nb):
-        for j in range(i, nb):
+        for j in range(i, i + 1 if autos_only else nb):
             prod = fmaps[i].real * fmaps[j].real
             prod += fmaps[i].imag * fmaps[j].imag
             p = 2.0 * np.bincount(idx, weights=prod.ravel(), minlength=nbin)
