@@ -219,3 +219,21 @@ def test_held_out_purity_completeness_f1():
     snr = test_cat["snr"].to_numpy()
     m = match_to_truth(test_cat["ra"].to_numpy(), test_cat["dec"].to_numpy(), test_truth)
     assert np.mean(m.halo[snr >= 5.0] >= 0) > 0.85
+
+
+def test_masked_hole_no_detections_in_taper():
+    """NaN holes are apodised like the edge: nothing is detected in their taper (score_at NaN)."""
+    tile = make_tile(n=400, seed=21)
+    pos = np.array([[200.0, 150.0], [200.0, 290.0]])
+    inject(tile, pos, 1.5e-4, 1.0)
+    tile.maps[:, 190:210, 190:210] = np.nan  # 10' hole between the two clusters
+    finder = MatchedFilterFinder({"snr_min": 5.0})
+    tab = finder.find(tile)
+    res = finder.filter_tile(tile)
+    x, y = tile.world_to_pixel(tab["ra"].to_numpy(), tab["dec"].to_numpy())
+    ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
+    assert np.all(res.window[iy, ix] >= 0.999)
+    d = np.hypot(x[:, None] - pos[:, 0], y[:, None] - pos[:, 1]).min(axis=0)
+    assert np.all(d < 2.0)  # both clusters found, 25' from the hole's centre
+    assert np.isnan(finder.score_at(tile, *tile.pixel_to_world(np.array([200.0]),
+                                                                np.array([200.0]))))[0]
