@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
-from scipy import ndimage
 
 from clusterfw.core.plugin_api import Finder, PluginOptions
 from clusterfw.core.schema import candidate_table, plugin_field
@@ -38,6 +37,8 @@ class PeakFinder(Finder):
     Options = PeakOptions
 
     def _snr_map(self, tile: Tile) -> np.ndarray:
+        from scipy import ndimage  # imported on use: discovery stays fast
+
         opts = self.options
         band = tile.band_index(opts.band) if opts.band else 0
         image = tile.maps[band].astype(np.float64)
@@ -54,6 +55,8 @@ class PeakFinder(Finder):
 
     def find(self, tile: Tile) -> pa.Table:
         """Candidates at SNR-weighted centroids of connected groups above threshold."""
+        from scipy import ndimage
+
         snr = self._snr_map(tile)
         above = np.nan_to_num(snr, nan=0.0) > self.options.threshold
         labels, n = ndimage.label(above)
