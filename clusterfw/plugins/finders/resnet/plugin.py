@@ -35,30 +35,37 @@ def clusterfw_register_finders(register: Any) -> None:
               help="4°x4° validation patches (natural ratio).")
 @click.option("--test-patches", type=int, default=6, show_default=True,
               help="4°x4° test patches.")
+@click.option("--grid-patch-arcmin", type=float, default=240.0, show_default=True,
+              help="Side of the validation/test patches.")
 @click.option("--ratios", default="1,2,4,6,9,13", show_default=True,
               help="Negative:positive ratio of each epoch.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--first-epoch-batches", type=int, default=300, show_default=True)
-@click.option("--max-batches", type=int, default=100, show_default=True,
+@click.option("--first-epoch-batches", type=int, default=1500, show_default=True)
+@click.option("--max-batches", type=int, default=500, show_default=True,
               help="Batch limit of the later epochs.")
-@click.option("--lr", type=float, default=5e-3, show_default=True)
+@click.option("--lr", type=float, default=2e-2, show_default=True, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=3e-3, show_default=True)
 @click.option("--warmup-fraction", type=float, default=0.2, show_default=True,
               help="Warm-up length, fraction of an epoch.")
 @click.option("--decay-fraction", type=float, default=0.5, show_default=True,
               help="Ten-fold learning-rate drop after this fraction of an epoch.")
-@click.option("--eval-every", type=int, default=25, show_default=True)
-@click.option("--patience", type=int, default=3, show_default=True)
-@click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads.")
+@click.option("--eval-every", type=int, default=50, show_default=True)
+@click.option("--patience", type=int, default=4, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch CPU threads (1 is fastest on a shared machine).")
+@click.option("--scale-mode", type=click.Choice(["common", "per_band"]), default="per_band",
+              show_default=True, help="Normalisation scale: one for all bands, or per band.")
+@click.option("--scale-multiplier", type=float, default=1.0, show_default=True,
+              help="Normalisation scale = this x the robust sigma of training pixels.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_resnet(out: str, seed: int, data_dir: str | None, width: int, n_train: int,
-                 positive_fraction: float, val_patches: int, test_patches: int, ratios: str,
+                 positive_fraction: float, val_patches: int, test_patches: int,
+                 grid_patch_arcmin: float, ratios: str,
                  batch_size: int, first_epoch_batches: int, max_batches: int, lr: float,
                  weight_decay: float, warmup_fraction: float, decay_fraction: float,
-                 eval_every: int, patience: int, threads: int, quiet: bool) -> None:
+                 eval_every: int, patience: int, threads: int, scale_mode: str,
+                 scale_multiplier: float, quiet: bool) -> None:
     """Train the resnet finder on simulated cutouts (DeepSZ dynamic stratified sampling)."""
-    import shlex
-    import sys
     from pathlib import Path
 
     from clusterfw.core.errors import PluginError
@@ -73,12 +80,14 @@ def train_resnet(out: str, seed: int, data_dir: str | None, width: int, n_train:
     cfg = TrainConfig(
         out=Path(out), seed=seed, data_dir=Path(data_dir) if data_dir else None, width=width,
         n_train=n_train, train_positive_fraction=positive_fraction, n_val_patches=val_patches,
-        n_test_patches=test_patches, ratios=ratio_list, batch_size=batch_size,
+        n_test_patches=test_patches, grid_patch_arcmin=grid_patch_arcmin, ratios=ratio_list,
+        batch_size=batch_size,
         first_epoch_batches=first_epoch_batches, max_batches=max_batches, lr=lr,
         weight_decay=weight_decay, warmup_fraction=warmup_fraction, decay_fraction=decay_fraction,
-        eval_every=eval_every, patience=patience, threads=threads,
+        eval_every=eval_every, patience=patience, threads=threads, scale_mode=scale_mode,
+        scale_multiplier=scale_multiplier,
     )  # fmt: skip
-    command = "clusterfw " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line(click.get_current_context())
     summary = train(cfg, progress=not quiet)
     write_model_card(summary, Path(out) / "MODEL.md", command)
     t = summary["test"]
@@ -87,6 +96,26 @@ def train_resnet(out: str, seed: int, data_dir: str | None, width: int, n_train:
         f"completeness {t['completeness']:.3f}) at p ≥ {summary['threshold_probability']:.3f}",
         err=True,
     )
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as typed, rebuilt from the parsed options (non-defaults, plus out/seed)."""
+    import shlex
+
+    parts = ["clusterfw", "train", "resnet"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        value = ctx.params.get(param.name)
+        if param.name not in ("out", "seed") and value == param.default:
+            continue
+        flag = param.opts[0]
+        if param.is_flag:
+            if value:
+                parts.append(flag)
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
 
 
 @hookimpl(trylast=True)

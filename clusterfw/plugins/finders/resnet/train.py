@@ -37,8 +37,12 @@ PIXEL_ARCMIN = 0.25
 CUTOUT_SIZE = 32
 CORE_ARCMIN = 6.0
 STRIDE_ARCMIN = 6.0
-GRID_PATCH_ARCMIN = 240.0
-CUTOUTS_PER_GRID_PATCH = int((GRID_PATCH_ARCMIN / PIXEL_ARCMIN - CUTOUT_SIZE) // 24 + 1) ** 2
+
+
+def cutouts_per_grid_patch(patch_arcmin: float) -> int:
+    """Number of 6'-stride cutouts tiling one square patch of side ``patch_arcmin``."""
+    stride = int(round(STRIDE_ARCMIN / PIXEL_ARCMIN))
+    return int((round(patch_arcmin / PIXEL_ARCMIN) - CUTOUT_SIZE) // stride + 1) ** 2
 
 
 @dataclass
@@ -58,7 +62,9 @@ class TrainConfig:
     n_train : int
         Training cutouts (``balanced`` mode) with ``train_positive_fraction`` positives.
     n_val_patches, n_test_patches : int
-        Whole 4° × 4° patches tiled at 6' stride for validation and test.
+        Whole patches (``grid_patch_arcmin`` square) tiled at 6' stride for validation and test.
+    grid_patch_arcmin : float
+        Side of the validation and test patches.
     ratios : tuple of int
         The negative:positive ratios of successive epochs.
     first_epoch_batches, max_batches : int
@@ -73,21 +79,24 @@ class TrainConfig:
     train_positive_fraction: float = 0.15
     n_val_patches: int = 8
     n_test_patches: int = 6
+    grid_patch_arcmin: float = 240.0
     mass_cut: float = 2e14
     z_min: float = 0.25
     ratios: tuple[int, ...] = (1, 2, 4, 6, 9, 13)
     batch_size: int = 64
-    first_epoch_batches: int = 300
-    max_batches: int = 100
-    lr: float = 5e-3
+    first_epoch_batches: int = 1500
+    max_batches: int = 500
+    lr: float = 2e-2
     weight_decay: float = 3e-3
     momentum: float = 0.9
     warmup_fraction: float = 0.2
     decay_fraction: float = 0.5
-    eval_every: int = 25
-    patience: int = 3
-    eval_subset: int = 1500
-    threads: int = 2
+    eval_every: int = 50
+    patience: int = 4
+    eval_subset: int = 2000
+    threads: int = 1
+    scale_mode: str = "per_band"
+    scale_multiplier: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,6 +122,18 @@ def lr_at(step: int, n_batches: int, cfg: TrainConfig) -> float:
     if step >= int(round(cfg.decay_fraction * n_batches)):
         return cfg.lr / 10.0
     return cfg.lr
+
+
+def stratified_batch(
+    rng: np.random.Generator, pos_idx: np.ndarray, neg_idx: np.ndarray, size: int, ratio: float
+) -> np.ndarray:
+    """Indices of one batch of the sample S_r: each draw is positive with probability 1/(1+r).
+
+    Positives (and, when ``r`` exceeds the stored ratio, negatives) are drawn with replacement,
+    i.e. over-sampled, as DeepSZ's data loader.
+    """
+    n_pos = int(rng.binomial(size, 1.0 / (1.0 + ratio)))
+    return np.r_[rng.choice(pos_idx, n_pos), rng.choice(neg_idx, size - n_pos)]
 
 
 def best_f1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -203,15 +224,15 @@ def prepare_data(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             n=cfg.n_train, mode="balanced", positive_fraction=cfg.train_positive_fraction, **common
         ),
         "val": SplitSpec(
-            n=cfg.n_val_patches * CUTOUTS_PER_GRID_PATCH,
+            n=cfg.n_val_patches * cutouts_per_grid_patch(cfg.grid_patch_arcmin),
             mode="grid",
-            patch_arcmin=GRID_PATCH_ARCMIN,
+            patch_arcmin=cfg.grid_patch_arcmin,
             **common,
         ),
         "test": SplitSpec(
-            n=cfg.n_test_patches * CUTOUTS_PER_GRID_PATCH,
+            n=cfg.n_test_patches * cutouts_per_grid_patch(cfg.grid_patch_arcmin),
             mode="grid",
-            patch_arcmin=GRID_PATCH_ARCMIN,
+            patch_arcmin=cfg.grid_patch_arcmin,
             **common,
         ),
     }
@@ -236,7 +257,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     from clusterfw.plugins.finders.resnet.calibrate import fit_platt
     from clusterfw.plugins.finders.resnet.model import DeepSZResNet, forward_flops, save_weights
-    from clusterfw.plugins.finders.resnet.normalise import normalise, robust_scales
+    from clusterfw.plugins.finders.resnet.normalise import (
+        common_scales,
+        normalise,
+        robust_scales,
+    )
     from clusterfw.sim.config import spt3g_bands
 
     t_start = time.perf_counter()
@@ -246,11 +271,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     log = _Log(out / "metrics.jsonl")
     log(event="config", **cfg.as_dict())
+    torch.manual_seed(cfg.seed)
 
     data = prepare_data(cfg, progress)
     t_data = time.perf_counter() - t_start
     tr, va, te = data["train"], data["val"], data["test"]
-    scales = robust_scales(tr.images, seed=cfg.seed)
+    sigmas = robust_scales(tr.images, seed=cfg.seed)
+    scales = common_scales(sigmas, cfg.scale_mode, cfg.scale_multiplier)
     x_tr = torch.from_numpy(normalise(tr.images, scales))
     x_va = torch.from_numpy(normalise(va.images, scales))
     x_te = torch.from_numpy(normalise(te.images, scales))
@@ -260,6 +287,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         event="data",
         seconds=round(t_data, 1),
         scales_uk=scales.tolist(),
+        robust_sigma_uk=sigmas.tolist(),
         n={k: int(len(data[k].labels)) for k in ("train", "val", "test")},
         positives={k: int(data[k].labels.sum()) for k in ("train", "val", "test")},
     )
@@ -300,10 +328,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             lr = lr_at(step, n_batches, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            n_pos = int(rng.binomial(cfg.batch_size, 1.0 / (1.0 + ratio)))
-            idx = np.r_[
-                rng.choice(pos_idx, n_pos), rng.choice(neg_idx, cfg.batch_size - n_pos)
-            ]
+            idx = stratified_batch(rng, pos_idx, neg_idx, cfg.batch_size, ratio)
             xb = _augment(x_tr[idx], gen).contiguous(memory_format=torch.channels_last)
             yb = torch.from_numpy(y_tr[idx]).float()
             loss = F.binary_cross_entropy_with_logits(model(xb), yb)

@@ -1,0 +1,260 @@
+"""ResNet vs matched filter vs their ensembles on held-out simulated patches (DeepSZ Table 1).
+
+Simulates ``--val`` validation and ``--test`` test patches (independent sky realisations, seeds
+disjoint from each other and from the training data), runs ``mf`` and ``resnet`` through
+:func:`clusterfw.core.pipeline.run_pipeline` with the ``rankprod`` combiner (so every group of
+detections carries both finders' scores, forced where a finder did not detect it), then scores
+four methods at the *cutout level*, as DeepSZ §2.3 and Table 1:
+
+- cutouts are the ResNet's 8' cutouts at 6' stride, each owning its central 6' × 6' cell (exact
+  pixel boxes of the patch, so the cells are the ones the network classifies);
+- a cell is *cluster-containing* when a halo with Mvir ≥ 2e14 Msun and z > 0.25 lies in it;
+- a candidate matched (:func:`clusterfw.core.evaluation.match_to_truth`: most massive halo within
+  1') to such a halo is assigned to that halo's cell, any other candidate to the cell containing
+  it; a cell's score is the highest score assigned to it;
+- methods: MF (its SNR), ResNet (calibrated probability), AND (MF ≥ a and ResNet ≥ b for the
+  same candidate, (a, b) grid-searched), rankprod (product of the reference rank percentiles of
+  :func:`clusterfw.core.evaluation.calibrate` fitted on the validation catalogues).
+
+Every threshold is the F1-best one on the pooled validation cells, then applied to the test
+cells. Usage::
+
+    python benchmarks/resnet_vs_mf.py [--val 8] [--test 8] [--size-deg 3] [--json OUT]
+
+Not run in CI (about a minute per patch on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+MASS_CUT = 2e14
+Z_MIN = 0.25
+SEED_BASE = {"val": 70_000, "test": 80_000}
+
+
+@dataclass
+class PatchResult:
+    """Per-patch cells (label) and per-candidate facts of the combined catalogue."""
+
+    label: np.ndarray  # (n_cells,) bool
+    cand: dict[str, np.ndarray]  # per combined-table row: cell ids per method, scores
+    n_cells: int
+
+
+def cell_ids(sky, ra, dec, stride=24, size=32):
+    """Cell (ResNet cutout core box) index of positions; -1 outside every cell."""
+    ny, nx = sky.shape
+    x, y = sky.wcs.celestial.world_to_pixel_values(np.asarray(ra), np.asarray(dec))
+    half = (size - 1) / 2.0
+    lo = half - stride / 2.0  # left edge of the first cell (3.5 for 32/24)
+    kx_n = int(np.floor((nx - 0.5 - half) / stride)) + 1
+    ky_n = int(np.floor((ny - 0.5 - half) / stride)) + 1
+    fx = np.floor((np.asarray(x) - lo) / stride)
+    fy = np.floor((np.asarray(y) - lo) / stride)
+    ok = np.isfinite(fx) & np.isfinite(fy) & (fx >= 0) & (fx < kx_n) & (fy >= 0) & (fy < ky_n)
+    ids = np.where(ok, np.nan_to_num(fy) * kx_n + np.nan_to_num(fx), -1).astype(np.int64)
+    return ids, kx_n * ky_n
+
+
+def process_patch(seed, size_deg, finders, combiner):
+    """Simulate one patch, run the pipeline, and assign candidates to cells."""
+    from clusterfw.core.evaluation import Truth, match_to_truth
+    from clusterfw.core.evaluation.metrics import qualifying_halo
+    from clusterfw.core.pipeline import run_pipeline
+    from clusterfw.sim import PatchConfig, simulate_patch
+
+    res = simulate_patch(PatchConfig(size_deg=size_deg), seed)
+    sky, halos = res.sky, res.halos
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = run_pipeline(sky, finders, combiner)
+    truth = Truth.from_table(halos, mass_col="mvir")
+    qualifies = (truth.mass >= MASS_CUT) & (truth.z > Z_MIN)
+    hcell, n_cells = cell_ids(sky, truth.ra, truth.dec)
+    label = np.zeros(n_cells, bool)
+    label[hcell[qualifies & (hcell >= 0)]] = True
+    col = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+    cand: dict[str, np.ndarray] = {}
+    for method, (rc, dc) in {
+        "mf": ("mf_ra", "mf_dec"),
+        "resnet": ("resnet_ra", "resnet_dec"),
+        "merged": ("ra", "dec"),
+    }.items():
+        ra = np.asarray(col[rc], float)
+        dec = np.asarray(col[dc], float)
+        det = np.isfinite(ra)
+        q = np.full(ra.size, -1)
+        if det.any():
+            q[det] = qualifying_halo(match_to_truth(ra[det], dec[det], truth), qualifies)
+        own, _ = cell_ids(sky, np.where(det, ra, 0.0), np.where(det, dec, 0.0))
+        cells = np.where(q >= 0, hcell[np.maximum(q, 0)], own)
+        cand[f"cell_{method}"] = np.where(det, cells, -1)
+    cand["mf_score"] = np.asarray(col["mf_score"], float)
+    cand["resnet_score"] = np.asarray(col["resnet_score"], float)
+    return PatchResult(label, cand, n_cells), table, truth
+
+
+def cell_scores(patches, method_cell, scores):
+    """Pooled cell scores (max of the candidates assigned to a cell) and labels."""
+    out_s, out_l = [], []
+    for p, s in zip(patches, scores, strict=True):
+        c = p.cand[method_cell]
+        cs = np.full(p.n_cells, -np.inf)
+        ok = (c >= 0) & np.isfinite(s)
+        np.maximum.at(cs, c[ok], s[ok])
+        out_s.append(cs)
+        out_l.append(p.label)
+    return np.concatenate(out_s), np.concatenate(out_l)
+
+
+def matrix(s, y, t):
+    """Cutout confusion matrix at threshold ``t``."""
+    from clusterfw.plugins.finders.resnet.train import confusion
+
+    return confusion(s, y, t)
+
+
+def best_threshold(s, y):
+    """F1-best threshold of pooled cells."""
+    from clusterfw.plugins.finders.resnet.train import best_f1
+
+    # cells without any candidate (score -inf) stay below every finite threshold
+    return best_f1(np.where(np.isfinite(s), s, -1e300), y.astype(int))[1]
+
+
+def main() -> None:
+    """Run the comparison."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--val", type=int, default=8, help="validation patches")
+    ap.add_argument("--test", type=int, default=8, help="test patches")
+    ap.add_argument("--size-deg", type=float, default=3.0, help="patch side (degrees)")
+    ap.add_argument("--weights", default=None, help="resnet weights (default: shipped)")
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+
+    from clusterfw.core.evaluation import calibrate
+    from clusterfw.core.evaluation.calibration import percentiles_for, rank_product
+    from clusterfw.plugins.combiners.rankprod import RankProductCombiner
+    from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
+    from clusterfw.plugins.finders.resnet.finder import ResNetFinder
+
+    finders = [MatchedFilterFinder(), ResNetFinder({"weights": args.weights})]
+    combiner = RankProductCombiner()
+    t0 = time.perf_counter()
+    patches: dict[str, list[PatchResult]] = {"val": [], "test": []}
+    tables: dict[str, list] = {"val": [], "test": []}
+    truths: dict[str, list] = {"val": [], "test": []}
+    for split, n in (("val", args.val), ("test", args.test)):
+        for i in range(n):
+            seed = SEED_BASE[split] + i
+            p, table, truth = process_patch(seed, args.size_deg, finders, combiner)
+            patches[split].append(p)
+            tables[split].append(table)
+            truths[split].append(truth)
+            print(
+                f"{split} patch {i + 1}/{n}: {p.n_cells} cells, {int(p.label.sum())} with a "
+                f"cluster, {table.num_rows} candidates ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+
+    # reference percentiles (rankprod) from the validation catalogues
+    val_inputs = list(zip(tables["val"], truths["val"], strict=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(val_inputs, mass_min=MASS_CUT, z_min=Z_MIN)
+
+    def method_scores(split):
+        ps = patches[split]
+        out = {
+            "MF": cell_scores(ps, "cell_mf", [p.cand["mf_score"] for p in ps]),
+            "ResNet": cell_scores(ps, "cell_resnet", [p.cand["resnet_score"] for p in ps]),
+        }
+        rp = []
+        for p in ps:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pct, _ = percentiles_for(
+                    {"mf": p.cand["mf_score"], "resnet": p.cand["resnet_score"]}, cal
+                )
+            rp.append(rank_product(pct))
+        out["rankprod"] = cell_scores(ps, "cell_merged", rp)
+        return out
+
+    val, test = method_scores("val"), method_scores("test")
+    results: dict[str, dict] = {}
+    for name in ("MF", "ResNet", "rankprod"):
+        t = best_threshold(*val[name])
+        results[name] = {
+            "threshold": t,
+            "val": matrix(*val[name], t),
+            "test": matrix(*test[name], t),
+        }
+
+    # AND: grid search of (a, b) on validation, decision per candidate, cell = any
+    def and_cells(split, a, b):
+        ps = patches[split]
+        dec = [
+            np.where((np.nan_to_num(p.cand["mf_score"], nan=-np.inf) >= a)
+                     & (np.nan_to_num(p.cand["resnet_score"], nan=-np.inf) >= b), 1.0, 0.0)
+            for p in ps
+        ]  # fmt: skip
+        return cell_scores(ps, "cell_merged", dec)
+
+    mf_all = np.concatenate([p.cand["mf_score"] for p in patches["val"]])
+    rn_all = np.concatenate([p.cand["resnet_score"] for p in patches["val"]])
+    qa = np.unique(np.nanquantile(mf_all, np.linspace(0.5, 0.999, 40)))
+    qb = np.unique(np.nanquantile(rn_all, np.linspace(0.5, 0.999, 40)))
+    best = (-1.0, None, None)
+    for a in qa:
+        for b in qb:
+            f1 = matrix(*and_cells("val", a, b), 0.5)["f1"]
+            if f1 > best[0]:
+                best = (f1, float(a), float(b))
+    _, a, b = best
+    results["AND"] = {
+        "threshold": {"mf": a, "resnet": b},
+        "val": matrix(*and_cells("val", a, b), 0.5),
+        "test": matrix(*and_cells("test", a, b), 0.5),
+    }
+
+    f1 = {k: v["test"]["f1"] for k, v in results.items()}
+    better = max(f1["MF"], f1["ResNet"])
+    summary = {
+        "patches": {"val": args.val, "test": args.test, "size_deg": args.size_deg},
+        "cells": {s: int(sum(p.n_cells for p in patches[s])) for s in patches},
+        "cluster_cells": {s: int(sum(p.label.sum() for p in patches[s])) for s in patches},
+        "results": results,
+        "test_f1": f1,
+        "resnet_minus_mf": f1["ResNet"] - f1["MF"],
+        "rankprod_minus_best_single": f1["rankprod"] - better,
+        "and_minus_best_single": f1["AND"] - better,
+        "seconds": time.perf_counter() - t0,
+    }
+    print()
+    print(f"{'method':9s} {'threshold':>18s} | {'TP':>5s} {'FP':>5s} {'FN':>5s} {'TN':>7s} | "
+          f"{'purity':>6s} {'compl.':>6s} {'F1':>5s} | val F1")  # fmt: skip
+    for name in ("MF", "ResNet", "AND", "rankprod"):
+        r = results[name]
+        m = r["test"]
+        t = r["threshold"]
+        ts = f"{t['mf']:.2f}&{t['resnet']:.3f}" if isinstance(t, dict) else f"{t:.4g}"
+        print(f"{name:9s} {ts:>18s} | {m['tp']:5d} {m['fp']:5d} {m['fn']:5d} {m['tn']:7d} | "
+              f"{m['purity']:6.3f} {m['completeness']:6.3f} {m['f1']:5.3f} | "
+              f"{r['val']['f1']:.3f}")  # fmt: skip
+    print(f"\nResNet − MF F1: {summary['resnet_minus_mf']:+.3f}; rankprod − best single: "
+          f"{summary['rankprod_minus_best_single']:+.3f}; AND − best single: "
+          f"{summary['and_minus_best_single']:+.3f}  ({summary['seconds']:.0f} s)")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(summary, fh, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
