@@ -12,7 +12,10 @@ and each scale costs one gather, one multiply and one inverse real FFT.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -259,9 +262,9 @@ def run_filter(
         bank["d"] = d
         bank["q"] = q_rows[cov.fine_row]
 
-    buf = np.empty(grid.idx.shape, dtype=np.complex64)
+    buffers = threading.local()
 
-    def one_scale(scale: float) -> tuple[np.ndarray, float, float]:
+    def one_scale(scale: float, fft_workers: int = workers) -> tuple[np.ndarray, float, float]:
         tau = template_transform(settings.profile, float(scale), grid.k_fine)
         wq = grid.counts * tau * tau * bank["q"]
         f_sum = float(np.sum(wq))  # = Ω² F_s
@@ -269,8 +272,11 @@ def run_filter(
             raise ValueError(f"filter at scale {scale} has no signal power")
         kvar = float(np.sum(wq * k2) / f_sum)
         gain = tau * (grid.npix / np.sqrt(f_sum))
+        buf = getattr(buffers, "buf", None)
+        if buf is None:  # one scratch buffer per thread
+            buf = buffers.buf = np.empty(grid.idx.shape, dtype=np.complex64)
         np.multiply(grid.gather(gain), bank["d"], out=buf)
-        snr = sfft.irfft2(buf, s=shape, workers=workers, overwrite_x=True)[:ny, :nx]
+        snr = sfft.irfft2(buf, s=shape, workers=fft_workers, overwrite_x=True)[:ny, :nx]
         sigma_y = grid.pix_area / np.sqrt(f_sum)
         return np.ascontiguousarray(snr), sigma_y, kvar
 
@@ -316,14 +322,23 @@ def run_filter(
         power = estimate_power(fmaps - fsz[:, None, None].astype(np.float32) * model[None])
     combine(power)
 
-    snrs, sig, kv, rms = [], [], [], []
-    for s in settings.scales_arcmin:
-        m, sg, kk = one_scale(s)
+    def scale_job(scale: float) -> tuple[np.ndarray, float, float, float]:
+        m, sg, kk = one_scale(scale, fft_workers=1)
         m, sg, r = calibrated(m, sg)
-        snrs.append(m)
-        sig.append(sg)
-        kv.append(kk)
-        rms.append(r)
+        return m, sg, kk, r
+
+    # Scales are independent: run them on a thread pool (FFTs and numpy ufuncs release the
+    # GIL), so the element-wise passes between FFTs use every core too.
+    threads = (os.cpu_count() or 1) if workers < 0 else max(1, workers)
+    if threads > 1 and len(settings.scales_arcmin) > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(scale_job, settings.scales_arcmin))
+    else:
+        results = [scale_job(sc) for sc in settings.scales_arcmin]
+    snrs = [r[0] for r in results]
+    sig = [r[1] for r in results]
+    kv = [r[2] for r in results]
+    rms = [r[3] for r in results]
     ref = settings.ref_scale_arcmin
     scales = np.asarray(settings.scales_arcmin, dtype=float)
     if ref is None or np.min(np.abs(scales - ref)) < 1e-6:
