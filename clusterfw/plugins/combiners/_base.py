@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -54,10 +55,11 @@ class PercentileCombiner(Combiner):
     score_description: ClassVar[str] = ""
     Options = PercentileCombinerOptions
 
+    @abstractmethod
     def combined_score(self, percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
         """The combined score from per-finder percentiles."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decide(
         self,
         scores: Mapping[str, np.ndarray],
@@ -66,7 +68,6 @@ class PercentileCombiner(Combiner):
         in_sample: list[str],
     ) -> tuple[np.ndarray | None, dict[str, Any]]:
         """The ``is_cluster`` decision (None when not calibrated) and what was used."""
-        raise NotImplementedError
 
     def combine(
         self,
