@@ -136,7 +136,11 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=8, help="test patches")
     ap.add_argument("--size-deg", type=float, default=3.0, help="patch side (degrees)")
     ap.add_argument("--weights", default=None, help="resnet weights (default: shipped)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the resnet")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument(
+        "--calibration", default=None, help="write the validation calibration (JSON) here"
+    )
     args = ap.parse_args()
 
     from clusterfw.core.evaluation import calibrate
@@ -145,7 +149,8 @@ def main() -> None:
     from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
     from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
-    finders = [MatchedFilterFinder(), ResNetFinder({"weights": args.weights})]
+    resnet = ResNetFinder({"weights": args.weights, "threads": args.threads})
+    finders = [MatchedFilterFinder(), resnet]
     combiner = RankProductCombiner()
     t0 = time.perf_counter()
     patches: dict[str, list[PatchResult]] = {"val": [], "test": []}
@@ -169,6 +174,10 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cal = calibrate(val_inputs, mass_min=MASS_CUT, z_min=Z_MIN)
+    if args.calibration:
+        from clusterfw.core.evaluation.io import write_json_atomic
+
+        write_json_atomic(cal.to_dict(), args.calibration)
 
     def method_scores(split):
         ps = patches[split]
@@ -188,8 +197,29 @@ def main() -> None:
         return out
 
     val, test = method_scores("val"), method_scores("test")
+
+    # diagnostics: scores pooled per cell over *all* rows assigned to it (detections and forced
+    # scores), then a DeepSZ-style rank product over cells (percentiles among validation cells)
+    def cell_max(split, col):
+        ps = patches[split]
+        return cell_scores(ps, "cell_merged", [p.cand[col] for p in ps])
+
+    ref = {c: np.sort(cell_max("val", c)[0]) for c in ("mf_score", "resnet_score")}
+
+    def cell_rankprod(split):
+        prod, lab = 1.0, None
+        for c in ("mf_score", "resnet_score"):
+            sc, lab = cell_max(split, c)
+            prod = prod * np.searchsorted(ref[c], sc, side="right") / ref[c].size
+        return prod, lab
+
+    val["ResNet+forced"], test["ResNet+forced"] = (
+        cell_max("val", "resnet_score"),
+        cell_max("test", "resnet_score"),
+    )
+    val["rankprod-cells"], test["rankprod-cells"] = cell_rankprod("val"), cell_rankprod("test")
     results: dict[str, dict] = {}
-    for name in ("MF", "ResNet", "rankprod"):
+    for name in ("MF", "ResNet", "rankprod", "ResNet+forced", "rankprod-cells"):
         t = best_threshold(*val[name])
         results[name] = {
             "threshold": t,
@@ -238,14 +268,14 @@ def main() -> None:
         "seconds": time.perf_counter() - t0,
     }
     print()
-    print(f"{'method':9s} {'threshold':>18s} | {'TP':>5s} {'FP':>5s} {'FN':>5s} {'TN':>7s} | "
+    print(f"{'method':14s} {'threshold':>18s} | {'TP':>5s} {'FP':>5s} {'FN':>5s} {'TN':>7s} | "
           f"{'purity':>6s} {'compl.':>6s} {'F1':>5s} | val F1")  # fmt: skip
-    for name in ("MF", "ResNet", "AND", "rankprod"):
+    for name in ("MF", "ResNet", "AND", "rankprod", "ResNet+forced", "rankprod-cells"):
         r = results[name]
         m = r["test"]
         t = r["threshold"]
         ts = f"{t['mf']:.2f}&{t['resnet']:.3f}" if isinstance(t, dict) else f"{t:.4g}"
-        print(f"{name:9s} {ts:>18s} | {m['tp']:5d} {m['fp']:5d} {m['fn']:5d} {m['tn']:7d} | "
+        print(f"{name:14s} {ts:>18s} | {m['tp']:5d} {m['fp']:5d} {m['fn']:5d} {m['tn']:7d} | "
               f"{m['purity']:6.3f} {m['completeness']:6.3f} {m['f1']:5.3f} | "
               f"{r['val']['f1']:.3f}")  # fmt: skip
     print(f"\nResNet − MF F1: {summary['resnet_minus_mf']:+.3f}; rankprod − best single: "

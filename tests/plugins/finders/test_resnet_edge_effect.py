@@ -19,24 +19,25 @@ from clusterfw.plugins.finders.resnet.finder import ResNetFinder  # noqa: E402
 
 STRIDE = 24
 HALF = 15.5
-SHIFTS = range(0, 24, 3)  # pixels: the grid slides by 0 … 5.25'
+SHIFTS = [(sx, sy) for sx in (0, 8, 16) for sy in (0, 8, 16)]  # pixels: grid slides by 0…4'
 
 
-def offsets_and_scores(seed: int = 21, n_halos: int = 10):
+def offsets_and_scores(seed: int = 21, n_halos: int = 12):
     from clusterfw.sim import PatchConfig, simulate_patch
 
-    res = simulate_patch(PatchConfig(size_deg=1.5), seed)
+    res = simulate_patch(PatchConfig(size_deg=2.0), seed)
     sky, h = res.sky, res.halos
     x, y = sky.wcs.world_to_pixel_values(h.column("ra").to_numpy(), h.column("dec").to_numpy())
     mvir, z = h.column("mvir").to_numpy(), h.column("z").to_numpy()
     ny, nx = sky.shape
-    ok = (mvir >= 2e14) & (z > 0.25) & (x > 60) & (x < nx - 40) & (y > 60) & (y < ny - 40)
+    ok = (mvir >= 2e14) & (z > 0.25) & (x > 40) & (x < nx - 40) & (y > 40) & (y < ny - 40)
     pick = np.flatnonzero(ok)[np.argsort(-mvir[ok])][:n_halos]
     ra, dec = h.column("ra").to_numpy()[pick], h.column("dec").to_numpy()[pick]
     finder = ResNetFinder()
     rows = []
-    for s in SHIFTS:
-        sub = Sky(sky.maps[:, s:, s:], sky.wcs.slice((slice(s, None), slice(s, None))), sky.bands)
+    for sx, sy in SHIFTS:
+        wcs = sky.wcs.slice((slice(sy, None), slice(sx, None)))
+        sub = Sky(sky.maps[:, sy:, sx:], wcs, sky.bands)
         tile = sub.tiles(tile_size_arcmin=1e4, margin_arcmin=0.0)[0]
         table = finder.find(tile)
         gx, gy = tile.world_to_pixel(table.column("ra").to_numpy(), table.column("dec").to_numpy())

@@ -69,8 +69,8 @@ Weights stored as safetensors (float16; batch-norm statistics float32).
 {command}
 ```
 seed {c['seed']}; torch {summary['torch']}; {summary['seconds']['total'] / 60:.1f} min wall
-(of which {summary['seconds']['data'] / 60:.1f} min simulating cutouts) with {c['threads']} CPU
-threads.
+(of which {summary['seconds']['data'] / 60:.1f} min simulating or loading the cached cutouts),
+torch CPU threads: {c['threads']}.
 
 ## Data (simulated by `clusterfw.sim`, all components, SPT-3G-like 95/150/220 GHz)
 Label: positive when a halo with Mvir ≥ {c['mass_cut']:.3g} Msun and z > {c['z_min']} lies in the

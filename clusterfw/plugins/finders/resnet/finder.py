@@ -1,7 +1,8 @@
 """The ``resnet`` finder: DeepSZ's ResNet classifier run over staggered cutouts of each tile.
 
 ``find`` cuts 32 × 32-pixel (8') cutouts on a 6'-stride grid anchored to the parent map's pixel
-grid (cutout ``k`` covers parent pixels ``24 k … 24 k + 31``, as the training grid), scores them
+grid (cutout ``k`` covers parent pixels ``24 k … 24 k + 31``, as the training grid; the last
+cutout of a row or column is moved inwards when it would stick out of the map), scores them
 with the network, calibrates the logits with Platt scaling and reports every cutout centre in
 the tile core as a candidate whose ``score`` is the probability (``score_kind`` ``probability``)
 that a cluster (Mvir ≥ 2e14 Msun, z > 0.25) lies in its central 6' × 6'.
@@ -154,10 +155,30 @@ class ResNetFinder(Finder):
         out = padded[:, iy[:, :, None], ix[:, None, :]]
         return np.moveaxis(out, 1, 0)
 
+    @staticmethod
+    def clamp_windows(
+        tile: Tile, x0: np.ndarray, y0: np.ndarray, size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Move windows that stick out of the tile inwards, so every cutout is complete.
+
+        The network only saw complete cutouts; a zero-filled half cutout at a map edge gets
+        meaningless (often high) scores. Inside a tiling the margin keeps windows on the tile,
+        so this only acts at the edges of the parent map (and for positions near them).
+        """
+        ny, nx = tile.shape
+        if nx >= size:
+            x0 = np.where((x0 >= -size) & (x0 <= nx), np.clip(x0, 0, nx - size), x0)
+        if ny >= size:
+            y0 = np.where((y0 >= -size) & (y0 <= ny), np.clip(y0, 0, ny - size), y0)
+        return x0, y0
+
     def _score_windows(
         self, tile: Tile, x0: np.ndarray, y0: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Logits, probabilities and masked-pixel fractions of windows at ``(x0, y0)``."""
+        """Logits, probabilities and masked-pixel fractions of windows at ``(x0, y0)``.
+
+        Windows are first moved onto the tile (:meth:`clamp_windows`).
+        """
         import torch
 
         from clusterfw.plugins.finders.resnet.normalise import normalise
@@ -165,6 +186,7 @@ class ResNetFinder(Finder):
         net = self._net()
         self._check_pixels(tile, net)
         order = self._band_order(tile, net)
+        x0, y0 = self.clamp_windows(tile, x0, y0, net.size)
         n = x0.size
         logits = np.full(n, np.nan)
         masked = np.ones(n)
@@ -224,8 +246,11 @@ class ResNetFinder(Finder):
         keep = tile.in_core(ra, dec)
         xc, yc, ra, dec = xc[keep], yc[keep], ra[keep], dec[keep]
         half = (net.size - 1) / 2.0
-        x0 = np.rint(xc - half).astype(np.int64)
-        y0 = np.rint(yc - half).astype(np.int64)
+        x0, y0 = self.clamp_windows(
+            tile, np.rint(xc - half).astype(np.int64), np.rint(yc - half).astype(np.int64), net.size
+        )
+        # report the centre of the cutout actually scored (moved inwards at map edges)
+        ra, dec = tile.pixel_to_world(x0 + half, y0 + half)
         logits, prob, masked = self._score_windows(tile, x0, y0)
         ok = np.isfinite(prob) & (prob >= self.options.p_min)
         return candidate_table(
@@ -253,7 +278,8 @@ class ResNetFinder(Finder):
     def score_at(self, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Calibrated probability of a cutout centred on each position (nearest pixel).
 
-        Returns NaN where the cutout would be entirely masked or off the tile.
+        Within 4' of the map edge the cutout is moved inwards (it still contains the position).
+        Returns NaN for positions off the tile or cutouts entirely masked.
         """
         ra = np.atleast_1d(np.asarray(ra, float))
         dec = np.atleast_1d(np.asarray(dec, float))

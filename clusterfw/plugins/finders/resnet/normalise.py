@@ -20,6 +20,8 @@ NaN (masked) pixels become 0 after normalisation.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -90,9 +92,12 @@ def normalise(images: np.ndarray, scales: np.ndarray) -> np.ndarray:
     step = 8192
     for i in range(0, images.shape[0], step):
         chunk = images[i : i + step]
-        med = np.nanmedian(chunk, axis=(2, 3), keepdims=True) if np.isnan(chunk).any() else (
-            np.median(chunk, axis=(2, 3), keepdims=True)
-        )
+        if np.isnan(chunk).any():
+            with warnings.catch_warnings():  # all-NaN cutouts (off the map) become zeros
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(chunk, axis=(2, 3), keepdims=True)
+        else:
+            med = np.median(chunk, axis=(2, 3), keepdims=True)
         y = np.arcsinh((chunk - np.nan_to_num(med)) / s)
         out[i : i + step] = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     return out
