@@ -24,7 +24,7 @@ def _truth() -> Truth:
     ra = [10.0, 10.1, 10.2, 10.3, 10.4, 10.5, 10.5 + 0.5 * AM, 10.6, 10.6 + 0.6 * AM]
     mass = [5e14, 3e14, 1e14, 4e14, 3e14, 1e14, 2.5e14, 2.2e14, 9e14]
     z = [0.5, 0.5, 0.5, 0.1, 0.6, 0.5, 0.5, 0.5, 0.1]
-    return Truth.from_table({"ra": ra, "dec": np.zeros(9), "m500c": mass, "z": z})
+    return Truth.from_table({"ra": ra, "dec": np.zeros(9), "mvir": mass, "z": z})
 
 
 def _candidates() -> dict[str, np.ndarray]:
@@ -125,7 +125,7 @@ def test_nan_scores_are_never_positive():
 
 def test_cutout_confusion_follows_deepsz_assignment():
     truth = Truth.from_table({"ra": [10.05, 10.199], "dec": [0.05, 0.05],
-                              "m500c": [3e14, 3e14], "z": [0.5, 0.5]})
+                              "mvir": [3e14, 3e14], "z": [0.5, 0.5]})
     ra = np.array([10.05, 10.25, 10.2005])  # the last lies in cutout 2 but matches B in cutout 1
     dec = np.full(3, 0.05)
     scores = np.array([5.0, 4.0, 3.0])

@@ -12,7 +12,7 @@ File format (JSON, never pickle)
     {
       "format": "clusterfw.calibration", "version": 1,
       "created": "...", "command": "clusterfw calibrate ...", "clusterfw_version": "...",
-      "selection": {"mass_col": "m500c", "mass_min": 2e14, "z_min": 0.25,
+      "selection": {"mass_col": "mvir", "mass_min": 2e14, "z_min": 0.25,
                     "radius_arcmin": 1.0, "duplicates": "false_positive"},
       "sources": [{"catalogue": "...", "truth": "...", "sha256": "..."}],
       "finders": {
@@ -566,7 +566,7 @@ def calibrate(
         "clusterfw_version": getattr(clusterfw, "__version__", "unknown"),
         "command": command,
         "selection": {
-            "mass_col": parsed[0].truth.mass_col if parsed else "m500c",
+            "mass_col": parsed[0].truth.mass_col if parsed else "mvir",
             **sel,
             "duplicates": duplicates,
         },

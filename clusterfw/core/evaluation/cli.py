@@ -18,7 +18,7 @@ def _selection_options(f):  # type: ignore[no-untyped-def]
                      help="Matching radius, arcmin (largest halo within it).")(f)
     f = click.option("--z-min", default=0.25, show_default=True, type=float,
                      help="Redshift cut of a true cluster.")(f)
-    f = click.option("--mass-col", default="m500c", show_default=True,
+    f = click.option("--mass-col", default="mvir", show_default=True,
                      help="Truth mass column used for the cut.")(f)
     f = click.option("--mass-min", default=2e14, show_default=True, type=float,
                      help="Mass cut of a true cluster, Msun.")(f)

@@ -33,7 +33,7 @@ import numpy as np
 DEFAULT_RADIUS_ARCMIN = 1.0
 """DeepSZ's matching radius (arcmin), chosen there to maximise the MF's performance."""
 
-DEFAULT_MASS_COL = "m500c"
+DEFAULT_MASS_COL = "mvir"  # DeepSZ: Mvir > 2e14 Msun, z > 0.25
 DEFAULT_MASS_MIN = 2e14
 """Mass threshold of a true cluster (Msun), as in DeepSZ (there on M_vir; here on ``mass_col``)."""
 DEFAULT_Z_MIN = 0.25

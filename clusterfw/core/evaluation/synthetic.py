@@ -83,7 +83,7 @@ def synthetic_truth(
     Returns
     -------
     dict
-        ``ra``, ``dec`` (deg), ``z``, ``m500c`` (Msun), ``halo_id``.
+        ``ra``, ``dec`` (deg), ``z``, ``mvir`` (Msun), ``halo_id``.
     """
     rng = np.random.default_rng(seed)
     n = rng.poisson(density_per_deg2 * geometry.size_deg**2)
@@ -94,7 +94,7 @@ def synthetic_truth(
     y = rng.random(n) * geometry.npix - 0.5
     ra, dec = geometry.to_sky(x, y)
     z = rng.uniform(*z_range, n)
-    return {"ra": ra, "dec": dec, "z": z, "m500c": m, "halo_id": np.arange(n, dtype=np.int64)}
+    return {"ra": ra, "dec": dec, "z": z, "mvir": m, "halo_id": np.arange(n, dtype=np.int64)}
 
 
 def mf_like_response(m: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -122,7 +122,7 @@ class ToyFinder:
     truth : dict
         From :func:`synthetic_truth`.
     response : callable
-        ``response(m500c, z)`` -> peak height of a halo's bump (in noise units).
+        ``response(mvir, z)`` -> peak height of a halo's bump (in noise units).
     seed : int
         Seeds the noise field and the scatter.
     scatter : float
@@ -156,8 +156,8 @@ class ToyFinder:
         sig_pix = beam_arcmin / geometry.pix_arcmin
         noise = gaussian_filter(rng.standard_normal((n, n)), sig_pix, mode="wrap")
         noise /= noise.std()
-        amp = response(truth["m500c"], truth["z"]) * np.exp(
-            scatter * rng.standard_normal(truth["m500c"].size)
+        amp = response(truth["mvir"], truth["z"]) * np.exp(
+            scatter * rng.standard_normal(truth["mvir"].size)
         )
         x, y = geometry.to_pix(truth["ra"], truth["dec"])
         signal = np.zeros((n, n))
