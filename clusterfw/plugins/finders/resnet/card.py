@@ -60,20 +60,20 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
 DeepSZ's ResNet cutout classifier (Lin et al. 2021, Fig. 3) as built by
 `clusterfw.plugins.finders.resnet.model.DeepSZResNet`: two 3×3 stem convolutions (stride 1, 2)
 with BN/ReLU and a max-pool, torchvision `Bottleneck` stages of 3, 4, 6 blocks, two FC layers of
-{c.get('fc', 256)}, one logit. Width {c['width']} (the paper's is 64; see `docs/finders/resnet.md`),
-{summary['params']:,} parameters, {summary['forward_mflop']:.1f} MFLOP per cutout.
+{c.get("fc", 256)}, one logit. Width {c["width"]} (the paper's is 64; see `docs/finders/resnet.md`),
+{summary["params"]:,} parameters, {summary["forward_mflop"]:.1f} MFLOP per cutout.
 Weights stored as safetensors (float16; batch-norm statistics float32).
 
 ## How it was made
 ```
 {command}
 ```
-seed {c['seed']}; torch {summary['torch']}; {summary['seconds']['total'] / 60:.1f} min wall
-(of which {summary['seconds']['data'] / 60:.1f} min simulating or loading the cached cutouts),
-torch CPU threads: {c['threads']}.
+seed {c["seed"]}; torch {summary["torch"]}; {summary["seconds"]["total"] / 60:.1f} min wall
+(of which {summary["seconds"]["data"] / 60:.1f} min simulating or loading the cached cutouts),
+torch CPU threads: {c["threads"]}.
 
 ## Data (simulated by `clusterfw.sim`, all components, SPT-3G-like 95/150/220 GHz)
-Label: positive when a halo with Mvir ≥ {c['mass_cut']:.3g} Msun and z > {c['z_min']} lies in the
+Label: positive when a halo with Mvir ≥ {c["mass_cut"]:.3g} Msun and z > {c["z_min"]} lies in the
 central 6'×6' of the 8'×8' (32×32 px at 0.25') cutout. Splits come from disjoint simulated
 patches (separate seed streams per split).
 
@@ -82,36 +82,36 @@ patches (separate seed streams per split).
 {split_rows}
 
 Normalisation: `arcsinh((x − cutout median) / s_b)` with fixed per-band scales
-s = {', '.join(f'{s:.2f}' for s in summary['scales_uk'])} µK (robust σ of training pixels).
+s = {", ".join(f"{s:.2f}" for s in summary["scales_uk"])} µK (robust σ of training pixels).
 
 ## Training (dynamic stratified sampling)
-SGD (momentum {c['momentum']}, weight decay {c['weight_decay']}), batch {c['batch_size']}, peak
-learning rate {c['lr']} with linear warm-up from a third of it over the first
-{c['warmup_fraction']:.0%} of each epoch and a ten-fold drop after {c['decay_fraction']:.0%} of it;
-{c['first_epoch_batches']} batches for r = 1,
-at most {c['max_batches']} for the later ratios; validation loss at ratio r every
-{c['eval_every']} batches, patience {c['patience']}; dihedral augmentation.
+SGD (momentum {c["momentum"]}, weight decay {c["weight_decay"]}), batch {c["batch_size"]}, peak
+learning rate {c["lr"]} with linear warm-up from a third of it over the first
+{c["warmup_fraction"]:.0%} of each epoch and a ten-fold drop after {c["decay_fraction"]:.0%} of it;
+{c["first_epoch_batches"]} batches for r = 1,
+at most {c["max_batches"]} for the later ratios; validation loss at ratio r every
+{c["eval_every"]} batches, patience {c["patience"]}; dihedral augmentation.
 
 | ratio r | best batch | val loss at r | val loss (natural) | val F1 (best threshold) |
 |---:|---:|---:|---:|---:|
 {rows}
 
-Chosen: the r = {ch['ratio']} checkpoint (highest F1 on the full validation set).
+Chosen: the r = {ch["ratio"]} checkpoint (highest F1 on the full validation set).
 
 ## Calibration (Platt scaling on the validation logits)
-p = sigmoid({summary['platt']['a']:.4f} · logit + {summary['platt']['b']:.4f}); stored in
-`platt.json`. F1-best threshold on validation: p ≥ {summary['threshold_probability']:.3f}.
+p = sigmoid({summary["platt"]["a"]:.4f} · logit + {summary["platt"]["b"]:.4f}); stored in
+`platt.json`. F1-best threshold on validation: p ≥ {summary["threshold_probability"]:.3f}.
 
 ## Metrics (cutout level, threshold picked on validation)
-Validation (F1 {summary['val']['best_f1']:.3f}, average precision
-{summary['val']['average_precision']:.3f}, Brier {summary['val']['brier']:.4f}):
+Validation (F1 {summary["val"]["best_f1"]:.3f}, average precision
+{summary["val"]["average_precision"]:.3f}, Brier {summary["val"]["brier"]:.4f}):
 
-{_cm_table(summary['val'])}
+{_cm_table(summary["val"])}
 
-Test (average precision {summary['test']['average_precision']:.3f}, Brier
-{summary['test']['brier']:.4f}):
+Test (average precision {summary["test"]["average_precision"]:.3f}, Brier
+{summary["test"]["brier"]:.4f}):
 
-{_cm_table(summary['test'])}
+{_cm_table(summary["test"])}
 
 Reliability of the calibrated probabilities on the test cutouts:
 

@@ -20,51 +20,124 @@ def clusterfw_register_finders(register: Any) -> None:
 
 
 @click.command("resnet")
-@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
-              help="Output folder (weights, platt.json, metrics.jsonl, MODEL.md).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Output folder (weights, platt.json, metrics.jsonl, MODEL.md).",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of data and training.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Cache of simulated cutouts (default OUT/data).")
-@click.option("--width", type=int, default=32, show_default=True,
-              help="Network width (paper: 64).")
-@click.option("--n-train", type=int, default=120_000, show_default=True,
-              help="Training cutouts.")
-@click.option("--positive-fraction", type=float, default=0.15, show_default=True,
-              help="Positives among the simulated training cutouts.")
-@click.option("--val-patches", type=int, default=8, show_default=True,
-              help="4°x4° validation patches (natural ratio).")
-@click.option("--test-patches", type=int, default=6, show_default=True,
-              help="4°x4° test patches.")
-@click.option("--grid-patch-arcmin", type=float, default=240.0, show_default=True,
-              help="Side of the validation/test patches.")
-@click.option("--ratios", default="1,2,4,6,9,13", show_default=True,
-              help="Negative:positive ratio of each epoch.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache of simulated cutouts (default OUT/data).",
+)
+@click.option("--width", type=int, default=32, show_default=True, help="Network width (paper: 64).")
+@click.option("--n-train", type=int, default=120_000, show_default=True, help="Training cutouts.")
+@click.option(
+    "--positive-fraction",
+    type=float,
+    default=0.15,
+    show_default=True,
+    help="Positives among the simulated training cutouts.",
+)
+@click.option(
+    "--val-patches",
+    type=int,
+    default=8,
+    show_default=True,
+    help="4°x4° validation patches (natural ratio).",
+)
+@click.option("--test-patches", type=int, default=6, show_default=True, help="4°x4° test patches.")
+@click.option(
+    "--grid-patch-arcmin",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="Side of the validation/test patches.",
+)
+@click.option(
+    "--ratios",
+    default="1,2,4,6,9,13",
+    show_default=True,
+    help="Negative:positive ratio of each epoch.",
+)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--first-epoch-batches", type=int, default=1500, show_default=True)
-@click.option("--max-batches", type=int, default=500, show_default=True,
-              help="Batch limit of the later epochs.")
+@click.option(
+    "--max-batches",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Batch limit of the later epochs.",
+)
 @click.option("--lr", type=float, default=2e-2, show_default=True, help="Peak learning rate.")
 @click.option("--weight-decay", type=float, default=3e-3, show_default=True)
-@click.option("--warmup-fraction", type=float, default=0.2, show_default=True,
-              help="Warm-up length, fraction of an epoch.")
-@click.option("--decay-fraction", type=float, default=0.5, show_default=True,
-              help="Ten-fold learning-rate drop after this fraction of an epoch.")
+@click.option(
+    "--warmup-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Warm-up length, fraction of an epoch.",
+)
+@click.option(
+    "--decay-fraction",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Ten-fold learning-rate drop after this fraction of an epoch.",
+)
 @click.option("--eval-every", type=int, default=50, show_default=True)
 @click.option("--patience", type=int, default=4, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="torch CPU threads (1 is fastest on a shared machine).")
-@click.option("--scale-mode", type=click.Choice(["common", "per_band"]), default="per_band",
-              show_default=True, help="Normalisation scale: one for all bands, or per band.")
-@click.option("--scale-multiplier", type=float, default=1.0, show_default=True,
-              help="Normalisation scale = this x the robust sigma of training pixels.")
+@click.option(
+    "--threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="torch CPU threads (1 is fastest on a shared machine).",
+)
+@click.option(
+    "--scale-mode",
+    type=click.Choice(["common", "per_band"]),
+    default="per_band",
+    show_default=True,
+    help="Normalisation scale: one for all bands, or per band.",
+)
+@click.option(
+    "--scale-multiplier",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Normalisation scale = this x the robust sigma of training pixels.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train_resnet(out: str, seed: int, data_dir: str | None, width: int, n_train: int,
-                 positive_fraction: float, val_patches: int, test_patches: int,
-                 grid_patch_arcmin: float, ratios: str,
-                 batch_size: int, first_epoch_batches: int, max_batches: int, lr: float,
-                 weight_decay: float, warmup_fraction: float, decay_fraction: float,
-                 eval_every: int, patience: int, threads: int, scale_mode: str,
-                 scale_multiplier: float, quiet: bool) -> None:
+def train_resnet(
+    out: str,
+    seed: int,
+    data_dir: str | None,
+    width: int,
+    n_train: int,
+    positive_fraction: float,
+    val_patches: int,
+    test_patches: int,
+    grid_patch_arcmin: float,
+    ratios: str,
+    batch_size: int,
+    first_epoch_batches: int,
+    max_batches: int,
+    lr: float,
+    weight_decay: float,
+    warmup_fraction: float,
+    decay_fraction: float,
+    eval_every: int,
+    patience: int,
+    threads: int,
+    scale_mode: str,
+    scale_multiplier: float,
+    quiet: bool,
+) -> None:
     """Train the resnet finder on simulated cutouts (DeepSZ dynamic stratified sampling)."""
     from pathlib import Path
 
