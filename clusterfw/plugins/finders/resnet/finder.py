@@ -142,14 +142,24 @@ class ResNetFinder(Finder):
             )
 
     # ------------------------------------------------------------------ scoring
-    def _cutouts(self, maps: np.ndarray, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
-        """``(n, nb, size, size)`` windows with lower-left pixels ``(x0, y0)``; NaN outside."""
+    @staticmethod
+    def _padded(maps: np.ndarray, pad: int) -> np.ndarray:
+        """``maps`` with a NaN border of ``pad`` pixels (windows may stick out of the tile)."""
         nb, ny, nx = maps.shape
-        pad = size
         padded = np.full((nb, ny + 2 * pad, nx + 2 * pad), np.nan, np.float32)
         padded[:, pad : pad + ny, pad : pad + nx] = maps
-        x0 = np.clip(x0 + pad, 0, nx + pad)
-        y0 = np.clip(y0 + pad, 0, ny + pad)
+        return padded
+
+    @staticmethod
+    def _cutouts(padded: np.ndarray, x0: np.ndarray, y0: np.ndarray, size: int) -> np.ndarray:
+        """``(n, nb, size, size)`` windows with lower-left tile pixels ``(x0, y0)``.
+
+        ``padded`` comes from :meth:`_padded` with ``pad = size``; windows further out are
+        clipped to the NaN border.
+        """
+        _, pny, pnx = padded.shape
+        x0 = np.clip(x0 + size, 0, pnx - size)
+        y0 = np.clip(y0 + size, 0, pny - size)
         iy = y0[:, None] + np.arange(size)[None, :]
         ix = x0[:, None] + np.arange(size)[None, :]
         out = padded[:, iy[:, :, None], ix[:, None, :]]
@@ -192,11 +202,11 @@ class ResNetFinder(Finder):
         masked = np.ones(n)
         if n == 0:
             return logits, logits.copy(), masked
-        maps = np.asarray(tile.maps[order], dtype=np.float32)
+        padded = self._padded(np.asarray(tile.maps[order], dtype=np.float32), net.size)
         bs = int(self.options.batch_size)
         with torch.inference_mode():
             for i in range(0, n, bs):
-                raw = self._cutouts(maps, x0[i : i + bs], y0[i : i + bs], net.size)
+                raw = self._cutouts(padded, x0[i : i + bs], y0[i : i + bs], net.size)
                 masked[i : i + bs] = np.mean(~np.isfinite(raw).all(axis=1), axis=(1, 2))
                 x = torch.from_numpy(normalise(raw, net.scales)).to(net.device)
                 if net.device == "cpu":
