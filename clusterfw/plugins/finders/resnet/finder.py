@@ -97,6 +97,23 @@ class ResNetFinder(Finder):
         batch_size: int = Field(256, ge=1, description="cutouts per forward pass")
         device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto|cpu|cuda")
         threads: int = Field(0, ge=0, description="torch CPU threads (0: leave torch's default)")
+        localise: bool = Field(
+            True,
+            description="refine positions with centred cutouts around probable grid cutouts "
+            "(off: report the grid-cutout centres, as DeepSZ)",
+        )
+        p_seed: float = Field(
+            0.05, ge=0.0, le=1.0, description="grid-cutout probability that starts a localisation"
+        )
+        localise_step_arcmin: float = Field(
+            1.0, gt=0, description="offset step of the centred cutouts around a seed"
+        )
+        localise_reach_arcmin: float = Field(
+            6.0, gt=0, description="largest offset of the centred cutouts around a seed"
+        )
+        merge_arcmin: float = Field(
+            3.0, gt=0, description="localised candidates closer than this are merged"
+        )
 
     # ------------------------------------------------------------------ loading
     def _net(self) -> _Loaded:
@@ -262,6 +279,14 @@ class ResNetFinder(Finder):
         # report the centre of the cutout actually scored (moved inwards at map edges)
         ra, dec = tile.pixel_to_world(x0 + half, y0 + half)
         logits, prob, masked = self._score_windows(tile, x0, y0)
+        if self.options.localise:
+            xc, yc = self._localise(tile, net, x0 + half, y0 + half, prob)
+            ra, dec = tile.pixel_to_world(xc, yc)
+            inside = tile.in_core(ra, dec)
+            xc, yc, ra, dec = xc[inside], yc[inside], ra[inside], dec[inside]
+            x0 = np.floor(xc - half + 0.5).astype(np.int64)
+            y0 = np.floor(yc - half + 0.5).astype(np.int64)
+            logits, prob, masked = self._score_windows(tile, x0, y0)
         ok = np.isfinite(prob) & (prob >= self.options.p_min)
         return candidate_table(
             finder=self.name,
@@ -284,6 +309,31 @@ class ResNetFinder(Finder):
                 ),
             },
         )  # fmt: skip
+
+    def _localise(
+        self, tile: Tile, net: _Loaded, xc: np.ndarray, yc: np.ndarray, prob: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster positions (tile pixels) refined from the grid cutouts; see ``localise.py``."""
+        from clusterfw.plugins.finders.resnet.localise import LocaliseSettings, localise
+
+        o = self.options
+        pix = tile.pixel_scale_arcmin
+        half = (net.size - 1) / 2.0
+        settings = LocaliseSettings(
+            p_seed=o.p_seed,
+            suppress_pix=net.stride_px * 1.5,
+            reach_pix=o.localise_reach_arcmin / pix,
+            step_pix=o.localise_step_arcmin / pix,
+            plateau=0.5,
+            merge_pix=o.merge_arcmin / pix,
+        )
+
+        def centred(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            x0 = np.floor(x - half + 0.5).astype(np.int64)
+            y0 = np.floor(y - half + 0.5).astype(np.int64)
+            return self._score_windows(tile, x0, y0)[1]
+
+        return localise(xc, yc, prob, centred, settings)
 
     def score_at(self, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Calibrated probability of a cutout centred on each position (nearest pixel).

@@ -1,0 +1,93 @@
+"""Localising clusters found by the cutout classifier.
+
+A grid cutout only says that a cluster lies *somewhere* in its central 6' × 6' box, so its
+centre can be 3' or more from the cluster, too far for a catalogue matched at 1'. The network
+was trained with clusters anywhere in that box, so the probability of a cutout centred at
+offset ``d`` from a cluster is a plateau, high while ``|dx|, |dy| < 3'`` and falling outside.
+The centre of that plateau is the cluster position:
+
+1. seeds are grid cutouts with probability ≥ ``p_seed``; a seed within ``suppress`` of a
+   stronger seed is dropped (it sees the same cluster);
+2. around each seed, cutouts centred on a square grid of offsets (``±reach`` in steps of
+   ``step``) are scored;
+3. the position is the probability-weighted mean of the offsets whose probability is at least
+   ``plateau`` × the local maximum;
+4. refined positions closer than ``merge`` are merged, keeping the most probable.
+
+The score of a localised candidate is then the probability of a cutout centred on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LocaliseSettings:
+    """Parameters of :func:`localise` (lengths in pixels)."""
+
+    p_seed: float
+    suppress_pix: float
+    reach_pix: float
+    step_pix: float
+    plateau: float
+    merge_pix: float
+
+
+def suppress_weaker(x: np.ndarray, y: np.ndarray, p: np.ndarray, radius: float) -> np.ndarray:
+    """Indices of points kept by greedy non-maximum suppression within ``radius``.
+
+    Points are visited from the most to the least probable; a point closer than ``radius`` to
+    an already kept one is dropped.
+    """
+    kept: list[int] = []
+    for i in np.argsort(-p, kind="stable"):
+        if all((x[i] - x[j]) ** 2 + (y[i] - y[j]) ** 2 >= radius**2 for j in kept):
+            kept.append(int(i))
+    return np.asarray(kept, dtype=np.int64)
+
+
+def localise(
+    x: np.ndarray,
+    y: np.ndarray,
+    prob: np.ndarray,
+    score_centred: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    settings: LocaliseSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refined cluster positions from grid-cutout centres and probabilities.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Tile-pixel centres of the grid cutouts.
+    prob : numpy.ndarray
+        Their probabilities (NaN for unusable cutouts).
+    score_centred : callable
+        ``score_centred(xc, yc) -> probabilities`` of cutouts centred on tile pixels.
+    settings : LocaliseSettings
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Tile-pixel positions of the localised candidates.
+    """
+    ok = np.isfinite(prob) & (prob >= settings.p_seed)
+    sx, sy, sp = x[ok], y[ok], prob[ok]
+    seeds = suppress_weaker(sx, sy, sp, settings.suppress_pix)
+    if seeds.size == 0:
+        return np.zeros(0), np.zeros(0)
+    steps = np.arange(-settings.reach_pix, settings.reach_pix + 1e-9, settings.step_pix)
+    oy, ox = (a.ravel() for a in np.meshgrid(steps, steps, indexing="ij"))
+    gx = (sx[seeds, None] + ox[None, :]).ravel()
+    gy = (sy[seeds, None] + oy[None, :]).ravel()
+    gp = np.nan_to_num(score_centred(gx, gy), nan=0.0).reshape(seeds.size, ox.size)
+    peak = gp.max(axis=1, keepdims=True)
+    w = np.where(gp >= settings.plateau * peak, gp, 0.0)
+    wsum = np.maximum(w.sum(axis=1), 1e-12)
+    px = sx[seeds] + (w * ox).sum(axis=1) / wsum
+    py = sy[seeds] + (w * oy).sum(axis=1) / wsum
+    keep = suppress_weaker(px, py, peak[:, 0], settings.merge_pix)
+    return px[keep], py[keep]
