@@ -187,7 +187,12 @@ def print_summary(table: pa.Table, out: Path, source: str, top: int = 10) -> Non
     """Print the number of candidates and the best ones to stdout."""
     import click
 
-    click.echo(f"{table.num_rows} candidates from {source} -> {out}")
+    decided = ""
+    if "is_cluster" in table.column_names:
+        flags = table.column("is_cluster").to_pylist()
+        if any(f is not None for f in flags):
+            decided = f", {sum(f is True for f in flags)} above the calibrated threshold"
+    click.echo(f"{table.num_rows} candidates{decided} from {source} -> {out}")
     if not table.num_rows:
         return
     order = pc.sort_indices(table, sort_keys=[("score", "descending")])
