@@ -130,16 +130,30 @@ def combine_weights(power_fine: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, 
     return v, np.maximum(q, 0.0)
 
 
-def _measured_rms(img: np.ndarray, interior: np.ndarray, stride: int) -> float:
+def _rms_pixels(interior: np.ndarray, stride: int) -> np.ndarray:
+    """Flat indices of the ``interior`` pixels of the ``stride``-subsampled grid (raster order)."""
+    ny, nx = interior.shape
+    iy, ix = np.nonzero(interior[::stride, ::stride])
+    return (iy * stride).astype(np.intp) * nx + ix * stride
+
+
+def _measured_rms(
+    img: np.ndarray, interior: np.ndarray, stride: int, pixels: np.ndarray | None = None
+) -> float:
     """Robust RMS (1.4826 × MAD) over ``interior``, on a subsampled grid.
 
-    The median absolute deviation ignores the clusters and sources in the map.
+    The median absolute deviation ignores the clusters and sources in the map. ``pixels``
+    (from :func:`_rms_pixels`) saves masking the same subsample again for every map.
     """
-    sub = img[::stride, ::stride]
-    vals = sub[interior[::stride, ::stride]]
-    if vals.size < 16:
+    if pixels is None:
+        pixels = _rms_pixels(interior, stride)
+    if pixels.size < 16:
         return float("nan")
-    return float(1.4826 * np.median(np.abs(vals - np.median(vals))))
+    vals = np.take(img.reshape(-1), pixels, mode="clip")
+    med = np.median(vals)
+    np.subtract(vals, med, out=vals)
+    np.abs(vals, out=vals)
+    return float(1.4826 * np.median(vals))
 
 
 def interior_mask(window: np.ndarray, dist: np.ndarray | None, border_pix: float) -> np.ndarray:
@@ -196,8 +210,11 @@ def run_filter(
 
     all_valid = bool(valid.all())
 
-    def forward(m: np.ndarray) -> np.ndarray:
+    def forward(m: np.ndarray, sources: ps_mod.PointSources | None = None) -> np.ndarray:
         wm = np.multiply(m, window, dtype=np.float32)
+        if sources is not None:  # subtract the windowed source models on their stamps only
+            ps_mod.subtract_models(wm, sources, list(beams), pix_arcmin, weight=window,
+                                   inplace=True)
         if not all_valid:
             wm[:, ~valid] = 0.0
         return sfft.rfft2(wm, s=shape, axes=(-2, -1), workers=workers, overwrite_x=True)
@@ -238,13 +255,13 @@ def run_filter(
             fmaps, grid, list(beams), power, window, settings.ps_snr_min, workers
         )
         if len(sources):
+            del fmaps
             if settings.point_sources == "subtract":
-                cleaned = ps_mod.subtract_models(maps, sources, list(beams), pix_arcmin)
+                fmaps = deconvolve(forward(maps, sources))
             else:
                 cleaned = ps_mod.inpaint(maps, sources, list(beams), pix_arcmin)
-            del fmaps
-            fmaps = deconvolve(forward(cleaned))
-            del cleaned
+                fmaps = deconvolve(forward(cleaned))
+                del cleaned
         if settings.noise == "data":
             power = estimate_power(fmaps)
 
@@ -256,9 +273,15 @@ def run_filter(
     def combine(cov: noise_mod.NoiseCov) -> None:
         a = np.broadcast_to(fsz, cov.power.shape[:2])
         v, q_rows = combine_weights(cov.power, a)
-        d = np.zeros(fmaps.shape[1:], dtype=np.complex64)
+        d = np.empty(fmaps.shape[1:], dtype=np.complex64)
+        tmp = np.empty_like(d)
+        wgt = np.empty(d.shape, dtype=np.float32)
         for b in range(nb):
-            d += cov.gather(v[:, b]) * fmaps[b]
+            np.take(v[:, b].astype(np.float32), cov.index2d, out=wgt, mode="clip")
+            np.multiply(wgt, fmaps[b], out=d if b == 0 else tmp)
+            if b:
+                d += tmp
+        del tmp, wgt
         bank["d"] = d
         bank["q"] = q_rows[cov.fine_row]
 
@@ -273,9 +296,11 @@ def run_filter(
         kvar = float(np.sum(wq * k2) / f_sum)
         gain = tau * (grid.npix / np.sqrt(f_sum))
         buf = getattr(buffers, "buf", None)
-        if buf is None:  # one scratch buffer per thread
+        if buf is None:  # scratch buffers per thread
             buf = buffers.buf = np.empty(grid.idx.shape, dtype=np.complex64)
-        np.multiply(grid.gather(gain), bank["d"], out=buf)
+            buffers.gain = np.empty(grid.idx.shape, dtype=np.float32)
+        g2 = np.take(gain.astype(np.float32), grid.idx, out=buffers.gain, mode="clip")
+        np.multiply(g2, bank["d"], out=buf)
         snr = sfft.irfft2(buf, s=shape, workers=fft_workers, overwrite_x=True)[:ny, :nx]
         sigma_y = grid.pix_area / np.sqrt(f_sum)
         return np.ascontiguousarray(snr), sigma_y, kvar
@@ -286,8 +311,10 @@ def run_filter(
         window, dist, (settings.apod_arcmin + settings.rms_border_arcmin) / pix_arcmin
     )
 
+    rms_pixels = _rms_pixels(interior, settings.rms_stride)
+
     def calibrated(m: np.ndarray, sg: float) -> tuple[np.ndarray, float, float]:
-        r = _measured_rms(m, interior, settings.rms_stride)
+        r = _measured_rms(m, interior, settings.rms_stride, rms_pixels)
         if calibrate and np.isfinite(r) and r > 0:
             m *= np.float32(1.0 / r)
             sg *= r

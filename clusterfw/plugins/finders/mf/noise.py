@@ -42,7 +42,7 @@ class NoiseCov:
 
     def gather(self, values: np.ndarray) -> np.ndarray:
         """Map per-row values onto the 2-D grid (float32)."""
-        return np.take(np.asarray(values, dtype=np.float32), self.index2d)
+        return np.take(np.asarray(values, dtype=np.float32), self.index2d, mode="clip")
 
     @classmethod
     def from_bins(cls, power: np.ndarray, grid: FourierGrid) -> NoiseCov:

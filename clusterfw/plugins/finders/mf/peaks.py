@@ -12,14 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from clusterfw.plugins.finders.mf.point_sources import label_argmax, subpixel_peak
-
-_EIGHT = np.ones((3, 3), dtype=bool)
+from clusterfw.plugins.finders.mf.point_sources import label_sparse, sparse_argmax, subpixel_peak
 
 
 @dataclass
@@ -83,16 +80,16 @@ def find_peaks(
     above = max_snr > threshold
     if allowed is not None:
         above &= allowed
-    labels, n = ndimage.label(above, structure=_EIGHT)
+    # the pixels above threshold are few: label them without another pass over the map
+    pixels, labels, n = label_sparse(above, eight=True)
     if n == 0:
         z = np.zeros(0)
         zi = np.zeros(0, dtype=np.int64)
         return Peaks(z, z, zi, zi, z, zi, zi, np.zeros(0, dtype=bool))
-    index = np.arange(1, n + 1)
-    py, px = label_argmax(max_snr, labels, n)
+    py, px = sparse_argmax(max_snr, pixels, labels, n)
     stack_at_peak = np.stack([s[py, px] for s in snr])
     best = np.argmax(stack_at_peak, axis=0)
-    npix = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    npix = np.bincount(labels, minlength=n + 1)[1:]
     sub_y = np.empty(n)
     sub_x = np.empty(n)
     val = np.empty(n)
@@ -100,8 +97,12 @@ def find_peaks(
         sel = best == si
         sub_y[sel], sub_x[sel], val[sel] = subpixel_peak(snr[si], py[sel], px[sel])
     if position == "centroid":
-        com = np.asarray(ndimage.center_of_mass(max_snr, labels, index), dtype=np.float64)
-        y, x = com[:, 0], com[:, 1]
+        # SNR-weighted mean position (ndimage.center_of_mass on the sparse pixels)
+        w = np.take(max_snr.reshape(-1), pixels).astype(np.float64)
+        pyy, pxx = np.divmod(pixels, max_snr.shape[1])
+        norm = np.bincount(labels, weights=w, minlength=n + 1)[1:]
+        y = np.bincount(labels, weights=w * pyy, minlength=n + 1)[1:] / norm
+        x = np.bincount(labels, weights=w * pxx, minlength=n + 1)[1:] / norm
     else:
         y, x = sub_y, sub_x
     return Peaks(x, y, px, py, val, best, npix, np.zeros(n, dtype=bool))

@@ -69,6 +69,73 @@ def label_argmax(img: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarra
     return py, px
 
 
+def label_sparse(mask: np.ndarray, eight: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """Connected groups of the True pixels of a sparse 2-D ``mask``.
+
+    Same groups and numbering as ``ndimage.label`` (4- or 8-connected, labels ``1..n`` in
+    raster order of each group's first pixel), but the work after one pass to find the pixels
+    scales with their number, not with the map.
+
+    Returns
+    -------
+    pixels : numpy.ndarray
+        Flat indices of the True pixels (raster order).
+    labels : numpy.ndarray
+        Label of each of them.
+    n : int
+        Number of groups.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nx = mask.shape[1]
+    pixels = np.flatnonzero(mask)
+    m = pixels.size
+    if m == 0:
+        return pixels, np.zeros(0, dtype=np.int64), 0
+    col = pixels % nx
+    # (offset, which pixels may have that neighbour: not wrapping to another row)
+    steps = [(1, col < nx - 1), (nx, None)]
+    if eight:
+        steps += [(nx - 1, col > 0), (nx + 1, col < nx - 1)]
+    src, dst = [], []
+    for off, ok in steps:
+        cand = np.arange(m) if ok is None else np.flatnonzero(ok)
+        q = pixels[cand] + off
+        j = np.searchsorted(pixels, q)
+        j = np.minimum(j, m - 1)
+        hit = pixels[j] == q
+        src.append(cand[hit])
+        dst.append(j[hit])
+    src = np.concatenate(src)
+    dst = np.concatenate(dst)
+    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(m, m))
+    n, comp = connected_components(graph, directed=False)
+    # number the groups by their first pixel in raster order, as ndimage.label does
+    first = np.full(n, m, dtype=np.int64)
+    np.minimum.at(first, comp, np.arange(m))
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(1, n + 1)
+    return pixels, rank[comp], int(n)
+
+
+def sparse_argmax(
+    img: np.ndarray, pixels: np.ndarray, labels: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(py, px)`` of the maximum of ``img`` in each group of :func:`label_sparse`.
+
+    Ties go to the last pixel in raster order, as in :func:`label_argmax`.
+    """
+    vals = np.take(img.reshape(-1), pixels)
+    best = np.full(n + 1, -np.inf)
+    np.maximum.at(best, labels, vals)
+    hit = vals >= best[labels]
+    flat = np.zeros(n + 1, dtype=np.int64)
+    flat[labels[hit]] = pixels[hit]
+    py, px = np.divmod(flat[1:], img.shape[1])
+    return py, px
+
+
 def subpixel_peak(img: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, ...]:
     """Parabolic sub-pixel refinement of peaks at integer ``(py, px)``.
 
@@ -157,14 +224,20 @@ def detect(
     """
     ny, nx = window.shape
     xs, ys, bs, amps, snrs = [], [], [], [], []
+    inside = window > 0.5
+    buf = np.empty(fmaps.shape[1:], dtype=np.complex64)
+    wbuf = np.empty(fmaps.shape[1:], dtype=np.float32)
     for b, fwhm in enumerate(beams):
         wts, sigma = ps_filter_weights(grid, fwhm, noise.power[:, b, b], noise.counts)
-        snr = sfft.irfft2(noise.gather(wts) * fmaps[b], s=grid.shape, workers=workers)[:ny, :nx]
-        above = (snr > snr_min) & (window > 0.5)
+        np.take(np.asarray(wts, dtype=np.float32), noise.index2d, out=wbuf, mode="clip")
+        np.multiply(wbuf, fmaps[b], out=buf)
+        snr = sfft.irfft2(buf, s=grid.shape, workers=workers, overwrite_x=True)[:ny, :nx]
+        above = snr > snr_min
+        above &= inside
         if not above.any():
             continue
-        labels, n = ndimage.label(above)
-        iy, ix = label_argmax(snr, labels, n)
+        pixels, labels, n = label_sparse(above)
+        iy, ix = sparse_argmax(snr, pixels, labels, n)
         py, px, val = subpixel_peak(snr, iy, ix)
         xs.append(px)
         ys.append(py)
@@ -181,7 +254,7 @@ def detect(
 
 def subtract_models(
     maps: np.ndarray, sources: PointSources, beams: list[float], pix_arcmin: float,
-    radius_fwhm: float = 2.0,
+    radius_fwhm: float = 2.0, weight: np.ndarray | None = None, inplace: bool = False,
 ) -> np.ndarray:
     """Subtract a beam-shaped model of every source from the band it was found in (copy).
 
@@ -201,13 +274,18 @@ def subtract_models(
     pix_arcmin : float
     radius_fwhm : float
         Stamp half-size in beam FWHMs.
+    weight : numpy.ndarray, optional
+        ``(ny, nx)`` factor applied to the models (the apodisation window, when ``maps`` are
+        already windowed).
+    inplace : bool
+        Subtract from ``maps`` itself (float32) instead of a copy.
 
     Returns
     -------
     numpy.ndarray
         float32 maps with the models subtracted.
     """
-    out = np.array(maps, dtype=np.float32, copy=True)
+    out = maps if inplace else np.array(maps, dtype=np.float32, copy=True)
     ny, nx = out.shape[1:]
     for b, fwhm in enumerate(beams):
         sel = sources.band == b
@@ -223,8 +301,13 @@ def subtract_models(
         gx = np.exp(-0.5 * ((ix - x[:, None]) / sig) ** 2) * ((ix >= 0) & (ix < nx))
         stamps = amp[:, None, None] * gy[:, :, None] * gx[:, None, :]
         flat = np.clip(iy, 0, ny - 1)[:, :, None] * nx + np.clip(ix, 0, nx - 1)[:, None, :]
-        model = np.bincount(flat.ravel(), weights=stamps.ravel(), minlength=ny * nx)
-        out[b] -= model.reshape(ny, nx).astype(np.float32)
+        # sum overlapping stamps on the touched pixels only (same sums as a full-map bincount)
+        pixels, inverse = np.unique(flat.ravel(), return_inverse=True)
+        model = np.bincount(inverse.ravel(), weights=stamps.ravel(), minlength=pixels.size)
+        if weight is not None:
+            model *= np.take(weight.reshape(-1), pixels)
+        band = out[b].reshape(-1)
+        band[pixels] -= model.astype(np.float32)
     return out
 
 
