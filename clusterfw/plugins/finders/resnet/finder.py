@@ -111,6 +111,9 @@ class ResNetFinder(Finder):
         localise_reach_arcmin: float = Field(
             6.0, gt=0, description="largest offset of the centred cutouts around a seed"
         )
+        refine_passes: int = Field(
+            1, ge=0, le=3, description="finer localisation passes around the first estimate"
+        )
         merge_arcmin: float = Field(
             3.0, gt=0, description="localised candidates closer than this are merged"
         )
@@ -326,6 +329,7 @@ class ResNetFinder(Finder):
             step_pix=o.localise_step_arcmin / pix,
             plateau=0.5,
             merge_pix=o.merge_arcmin / pix,
+            refine_passes=o.refine_passes,
         )
 
         def centred(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -35,6 +35,27 @@ class LocaliseSettings:
     step_pix: float
     plateau: float
     merge_pix: float
+    refine_passes: int = 0
+
+
+def _plateau_centres(
+    x: np.ndarray,
+    y: np.ndarray,
+    score_centred: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    reach: float,
+    step: float,
+    plateau: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probability-weighted centres of the plateaus around ``(x, y)`` and their peak values."""
+    steps = np.arange(-reach, reach + 1e-9, step)
+    oy, ox = (a.ravel() for a in np.meshgrid(steps, steps, indexing="ij"))
+    gx = (x[:, None] + ox[None, :]).ravel()
+    gy = (y[:, None] + oy[None, :]).ravel()
+    gp = np.nan_to_num(score_centred(gx, gy), nan=0.0).reshape(x.size, ox.size)
+    peak = gp.max(axis=1, keepdims=True)
+    w = np.where(gp >= plateau * peak, gp, 0.0)
+    wsum = np.maximum(w.sum(axis=1), 1e-12)
+    return x + (w * ox).sum(axis=1) / wsum, y + (w * oy).sum(axis=1) / wsum, peak[:, 0]
 
 
 def suppress_weaker(x: np.ndarray, y: np.ndarray, p: np.ndarray, radius: float) -> np.ndarray:
@@ -79,15 +100,10 @@ def localise(
     seeds = suppress_weaker(sx, sy, sp, settings.suppress_pix)
     if seeds.size == 0:
         return np.zeros(0), np.zeros(0)
-    steps = np.arange(-settings.reach_pix, settings.reach_pix + 1e-9, settings.step_pix)
-    oy, ox = (a.ravel() for a in np.meshgrid(steps, steps, indexing="ij"))
-    gx = (sx[seeds, None] + ox[None, :]).ravel()
-    gy = (sy[seeds, None] + oy[None, :]).ravel()
-    gp = np.nan_to_num(score_centred(gx, gy), nan=0.0).reshape(seeds.size, ox.size)
-    peak = gp.max(axis=1, keepdims=True)
-    w = np.where(gp >= settings.plateau * peak, gp, 0.0)
-    wsum = np.maximum(w.sum(axis=1), 1e-12)
-    px = sx[seeds] + (w * ox).sum(axis=1) / wsum
-    py = sy[seeds] + (w * oy).sum(axis=1) / wsum
-    keep = suppress_weaker(px, py, peak[:, 0], settings.merge_pix)
+    px, py, peak = _plateau_centres(sx[seeds], sy[seeds], score_centred, settings.reach_pix,
+                                    settings.step_pix, settings.plateau)
+    for _ in range(settings.refine_passes):
+        px, py, peak = _plateau_centres(px, py, score_centred, settings.reach_pix * 0.75,
+                                        settings.step_pix * 0.5, settings.plateau)
+    keep = suppress_weaker(px, py, peak, settings.merge_pix)
     return px[keep], py[keep]
