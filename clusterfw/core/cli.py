@@ -205,16 +205,19 @@ def plugins(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(catalogue: Path, as_json: bool) -> None:
     """Show a catalogue's schema (with units), provenance and row count."""
+    import pyarrow as pa
+
     from clusterfw.core.catalog_io import provenance, read_catalogue
 
     table = read_catalogue(catalogue)
     columns = []
     for f in table.schema:
         meta = f.metadata or {}
+        dtype = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
         columns.append(
             {
                 "name": f.name,
-                "type": str(f.type),
+                "type": f"dictionary<{dtype}>" if dtype is not f.type else str(dtype),
                 "unit": meta.get(b"unit", b"").decode(),
                 "description": meta.get(b"description", b"").decode(),
             }
