@@ -11,8 +11,8 @@ work=${1:?usage: calibrate_and_compare.sh WORKDIR [--install]}
 install=${2:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$work" && cd "$work"
-VAL_SEEDS="9001 9002"
-TEST_SEEDS="9101 9102"
+VAL_SEEDS="9001 9002 9003 9004"
+TEST_SEEDS="9101 9102 9103 9104"
 SIZE=3   # degrees, each patch
 
 for s in $VAL_SEEDS $TEST_SEEDS; do
