@@ -51,24 +51,6 @@ class PointSources:
         return int(self.x.size)
 
 
-def label_argmax(img: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(py, px)`` of the maximum of ``img`` in each of labels ``1..n`` (vectorised, O(npix)).
-
-    Equivalent to ``ndimage.maximum_position`` without its per-call argsort.
-    """
-    lab = labels.ravel()
-    sel = np.flatnonzero(lab)
-    lv = lab[sel]
-    vals = img.ravel()[sel]
-    best = np.full(n + 1, -np.inf)
-    np.maximum.at(best, lv, vals)
-    hit = vals >= best[lv]
-    flat = np.zeros(n + 1, dtype=np.int64)
-    flat[lv[hit]] = sel[hit]
-    py, px = np.divmod(flat[1:], img.shape[1])
-    return py, px
-
-
 def label_sparse(mask: np.ndarray, eight: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """Connected groups of the True pixels of a sparse 2-D ``mask``.
 
@@ -124,7 +106,7 @@ def sparse_argmax(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(py, px)`` of the maximum of ``img`` in each group of :func:`label_sparse`.
 
-    Ties go to the last pixel in raster order, as in :func:`label_argmax`.
+    Ties go to the last pixel in raster order (as ``ndimage.maximum_position`` on labels).
     """
     vals = np.take(img.reshape(-1), pixels)
     best = np.full(n + 1, -np.inf)
