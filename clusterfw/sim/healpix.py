@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from clusterfw.core.sky import Band, HealpixSky
+from clusterfw.core.sky import HealpixSky
 from clusterfw.sim import sz
 from clusterfw.sim.cmb import lensed_cl_tt, synthesize_alm
 from clusterfw.sim.config import HealpixConfig
@@ -26,9 +26,9 @@ from clusterfw.sim.patch import (
     sample_halo_catalogue,
     sample_sources,
     spawn_streams,
+    truth_and_bands,
 )
 from clusterfw.sim.sources import poisson_cl_below
-from clusterfw.sim.truth import halo_table, sim_metadata, source_table
 
 
 @dataclass
@@ -173,19 +173,10 @@ def simulate_healpix(config: HealpixConfig | None = None, rng_or_seed: Any = 0) 
             out = out + streams["noise"].standard_normal(npix) * sigma
         maps[b] = out
 
-    meta_json = cfg.model_dump_json()
     halos["ra"], halos["dec"] = hra, hdec
-    halo_tab = halo_table(halos, sim_metadata(meta_json, seed, "halos"))
     srcs["ra"], srcs["dec"] = sra, sdec
     srcs["x_pix"], srcs["y_pix"] = spix.astype(float), np.zeros(ns)
-    srcs["flux_mjy"] = srcs["flux"] * 1e3
-    src_tab = source_table(
-        srcs, [b.name for b in cfg.bands], sim_metadata(meta_json, seed, "sources")
-    )
-    bands = tuple(
-        Band(b.name, b.freq_ghz, b.beam_fwhm_arcmin, b.noise_uk_arcmin if comp.noise else None)
-        for b in cfg.bands
-    )
+    halo_tab, src_tab, bands = truth_and_bands(cfg, seed, halos, srcs)
     return HealpixResult(
         HealpixSky(maps, bands),
         halo_tab,

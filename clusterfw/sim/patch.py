@@ -467,23 +467,31 @@ def simulate_patch(
     del work
 
     # --- truth tables ----------------------------------------------------------------
-    meta_json = cfg.model_dump_json()
     ra, dec = wcs.pixel_to_world_values(halos["x_pix"], halos["y_pix"])
     halos["ra"], halos["dec"] = np.asarray(ra) % 360.0, np.asarray(dec)
-    halo_tab = halo_table(halos, sim_metadata(meta_json, seed, "halos"))
     sra, sdec = wcs.pixel_to_world_values(srcs["x_pix"], srcs["y_pix"])
     srcs["ra"], srcs["dec"] = np.asarray(sra) % 360.0, np.asarray(sdec)
+    halo_tab, src_tab, bands = truth_and_bands(cfg, seed, halos, srcs)
+    sky = Sky(maps, wcs, bands)
+    return SimResult(sky, halo_tab, src_tab, cfg, ymap, components, seed)
+
+
+def truth_and_bands(
+    cfg: SimConfig, seed: Any, halos: dict[str, np.ndarray], srcs: dict[str, Any]
+) -> tuple[pa.Table, pa.Table, tuple[Band, ...]]:
+    """Truth tables (halos, sources with ``ra``/``dec`` set) and the bands of a simulation."""
+    meta_json = cfg.model_dump_json()
+    halo_tab = halo_table(halos, sim_metadata(meta_json, seed, "halos"))
     srcs["flux_mjy"] = srcs["flux"] * 1e3
     src_tab = source_table(
         srcs, [b.name for b in cfg.bands], sim_metadata(meta_json, seed, "sources")
     )
-
+    noise = cfg.components.noise
     bands = tuple(
-        Band(b.name, b.freq_ghz, b.beam_fwhm_arcmin, b.noise_uk_arcmin if comp.noise else None)
+        Band(b.name, b.freq_ghz, b.beam_fwhm_arcmin, b.noise_uk_arcmin if noise else None)
         for b in cfg.bands
     )
-    sky = Sky(maps, wcs, bands)
-    return SimResult(sky, halo_tab, src_tab, cfg, ymap, components, seed)
+    return halo_tab, src_tab, bands
 
 
 def _noise_map(
