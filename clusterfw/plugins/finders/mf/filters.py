@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sfft
@@ -82,6 +83,10 @@ class FilterResult:
     sources : PointSources
     interior : numpy.ndarray
         Where the RMS was measured: the window's plateau, ``apod + rms_border`` from the edge.
+    max_snr : numpy.ndarray
+        Pixel-wise maximum of ``snr`` over scales (computed if not given).
+    plateau : numpy.ndarray
+        ``window >= PLATEAU`` (computed on first use if not given), see :attr:`detectable`.
     """
 
     snr: list[np.ndarray]
@@ -95,6 +100,7 @@ class FilterResult:
     sources: ps_mod.PointSources
     interior: np.ndarray
     max_snr: np.ndarray = field(default=None)  # type: ignore[assignment]
+    plateau: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def detectable(self) -> np.ndarray:
@@ -104,7 +110,9 @@ class FilterResult:
         CMB identical in every band (``B_b⁻¹[w, B_b]`` differs between beams), so the CMB
         leaks into the combination there and makes spurious peaks.
         """
-        return self.window >= PLATEAU
+        if self.plateau is None:
+            self.plateau = self.window >= PLATEAU
+        return self.plateau
 
     def __post_init__(self) -> None:
         if self.max_snr is None:
@@ -137,6 +145,22 @@ def _rms_pixels(interior: np.ndarray, stride: int) -> np.ndarray:
     return (iy * stride).astype(np.intp) * nx + ix * stride
 
 
+def _median_inplace(vals: np.ndarray) -> float:
+    """Median of a 1-D array, reordering it in place (``np.median``'s value, one selection).
+
+    ``np.median`` of an even-length array selects two order statistics at once, which costs
+    several times a single ``partition``; the lower middle value is the maximum of the lower
+    part after selecting the upper one.
+    """
+    n = vals.size
+    h = n // 2
+    vals.partition(h)
+    hi = float(vals[h])
+    if n % 2:
+        return hi
+    return 0.5 * (float(vals[:h].max()) + hi)
+
+
 def _measured_rms(
     img: np.ndarray, interior: np.ndarray, stride: int, pixels: np.ndarray | None = None
 ) -> float:
@@ -150,10 +174,14 @@ def _measured_rms(
     if pixels.size < 16:
         return float("nan")
     vals = np.take(img.reshape(-1), pixels, mode="clip")
-    med = np.median(vals)
+    if vals.dtype.kind != "f":
+        vals = vals.astype(np.float64)
+    if np.isnan(vals).any():  # as np.median: a NaN median, no calibration
+        return float("nan")
+    med = _median_inplace(vals)
     np.subtract(vals, med, out=vals)
     np.abs(vals, out=vals)
-    return float(1.4826 * np.median(vals))
+    return float(1.4826 * _median_inplace(vals))
 
 
 def interior_mask(window: np.ndarray, dist: np.ndarray | None, border_pix: float) -> np.ndarray:
@@ -174,6 +202,67 @@ def interior_mask(window: np.ndarray, dist: np.ndarray | None, border_pix: float
         return out if out.sum() >= 256 else full
     out = dist > (dist[~full].max(initial=0.0) if (~full).any() else 0.0) + b
     return out if out.sum() >= 256 else full
+
+
+def _readonly(*arrays: np.ndarray) -> None:
+    for a in arrays:
+        a.flags.writeable = False
+
+
+@lru_cache(maxsize=4)
+def _full_geometry(
+    ny: int, nx: int, apod_pix: float, border_pix: float, stride: int, npix: int
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """Window, ``<w²>``, RMS interior and its subsample, plateau of a tile without masked pixels.
+
+    They depend on the tile's shape only, so every tile of a pipeline run shares them (cached,
+    read-only).
+    """
+    window, _ = noise_mod.apodisation(np.ones((ny, nx), dtype=bool), apod_pix)
+    w2 = float(np.sum(window.astype(np.float64) ** 2)) / npix
+    interior = interior_mask(window, None, border_pix)
+    pixels = _rms_pixels(interior, stride)
+    plateau = window >= PLATEAU
+    _readonly(window, interior, pixels, plateau)
+    return window, w2, interior, pixels, plateau
+
+
+@lru_cache(maxsize=4)
+def _beam_inverse(shape: tuple[int, int], pix: float, beams: tuple[float, ...]) -> np.ndarray:
+    """``1 / B_b(k)`` of every band on the 2-D ``rfft2`` grid, float32 (cached, read-only)."""
+    grid = fourier_grid(shape, pix)
+    out = np.empty((len(beams), *grid.idx.shape), dtype=np.float32)
+    for b, bm in enumerate(beams):
+        binv = 1.0 / np.maximum(gaussian_beam_transform(bm, grid.k_fine), 1e-6)
+        np.take(binv.astype(np.float32), grid.idx, out=out[b])
+    _readonly(out)
+    return out
+
+
+@lru_cache(maxsize=3)
+def _template_bank(
+    shape: tuple[int, int], pix: float, profile: str, scales: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Profile transforms ``τ_s`` of every scale on ``k_fine`` (float64) and on the 2-D grid.
+
+    Neither depends on the data (the data enter each scale through a scalar normalisation and
+    the band combination ``D``), so a pipeline of equal-shaped tiles gathers them once.
+    """
+    grid = fourier_grid(shape, pix)
+    fine = np.stack([template_transform(profile, s, grid.k_fine) for s in scales])
+    maps = np.empty((len(scales), *grid.idx.shape), dtype=np.float32)
+    for i in range(len(scales)):
+        np.take(fine[i].astype(np.float32), grid.idx, out=maps[i])
+    _readonly(fine, maps)
+    return fine, maps
+
+
+def _all_finite(maps: np.ndarray) -> bool:
+    """Whether every value is finite, in one BLAS pass (a NaN or inf makes the sum of squares
+    non-finite; an overflowing sum of squares only sends the caller to the per-pixel check)."""
+    flat = maps.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.dot(flat, flat)))
 
 
 def run_filter(
@@ -202,28 +291,46 @@ def run_filter(
     """
     nb, ny, nx = maps.shape
     workers = settings.workers
-    valid = np.all(np.isfinite(maps), axis=0)
-    window, dist = noise_mod.apodisation(valid, settings.apod_arcmin / pix_arcmin)
+    pix = round(float(pix_arcmin), 9)
     shape = padded_shape(ny, nx)
-    grid = fourier_grid(shape, round(float(pix_arcmin), 9))
-    w2 = float(np.sum(window.astype(np.float64) ** 2)) / grid.npix
+    grid = fourier_grid(shape, pix)
+    apod_pix = settings.apod_arcmin / pix_arcmin
+    border_pix = (settings.apod_arcmin + settings.rms_border_arcmin) / pix_arcmin
 
-    all_valid = bool(valid.all())
+    all_valid = _all_finite(maps)
+    valid = None
+    if not all_valid:
+        valid = np.all(np.isfinite(maps), axis=0)
+        all_valid = bool(valid.all())
+    if all_valid:
+        dist = None
+        window, w2, interior, rms_pixels, plateau = _full_geometry(
+            ny, nx, apod_pix, border_pix, settings.rms_stride, grid.npix
+        )
+    else:
+        window, dist = noise_mod.apodisation(valid, apod_pix)
+        w2 = float(np.sum(window.astype(np.float64) ** 2)) / grid.npix
+        interior = interior_mask(window, dist, border_pix)
+        rms_pixels = _rms_pixels(interior, settings.rms_stride)
+        plateau = window >= PLATEAU
+
+    wbuf: list[np.ndarray] = []  # the windowed maps' buffer, reused by the second transform
 
     def forward(m: np.ndarray, sources: ps_mod.PointSources | None = None) -> np.ndarray:
-        wm = np.multiply(m, window, dtype=np.float32)
+        if not wbuf:
+            wbuf.append(np.empty(m.shape, dtype=np.float32))
+        wm = np.multiply(m, window, out=wbuf[0])
         if sources is not None:  # subtract the windowed source models on their stamps only
-            ps_mod.subtract_models(wm, sources, list(beams), pix_arcmin, weight=window,
-                                   inplace=True)
+            ps_mod.subtract_models(
+                wm, sources, list(beams), pix_arcmin, weight=window, inplace=True
+            )
         if not all_valid:
             wm[:, ~valid] = 0.0
         return sfft.rfft2(wm, s=shape, axes=(-2, -1), workers=workers, overwrite_x=True)
 
     # Work with beam-deconvolved transforms: the CMB is then identical in every band at every
     # mode, so binned cross-spectra keep its rank-one structure and the bands can cancel it.
-    binv = np.stack([1.0 / np.maximum(gaussian_beam_transform(bm, grid.k_fine), 1e-6)
-                     for bm in beams])
-    binv_g = [grid.gather(bi) for bi in binv]
+    binv_g = _beam_inverse(shape, pix, tuple(float(b) for b in beams))
 
     def deconvolve(fm: np.ndarray) -> np.ndarray:
         for b in range(nb):
@@ -264,6 +371,7 @@ def run_filter(
                 del cleaned
         if settings.noise == "data":
             power = estimate_power(fmaps)
+    del wbuf[:]
 
     # deconvolved maps: the response per unit y is the tSZ law alone, the same at every k
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))
@@ -285,42 +393,46 @@ def run_filter(
         bank["d"] = d
         bank["q"] = q_rows[cov.fine_row]
 
+    scales_all = tuple(float(x) for x in settings.scales_arcmin)
+    tau_fine, tau_2d = _template_bank(shape, pix, settings.profile, scales_all)
     buffers = threading.local()
 
-    def one_scale(scale: float, fft_workers: int = workers) -> tuple[np.ndarray, float, float]:
-        tau = template_transform(settings.profile, float(scale), grid.k_fine)
+    def one_scale(
+        tau: np.ndarray, tau2: np.ndarray, fft_workers: int = workers
+    ) -> tuple[np.ndarray, float, float, float]:
+        """Unnormalised filtered map ``irfft2(τ D)``, its gain to SNR, ``σ(y_c)`` and ``<k²>``."""
         wq = grid.counts * tau * tau * bank["q"]
         f_sum = float(np.sum(wq))  # = Ω² F_s
         if not f_sum > 0:
-            raise ValueError(f"filter at scale {scale} has no signal power")
+            raise ValueError("filter has no signal power at a scale")
         kvar = float(np.sum(wq * k2) / f_sum)
-        gain = tau * (grid.npix / np.sqrt(f_sum))
         buf = getattr(buffers, "buf", None)
-        if buf is None:  # scratch buffers per thread
+        if buf is None:  # scratch buffer per thread
             buf = buffers.buf = np.empty(grid.idx.shape, dtype=np.complex64)
-            buffers.gain = np.empty(grid.idx.shape, dtype=np.float32)
-        g2 = np.take(gain.astype(np.float32), grid.idx, out=buffers.gain, mode="clip")
-        np.multiply(g2, bank["d"], out=buf)
-        snr = sfft.irfft2(buf, s=shape, workers=fft_workers, overwrite_x=True)[:ny, :nx]
+        np.multiply(tau2, bank["d"], out=buf)
+        m = sfft.irfft2(buf, s=shape, workers=fft_workers, overwrite_x=True)[:ny, :nx]
+        gain = grid.npix / np.sqrt(f_sum)
         sigma_y = grid.pix_area / np.sqrt(f_sum)
-        return np.ascontiguousarray(snr), sigma_y, kvar
+        return np.ascontiguousarray(m), gain, sigma_y, kvar
+
+    def scale_at(i: int, fft_workers: int = workers) -> tuple[np.ndarray, float, float, float]:
+        return one_scale(tau_fine[i], tau_2d[i], fft_workers)
 
     calibrate = settings.snr_calibration == "measured"
 
-    interior = interior_mask(
-        window, dist, (settings.apod_arcmin + settings.rms_border_arcmin) / pix_arcmin
-    )
-
-    rms_pixels = _rms_pixels(interior, settings.rms_stride)
-
-    def calibrated(m: np.ndarray, sg: float) -> tuple[np.ndarray, float, float]:
-        r = _measured_rms(m, interior, settings.rms_stride, rms_pixels)
+    def calibration(m: np.ndarray, gain: float, sg: float) -> tuple[np.float32, float, float]:
+        """Factor turning an unnormalised map into SNR: the filter's gain, or ``1 / RMS`` of the
+        map (robust, measured); ``r`` is that RMS in units of the filter's σ (``gain × RMS``)."""
+        r = _measured_rms(m, interior, settings.rms_stride, rms_pixels) * gain
         if calibrate and np.isfinite(r) and r > 0:
-            m *= np.float32(1.0 / r)
-            sg *= r
+            return np.float32(gain / r), sg * r, r
+        return np.float32(gain), sg, r
+
+    def calibrated(m: np.ndarray, gain: float, sg: float) -> tuple[np.ndarray, float, float]:
+        c, sg, r = calibration(m, gain, sg)
+        m *= c
         return m, sg, r
 
-    scales_all = [float(x) for x in settings.scales_arcmin]
     iterations = settings.noise_iterations if settings.noise == "data" else 0
     for _ in range(iterations):
         # Bright clusters bias a covariance measured from the data (the bands learn to cancel
@@ -328,9 +440,17 @@ def run_filter(
         # the transforms, and measure the spectra again.
         combine(power)
         pick = sorted(set(np.linspace(0, len(scales_all) - 1, 3).round().astype(int)))
-        first = [calibrated(*one_scale(scales_all[i])[:2]) for i in pick]
-        found = find_peaks([f[0] for f in first], np.max([f[0] for f in first], axis=0),
-                           settings.noise_mask_snr, window >= PLATEAU, "peak")
+        first = []
+        for i in pick:
+            m, gain, sg, _ = scale_at(i)
+            first.append(calibrated(m, gain, sg))
+        found = find_peaks(
+            [f[0] for f in first],
+            np.max([f[0] for f in first], axis=0),
+            settings.noise_mask_snr,
+            plateau,
+            "peak",
+        )
         if not len(found):
             break
         sig_first = np.array([f[1] for f in first])
@@ -344,36 +464,59 @@ def run_filter(
                 continue
             ey = np.exp(-2j * np.pi * np.outer(found.y[sel], fy)).astype(np.complex64)
             ex = np.exp(-2j * np.pi * np.outer(found.x[sel], fx)).astype(np.complex64)
-            tau = template_transform(settings.profile, scales_all[i], grid.k_fine)
-            model += grid.gather(tau / grid.pix_area) * (ey.T @ (amp[sel, None] * ex))
+            model += (tau_2d[i] / np.float32(grid.pix_area)) * (ey.T @ (amp[sel, None] * ex))
         power = estimate_power(fmaps - fsz[:, None, None].astype(np.float32) * model[None])
     combine(power)
 
-    def scale_job(scale: float) -> tuple[np.ndarray, float, float, float]:
-        m, sg, kk = one_scale(scale, fft_workers=1)
-        m, sg, r = calibrated(m, sg)
-        return m, sg, kk, r
+    def scale_job(i: int) -> tuple[np.ndarray, np.float32, float, float, float]:
+        m, gain, sg, kk = scale_at(i, fft_workers=1)
+        c, sg, r = calibration(m, gain, sg)
+        return m, c, sg, kk, r
+
+    nscale = len(scales_all)
+    max_snr = np.empty((ny, nx), dtype=np.float32)
+    step = max(1, (256 * 1024) // (4 * nx))  # rows per block: a block of every map stays in cache
+    blocks = [slice(a, min(a + step, ny)) for a in range(0, ny, step)]
+
+    def scale_and_max(rows: slice) -> None:
+        """Bring every map to SNR and take the maximum over scales, block by block of rows: each
+        map is read and written once, the maximum is never out of cache."""
+        acc = max_snr[rows]
+        for s, res in enumerate(results):
+            blk = res[0][rows]
+            np.multiply(blk, res[1], out=blk)
+            if s == 0:
+                np.copyto(acc, blk)
+            else:
+                np.maximum(acc, blk, out=acc)
 
     # Scales are independent: run them on a thread pool (FFTs and numpy ufuncs release the
     # GIL), so the element-wise passes between FFTs use every core too.
     threads = (os.cpu_count() or 1) if workers < 0 else max(1, workers)
-    if threads > 1 and len(settings.scales_arcmin) > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(scale_job, settings.scales_arcmin))
+    if threads > 1 and nscale > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, nscale)) as pool:
+            results = list(pool.map(scale_job, range(nscale)))
+            chunk = -(-len(blocks) // threads)
+            groups = [blocks[a : a + chunk] for a in range(0, len(blocks), chunk)]
+            list(pool.map(lambda group: [scale_and_max(b) for b in group], groups))
     else:
-        results = [scale_job(sc) for sc in settings.scales_arcmin]
+        results = [scale_job(i) for i in range(nscale)]
+        for b in blocks:
+            scale_and_max(b)
+    results = [(m, sg, kk, r) for m, _, sg, kk, r in results]
     snrs = [r[0] for r in results]
     sig = [r[1] for r in results]
     kv = [r[2] for r in results]
     rms = [r[3] for r in results]
     ref = settings.ref_scale_arcmin
-    scales = np.asarray(settings.scales_arcmin, dtype=float)
+    scales = np.asarray(scales_all, dtype=float)
     if ref is None or np.min(np.abs(scales - ref)) < 1e-6:
         i = int(np.argmin(np.abs(scales - (ref if ref is not None else scales[0]))))
         snr_ref, sig_ref = snrs[i], sig[i]
     else:
-        snr_ref, sig_ref, _ = one_scale(ref)
-        snr_ref, sig_ref, _ = calibrated(snr_ref, sig_ref)
+        tau = template_transform(settings.profile, float(ref), grid.k_fine)
+        m, gain, sg, _ = one_scale(tau, grid.gather(tau))
+        snr_ref, sig_ref, _ = calibrated(m, gain, sg)
     return FilterResult(
         snr=snrs,
         snr_ref=snr_ref,
@@ -385,6 +528,8 @@ def run_filter(
         dist_mask=dist,
         sources=sources,
         interior=interior,
+        max_snr=max_snr,
+        plateau=plateau,
     )
 
 

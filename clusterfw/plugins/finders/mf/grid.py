@@ -30,17 +30,30 @@ class FourierGrid:
     k_fine : numpy.ndarray
         Uniform 1-D grid of ``|k|`` (rad / arcmin) covering the 2-D grid.
     idx : numpy.ndarray
-        ``(ny, nx // 2 + 1)`` int32 index of each 2-D mode into ``k_fine`` (nearest).
+        ``(ny, nx // 2 + 1)`` index (``intp``, so gathers and ``bincount`` need no cast) of
+        each 2-D mode into ``k_fine`` (nearest).
     counts : numpy.ndarray
         Number of full-plane modes mapped to each ``k_fine`` entry (rfft Hermitian weights).
+    herm : numpy.ndarray
+        Full-plane modes each ``rfft2`` column stands for (2, or 1 for columns 0 and Nyquist).
     bin_idx : numpy.ndarray
-        ``(ny, nx // 2 + 1)`` int32 index of each mode into the coarse power-spectrum bins.
+        ``(ny, nx // 2 + 1)`` index (``intp``) of each mode into the coarse power-spectrum bins.
     bin_counts : numpy.ndarray
         Full-plane modes per coarse bin.
     bin_k : numpy.ndarray
         Mode-weighted mean ``|k|`` of each coarse bin.
     bin_of_fine : numpy.ndarray
         Coarse bin of each ``k_fine`` entry.
+    fold_rows : int
+        Rows ``1..fold_rows`` have the same ``|k|`` (hence bins) as rows ``ny-1`` down to
+        ``ny-fold_rows`` (``ky`` and ``-ky``): per-mode quantities can be added row pair by row
+        pair before binning, which halves the binning work.
+    bin_idx_half : numpy.ndarray
+        Flat ``bin_idx`` of the ``ny - fold_rows`` rows kept after folding.
+    edge_cols : numpy.ndarray
+        The columns that stand for one full-plane mode (``herm == 1``).
+    bin_idx_half_edge : numpy.ndarray
+        Flat ``bin_idx`` of those columns in the kept rows.
     """
 
     shape: tuple[int, int]
@@ -53,6 +66,10 @@ class FourierGrid:
     bin_counts: np.ndarray
     bin_k: np.ndarray
     bin_of_fine: np.ndarray
+    fold_rows: int = 0
+    bin_idx_half: np.ndarray | None = None
+    edge_cols: np.ndarray | None = None
+    bin_idx_half_edge: np.ndarray | None = None
 
     @property
     def npix(self) -> int:
@@ -94,7 +111,7 @@ def fourier_grid(shape: tuple[int, int], pix_arcmin: float, min_modes: int = 24)
     kmax = float(k.max()) * 1.0001
     k_fine = np.linspace(0.0, kmax, _N_FINE)
     dk = k_fine[1]
-    idx = np.rint(k / dk).astype(np.int32)
+    idx = np.rint(k / dk).astype(np.intp)
     herm = np.full(kx.size, 2.0, dtype=np.float32)
     herm[0] = 1.0
     if nx % 2 == 0:
@@ -109,13 +126,21 @@ def fourier_grid(shape: tuple[int, int], pix_arcmin: float, min_modes: int = 24)
     cum = np.cumsum(c)
     group = np.floor((cum - c) / min_modes).astype(np.int64)
     _, group = np.unique(group, return_inverse=True)
-    bin_idx = group[fine_bin].astype(np.int32)
+    bin_idx = group[fine_bin].astype(np.intp)
     nbin = int(group.max()) + 1
     bin_counts = np.bincount(bin_idx.ravel(), weights=wmap.ravel(), minlength=nbin)
     ksum = np.bincount(bin_idx.ravel(), weights=(k * wmap).ravel(), minlength=nbin)
     bin_k = ksum / np.maximum(bin_counts, 1)
     fine_fb = np.minimum(np.floor(k_fine / dkb).astype(np.int64), nfb - 1)
-    bin_of_fine = group[fine_fb].astype(np.int32)
+    bin_of_fine = group[fine_fb].astype(np.intp)
+    # rows y and ny - y hold ky and -ky: same |k|, same bins (checked, not assumed)
+    fold = (ny - 1) // 2
+    if fold and not np.array_equal(bin_idx[1 : 1 + fold], bin_idx[ny - 1 : ny - 1 - fold : -1]):
+        fold = 0
+    edge_cols = np.flatnonzero(herm < 1.5)
+    half = bin_idx[: ny - fold]
+    for a in (idx, bin_idx, bin_of_fine, counts, herm, k_fine):
+        a.flags.writeable = False  # shared by every tile of this shape (cached)
     return FourierGrid(
         shape=(ny, nx),
         pix_arcmin=float(pix_arcmin),
@@ -127,4 +152,8 @@ def fourier_grid(shape: tuple[int, int], pix_arcmin: float, min_modes: int = 24)
         bin_counts=bin_counts,
         bin_k=bin_k,
         bin_of_fine=bin_of_fine,
+        fold_rows=int(fold),
+        bin_idx_half=half.ravel(),
+        edge_cols=edge_cols,
+        bin_idx_half_edge=np.ascontiguousarray(half[:, edge_cols]).ravel(),
     )

@@ -113,20 +113,28 @@ def cross_spectra(
         ``(n_bin, n_band, n_band)`` symmetric cross-spectra at ``grid.bin_k``.
     """
     nb = fmaps.shape[0]
+    ny = fmaps.shape[1]
     nbin = grid.bin_counts.size
-    idx = grid.bin_idx.ravel()
+    fold = grid.fold_rows
+    idx = grid.bin_idx_half
     # rfft2 holds half the plane: columns other than 0 and Nyquist stand for two modes. Count
     # every column twice and take the edge columns off once more (no weight array needed).
-    edge_cols = np.flatnonzero(grid.herm < 1.5)
-    idx_edge = grid.bin_idx[:, edge_cols].ravel()
+    edge_cols = grid.edge_cols
+    idx_edge = grid.bin_idx_half_edge
     out = np.zeros((nbin, nb, nb))
     norm = 1.0 / (np.maximum(grid.bin_counts, 1) * w2)
+    prod = np.empty(fmaps.shape[1:], dtype=np.float32)
+    tmp = np.empty_like(prod)
     for i in range(nb):
         for j in range(i, i + 1 if autos_only else nb):
-            prod = fmaps[i].real * fmaps[j].real
-            prod += fmaps[i].imag * fmaps[j].imag
-            p = 2.0 * np.bincount(idx, weights=prod.ravel(), minlength=nbin)
-            p -= np.bincount(idx_edge, weights=prod[:, edge_cols].ravel(), minlength=nbin)
+            np.multiply(fmaps[i].real, fmaps[j].real, out=prod)
+            np.multiply(fmaps[i].imag, fmaps[j].imag, out=tmp)
+            prod += tmp
+            if fold:  # rows ky and -ky fall in the same bins: add them before binning
+                prod[1 : 1 + fold] += prod[ny - 1 : ny - 1 - fold : -1]
+            half = prod[: ny - fold]
+            p = 2.0 * np.bincount(idx, weights=half.reshape(-1), minlength=nbin)
+            p -= np.bincount(idx_edge, weights=half[:, edge_cols].reshape(-1), minlength=nbin)
             p *= norm
             out[:, i, j] = p
             out[:, j, i] = p
