@@ -13,6 +13,7 @@ and each scale costs one gather, one multiply and one inverse real FFT.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,86 @@ from clusterfw.plugins.finders.mf.templates import (
 
 PLATEAU = 0.999
 """Detections are only made where the apodisation window is at least this (its plateau)."""
+
+try:  # scipy.fft's own pocketfft binding: the same transform as sfft.irfft2, with an ``out``
+    from scipy.fft._pocketfft import pypocketfft as _pocketfft
+except ImportError:  # pragma: no cover - other scipy layouts: allocate as sfft does
+    _pocketfft = None
+
+
+def _threads(workers: int) -> int:
+    """``scipy.fft``'s ``workers`` as a thread count (negative: counted from the core count)."""
+    if workers < 0:
+        return max(1, workers + 1 + (os.cpu_count() or 1))
+    return max(1, workers)
+
+
+def irfft2_into(x: np.ndarray, shape: tuple[int, int], out: np.ndarray, workers: int) -> np.ndarray:
+    """``scipy.fft.irfft2(x, s=shape)`` written into ``out`` (float32 of ``shape``).
+
+    ``scipy.fft`` has no ``out`` argument; a fresh result costs the kernel's page faults and
+    zeroing (about a quarter of an inverse FFT here), so this calls the pocketfft binding
+    ``scipy.fft`` itself uses (same algorithm, normalisation and threads) with ``out``, and
+    falls back to the public function and a copy if that binding is missing or refuses.
+    """
+    if _pocketfft is not None and x.dtype == np.complex64 and out.dtype == np.float32:
+        try:
+            return _pocketfft.c2r(
+                x,
+                axes=(0, 1),
+                lastsize=shape[1],
+                forward=False,
+                inorm=2,
+                out=out,
+                nthreads=_threads(workers),
+            )
+        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - other bindings
+            pass
+    np.copyto(out, sfft.irfft2(x, s=shape, workers=workers))
+    return out
+
+
+class MapPool:
+    """Float32 maps for :func:`run_filter`'s results, reused once nothing else refers to them.
+
+    A finder filters tile after tile; writing each tile's SNR maps into the memory of the
+    previous tile's (dropped) maps avoids asking the kernel for fresh, zeroed pages every time.
+    A map is handed out again only when the pool's own list is its sole reference (CPython
+    reference count), so results that are still held are never overwritten. At most
+    ``limit`` maps are kept; beyond that, or for a new shape, maps are allocated as usual.
+    """
+
+    def __init__(self, limit: int = 16) -> None:
+        self.limit = limit
+        self._maps: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        probe = [np.empty(0)]
+        self._free_count = sys.getrefcount(probe[0])  # references of a map only we hold
+
+    def take(self, shape: tuple[int, int]) -> np.ndarray:
+        """A float32 map of ``shape`` (content undefined)."""
+        with self._lock:
+            maps = self._maps
+            for i in range(len(maps)):
+                if sys.getrefcount(maps[i]) == self._free_count:
+                    if maps[i].shape == shape:
+                        return maps[i]
+            # forget free maps of another shape (a new tile shape) before growing
+            self._maps = maps = [
+                maps[i]
+                for i in range(len(maps))
+                if maps[i].shape == shape or sys.getrefcount(maps[i]) != self._free_count
+            ]
+            out = np.empty(shape, dtype=np.float32)
+            if len(maps) < self.limit:
+                maps.append(out)
+            return out
+
+    def __getstate__(self) -> dict:  # pickled with a finder (process pools): maps stay behind
+        return {"limit": self.limit}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["limit"])
 
 
 @dataclass
@@ -229,12 +310,15 @@ def _full_geometry(
 
 @lru_cache(maxsize=4)
 def _beam_inverse(shape: tuple[int, int], pix: float, beams: tuple[float, ...]) -> np.ndarray:
-    """``1 / B_b(k)`` of every band on the 2-D ``rfft2`` grid, float32 (cached, read-only)."""
+    """``1 / B_b(k)`` of every band on the folded 2-D grid (``FourierGrid.gather_half``),
+    float32 (cached, read-only)."""
     grid = fourier_grid(shape, pix)
-    out = np.empty((len(beams), *grid.idx.shape), dtype=np.float32)
-    for b, bm in enumerate(beams):
-        binv = 1.0 / np.maximum(gaussian_beam_transform(bm, grid.k_fine), 1e-6)
-        np.take(binv.astype(np.float32), grid.idx, out=out[b])
+    out = np.stack(
+        [
+            grid.gather_half(1.0 / np.maximum(gaussian_beam_transform(bm, grid.k_fine), 1e-6))
+            for bm in beams
+        ]
+    )
     _readonly(out)
     return out
 
@@ -243,16 +327,15 @@ def _beam_inverse(shape: tuple[int, int], pix: float, beams: tuple[float, ...]) 
 def _template_bank(
     shape: tuple[int, int], pix: float, profile: str, scales: tuple[float, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Profile transforms ``τ_s`` of every scale on ``k_fine`` (float64) and on the 2-D grid.
+    """Profile transforms ``τ_s`` of every scale on ``k_fine`` (float64) and on the folded 2-D
+    grid (``FourierGrid.gather_half``, float32).
 
     Neither depends on the data (the data enter each scale through a scalar normalisation and
     the band combination ``D``), so a pipeline of equal-shaped tiles gathers them once.
     """
     grid = fourier_grid(shape, pix)
     fine = np.stack([template_transform(profile, s, grid.k_fine) for s in scales])
-    maps = np.empty((len(scales), *grid.idx.shape), dtype=np.float32)
-    for i in range(len(scales)):
-        np.take(fine[i].astype(np.float32), grid.idx, out=maps[i])
+    maps = np.stack([grid.gather_half(f) for f in fine])
     _readonly(fine, maps)
     return fine, maps
 
@@ -272,6 +355,7 @@ def run_filter(
     beams: Sequence[float],
     noise_uk_arcmin: Sequence[float | None],
     settings: FilterSettings,
+    pool: MapPool | None = None,
 ) -> FilterResult:
     """Filter a multi-band tile at every scale.
 
@@ -284,12 +368,18 @@ def run_filter(
     freqs, beams, noise_uk_arcmin : sequence
         Per-band frequency (GHz), beam FWHM (arcmin) and white-noise depth (µK-arcmin or None).
     settings : FilterSettings
+    pool : MapPool, optional
+        Where to take the result maps from (the finder keeps one); fresh arrays if None.
 
     Returns
     -------
     FilterResult
     """
     nb, ny, nx = maps.shape
+
+    def new_map() -> np.ndarray:
+        return np.empty((ny, nx), dtype=np.float32) if pool is None else pool.take((ny, nx))
+
     workers = settings.workers
     pix = round(float(pix_arcmin), 9)
     shape = padded_shape(ny, nx)
@@ -314,19 +404,21 @@ def run_filter(
         rms_pixels = _rms_pixels(interior, settings.rms_stride)
         plateau = window >= PLATEAU
 
-    wbuf: list[np.ndarray] = []  # the windowed maps' buffer, reused by the second transform
+    # the windowed maps; rfft2 leaves its input intact, so after the point sources are found
+    # the second transform only subtracts their windowed models from the same buffer
+    wbuf = [np.empty((nb, ny, nx), dtype=np.float32)]  # emptied after the last transform
 
-    def forward(m: np.ndarray, sources: ps_mod.PointSources | None = None) -> np.ndarray:
-        if not wbuf:
-            wbuf.append(np.empty(m.shape, dtype=np.float32))
-        wm = np.multiply(m, window, out=wbuf[0])
-        if sources is not None:  # subtract the windowed source models on their stamps only
+    def forward(m: np.ndarray | None, sources: ps_mod.PointSources | None = None) -> np.ndarray:
+        wm = wbuf[0]
+        if m is not None:
+            np.multiply(m, window, out=wm)
+            if not all_valid:
+                wm[:, ~valid] = 0.0
+        if sources is not None:  # the window is 0 on masked pixels: they stay 0
             ps_mod.subtract_models(
                 wm, sources, list(beams), pix_arcmin, weight=window, inplace=True
             )
-        if not all_valid:
-            wm[:, ~valid] = 0.0
-        return sfft.rfft2(wm, s=shape, axes=(-2, -1), workers=workers, overwrite_x=True)
+        return sfft.rfft2(wm, s=shape, axes=(-2, -1), workers=workers, overwrite_x=False)
 
     # Work with beam-deconvolved transforms: the CMB is then identical in every band at every
     # mode, so binned cross-spectra keep its rank-one structure and the bands can cancel it.
@@ -334,7 +426,7 @@ def run_filter(
 
     def deconvolve(fm: np.ndarray) -> np.ndarray:
         for b in range(nb):
-            fm[b] *= binv_g[b]
+            grid.apply_half(binv_g[b], fm[b], out=fm[b])
         return fm
 
     fmaps = deconvolve(forward(maps))
@@ -364,14 +456,14 @@ def run_filter(
         if len(sources):
             del fmaps
             if settings.point_sources == "subtract":
-                fmaps = deconvolve(forward(maps, sources))
+                fmaps = deconvolve(forward(None, sources))
             else:
                 cleaned = ps_mod.inpaint(maps, sources, list(beams), pix_arcmin)
                 fmaps = deconvolve(forward(cleaned))
                 del cleaned
         if settings.noise == "data":
             power = estimate_power(fmaps)
-    del wbuf[:]
+    wbuf.clear()
 
     # deconvolved maps: the response per unit y is the tSZ law alone, the same at every k
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))
@@ -383,13 +475,12 @@ def run_filter(
         v, q_rows = combine_weights(cov.power, a)
         d = np.empty(fmaps.shape[1:], dtype=np.complex64)
         tmp = np.empty_like(d)
-        wgt = np.empty(d.shape, dtype=np.float32)
         for b in range(nb):
-            np.take(v[:, b].astype(np.float32), cov.index2d, out=wgt, mode="clip")
-            np.multiply(wgt, fmaps[b], out=d if b == 0 else tmp)
+            wgt = grid.gather_half(v[:, b], cov.index2d)
+            grid.apply_half(wgt, fmaps[b], out=d if b == 0 else tmp)
             if b:
                 d += tmp
-        del tmp, wgt
+        del tmp
         bank["d"] = d
         bank["q"] = q_rows[cov.fine_row]
 
@@ -409,11 +500,15 @@ def run_filter(
         buf = getattr(buffers, "buf", None)
         if buf is None:  # scratch buffer per thread
             buf = buffers.buf = np.empty(grid.idx.shape, dtype=np.complex64)
-        np.multiply(tau2, bank["d"], out=buf)
-        m = sfft.irfft2(buf, s=shape, workers=fft_workers, overwrite_x=True)[:ny, :nx]
+        grid.apply_half(tau2, bank["d"], out=buf)
+        m = new_map()
+        if shape == (ny, nx):
+            irfft2_into(buf, shape, m, fft_workers)
+        else:
+            np.copyto(m, sfft.irfft2(buf, s=shape, workers=fft_workers)[:ny, :nx])
         gain = grid.npix / np.sqrt(f_sum)
         sigma_y = grid.pix_area / np.sqrt(f_sum)
-        return np.ascontiguousarray(m), gain, sigma_y, kvar
+        return m, gain, sigma_y, kvar
 
     def scale_at(i: int, fft_workers: int = workers) -> tuple[np.ndarray, float, float, float]:
         return one_scale(tau_fine[i], tau_2d[i], fft_workers)
@@ -464,7 +559,8 @@ def run_filter(
                 continue
             ey = np.exp(-2j * np.pi * np.outer(found.y[sel], fy)).astype(np.complex64)
             ex = np.exp(-2j * np.pi * np.outer(found.x[sel], fx)).astype(np.complex64)
-            model += (tau_2d[i] / np.float32(grid.pix_area)) * (ey.T @ (amp[sel, None] * ex))
+            tau_map = grid.unfold(tau_2d[i]) / np.float32(grid.pix_area)
+            model += tau_map * (ey.T @ (amp[sel, None] * ex))
         power = estimate_power(fmaps - fsz[:, None, None].astype(np.float32) * model[None])
     combine(power)
 
@@ -474,7 +570,7 @@ def run_filter(
         return m, c, sg, kk, r
 
     nscale = len(scales_all)
-    max_snr = np.empty((ny, nx), dtype=np.float32)
+    max_snr = new_map()
     step = max(1, (256 * 1024) // (4 * nx))  # rows per block: a block of every map stays in cache
     blocks = [slice(a, min(a + step, ny)) for a in range(0, ny, step)]
 
@@ -494,11 +590,11 @@ def run_filter(
     # GIL), so the element-wise passes between FFTs use every core too.
     threads = (os.cpu_count() or 1) if workers < 0 else max(1, workers)
     if threads > 1 and nscale > 1:
-        with ThreadPoolExecutor(max_workers=min(threads, nscale)) as pool:
-            results = list(pool.map(scale_job, range(nscale)))
+        with ThreadPoolExecutor(max_workers=min(threads, nscale)) as executor:
+            results = list(executor.map(scale_job, range(nscale)))
             chunk = -(-len(blocks) // threads)
             groups = [blocks[a : a + chunk] for a in range(0, len(blocks), chunk)]
-            list(pool.map(lambda group: [scale_and_max(b) for b in group], groups))
+            list(executor.map(lambda group: [scale_and_max(b) for b in group], groups))
     else:
         results = [scale_job(i) for i in range(nscale)]
         for b in blocks:
@@ -515,7 +611,7 @@ def run_filter(
         snr_ref, sig_ref = snrs[i], sig[i]
     else:
         tau = template_transform(settings.profile, float(ref), grid.k_fine)
-        m, gain, sg, _ = one_scale(tau, grid.gather(tau))
+        m, gain, sg, _ = one_scale(tau, grid.gather_half(tau))
         snr_ref, sig_ref, _ = calibrated(m, gain, sg)
     return FilterResult(
         snr=snrs,

@@ -15,7 +15,7 @@ from clusterfw.core.plugin_api import Finder, PluginOptions
 if TYPE_CHECKING:  # the heavy modules (scipy, pyarrow) are imported when a tile is filtered
     import pyarrow as pa
 
-    from clusterfw.plugins.finders.mf.filters import FilterResult, FilterSettings
+    from clusterfw.plugins.finders.mf.filters import FilterResult, FilterSettings, MapPool
 
 FLAG_NEAR_EDGE = 1
 FLAG_NEAR_POINT_SOURCE = 2
@@ -96,13 +96,16 @@ class MatchedFilterFinder(Finder):
             None, description="for noise=model: text file with columns ell, C_ell (µK²)"
         )
         noise_iterations: int = Field(
-            0, ge=0, le=5,
+            0,
+            ge=0,
+            le=5,
             description="experimental: re-measure the data covariance after subtracting "
             "detections above noise_mask_snr (removes the clusters' own signal)",
         )
         noise_mask_snr: float = Field(5.0, gt=0, description="SNR of detections subtracted")
         apod_arcmin: float = Field(
-            10.0, ge=0,
+            10.0,
+            ge=0,
             description="apodisation taper width; nothing is detected inside the taper (keep it "
             "below the tile margin)",
         )
@@ -113,15 +116,15 @@ class MatchedFilterFinder(Finder):
         ps_flag_radius_arcmin: float = Field(
             3.0, ge=0, description="flag candidates this close to a detected point source"
         )
-        merge_radius_arcmin: float = Field(
-            1.5, ge=0, description="merge groups closer than this"
-        )
+        merge_radius_arcmin: float = Field(1.5, ge=0, description="merge groups closer than this")
         position: Literal["centroid", "peak"] = Field(
-            "peak", description="sub-pixel peak of the best-scale map, or the SNR-weighted "
-            "group centroid of the paper (noisier for large groups)"
+            "peak",
+            description="sub-pixel peak of the best-scale map, or the SNR-weighted "
+            "group centroid of the paper (noisier for large groups)",
         )
         edge_flag_arcmin: float = Field(
-            8.0, ge=0,
+            8.0,
+            ge=0,
             description="flag candidates this close to the apodisation taper (tile edge or mask)",
         )
         mask_flag_radius_arcmin: float = Field(
@@ -146,6 +149,7 @@ class MatchedFilterFinder(Finder):
     def __init__(self, options=None) -> None:
         super().__init__(options)
         self._cache: tuple[tuple, FilterResult] | None = None
+        self._pool: MapPool | None = None  # result maps reused from tile to tile
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -210,7 +214,7 @@ class MatchedFilterFinder(Finder):
         FilterResult
             SNR maps per scale, their σ(y_c), measured RMS, point sources, window.
         """
-        from clusterfw.plugins.finders.mf.filters import run_filter
+        from clusterfw.plugins.finders.mf.filters import MapPool, run_filter
 
         self._check(tile)
         key = (tile.tile_id, id(tile.maps), tile.maps.shape, self.options.model_dump_json())
@@ -218,6 +222,9 @@ class MatchedFilterFinder(Finder):
             return self._cache[1]
         maps = np.asarray(tile.maps, dtype=np.float32)
         bands = tile.bands
+        if getattr(self, "_pool", None) is None:
+            self._pool = MapPool(limit=len(self.scales) + 2)
+        self._cache = None  # let the previous tile's maps be reused, unless held elsewhere
         try:
             res = run_filter(
                 maps,
@@ -226,6 +233,7 @@ class MatchedFilterFinder(Finder):
                 [b.beam_fwhm_arcmin for b in bands],
                 [b.noise_uk_arcmin for b in bands],
                 self._settings(),
+                pool=self._pool,
             )
         except (ValueError, np.linalg.LinAlgError) as err:
             raise PluginError(f"mf: cannot filter tile {tile.tile_id}: {err}") from err
@@ -264,7 +272,9 @@ class MatchedFilterFinder(Finder):
         extra = {
             f"mf_snr_{tag}": (
                 plugin_field(
-                    f"mf_snr_{tag}", pa.float32(), "",
+                    f"mf_snr_{tag}",
+                    pa.float32(),
+                    "",
                     f"SNR at the fixed reference scale {o.ref_scale_arcmin} arcmin",
                     "stat.snr",
                 ),
@@ -272,7 +282,9 @@ class MatchedFilterFinder(Finder):
             ),
             f"mf_y_c_{tag}": (
                 plugin_field(
-                    f"mf_y_c_{tag}", pa.float32(), "",
+                    f"mf_y_c_{tag}",
+                    pa.float32(),
+                    "",
                     f"central Compton y at the fixed reference scale {o.ref_scale_arcmin} arcmin",
                     "phys.sz",
                 ),
@@ -284,7 +296,9 @@ class MatchedFilterFinder(Finder):
             ),
             "mf_snr_rms": (
                 plugin_field(
-                    "mf_snr_rms", pa.float32(), "",
+                    "mf_snr_rms",
+                    pa.float32(),
+                    "",
                     "measured RMS of the best-scale map in units of the filter's own sigma "
                     "(calibration check, ideally 1)",
                 ),
@@ -292,7 +306,9 @@ class MatchedFilterFinder(Finder):
             ),
             "mf_ps_dist": (
                 plugin_field(
-                    "mf_ps_dist", pa.float32(), "arcmin",
+                    "mf_ps_dist",
+                    pa.float32(),
+                    "arcmin",
                     "distance to the nearest detected point source (NaN if none)",
                 ),
                 ps_dist.astype(np.float32),
@@ -330,9 +346,7 @@ class MatchedFilterFinder(Finder):
             edge = np.minimum(edge, res.dist_mask[peaks.py, peaks.px])
             valid = np.all(np.isfinite(tile.maps), axis=0)
             dnan = ndimage.distance_transform_edt(valid)
-            flags[dnan[peaks.py, peaks.px] * pix < o.mask_flag_radius_arcmin] |= (
-                FLAG_MASKED_PIXELS
-            )
+            flags[dnan[peaks.py, peaks.px] * pix < o.mask_flag_radius_arcmin] |= FLAG_MASKED_PIXELS
         flags[edge * pix - o.apod_arcmin < o.edge_flag_arcmin] |= FLAG_NEAR_EDGE
         src = res.sources
         ps_dist = np.full(len(peaks), np.nan)

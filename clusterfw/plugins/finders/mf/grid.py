@@ -85,6 +85,36 @@ class FourierGrid:
         """Map a radial function tabulated on ``k_fine`` onto the 2-D grid (float32)."""
         return np.take(np.asarray(values, dtype=np.float32), self.idx)
 
+    @property
+    def half_rows(self) -> int:
+        """Rows of a radial table after folding: ``ny - fold_rows`` (the others mirror them)."""
+        return self.shape[0] - self.fold_rows
+
+    def gather_half(self, values: np.ndarray, index2d: np.ndarray | None = None) -> np.ndarray:
+        """A radial table gathered onto the first :attr:`half_rows` rows only (float32).
+
+        ``index2d`` is the 2-D row index of ``values`` (``idx`` by default, or ``bin_idx``);
+        rows ``ny - y`` repeat rows ``y``, so :meth:`apply_half` multiplies the whole grid
+        with half the gather (and half the memory of a cached table).
+        """
+        index2d = self.idx if index2d is None else index2d
+        return np.take(np.asarray(values, dtype=np.float32), index2d[: self.half_rows], mode="clip")
+
+    def apply_half(self, half: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out = T * x`` on the whole ``rfft2`` grid for a table ``half`` from
+        :meth:`gather_half` (``out`` may be ``x``)."""
+        n = self.half_rows
+        f = self.fold_rows
+        np.multiply(half, x[:n], out=out[:n])
+        if f:
+            np.multiply(half[f:0:-1], x[n:], out=out[n:])
+        return out
+
+    def unfold(self, half: np.ndarray) -> np.ndarray:
+        """The full 2-D table from its :meth:`gather_half` rows."""
+        f = self.fold_rows
+        return np.concatenate([half, half[f:0:-1]]) if f else np.array(half)
+
 
 def padded_shape(ny: int, nx: int) -> tuple[int, int]:
     """A shape at least ``(ny, nx)`` with fast FFT sizes."""
@@ -135,7 +165,11 @@ def fourier_grid(shape: tuple[int, int], pix_arcmin: float, min_modes: int = 24)
     bin_of_fine = group[fine_fb].astype(np.intp)
     # rows y and ny - y hold ky and -ky: same |k|, same bins (checked, not assumed)
     fold = (ny - 1) // 2
-    if fold and not np.array_equal(bin_idx[1 : 1 + fold], bin_idx[ny - 1 : ny - 1 - fold : -1]):
+    mirror = slice(ny - 1, ny - 1 - fold, -1)
+    if fold and not (
+        np.array_equal(bin_idx[1 : 1 + fold], bin_idx[mirror])
+        and np.array_equal(idx[1 : 1 + fold], idx[mirror])
+    ):
         fold = 0
     edge_cols = np.flatnonzero(herm < 1.5)
     half = bin_idx[: ny - fold]

@@ -56,7 +56,9 @@ def label_sparse(mask: np.ndarray, eight: bool = False) -> tuple[np.ndarray, np.
 
     Same groups and numbering as ``ndimage.label`` (4- or 8-connected, labels ``1..n`` in
     raster order of each group's first pixel), but the work after one pass to find the pixels
-    scales with their number, not with the map.
+    scales with their number, not with the map: the pixels are cut into runs along rows, runs
+    of adjacent rows that touch are linked, and the (small) graph of runs is split into its
+    connected components.
 
     Returns
     -------
@@ -75,30 +77,35 @@ def label_sparse(mask: np.ndarray, eight: bool = False) -> tuple[np.ndarray, np.
     m = pixels.size
     if m == 0:
         return pixels, np.zeros(0, dtype=np.int64), 0
-    col = pixels % nx
-    # (offset, which pixels may have that neighbour: not wrapping to another row)
-    steps = [(1, col < nx - 1), (nx, None)]
-    if eight:
-        steps += [(nx - 1, col > 0), (nx + 1, col < nx - 1)]
-    src, dst = [], []
-    for off, ok in steps:
-        cand = np.arange(m) if ok is None else np.flatnonzero(ok)
-        q = pixels[cand] + off
-        j = np.searchsorted(pixels, q)
-        j = np.minimum(j, m - 1)
-        hit = pixels[j] == q
-        src.append(cand[hit])
-        dst.append(j[hit])
-    src = np.concatenate(src)
-    dst = np.concatenate(dst)
-    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(m, m))
+    # runs: maximal sequences of consecutive pixels of one row
+    row = pixels // nx
+    new = np.ones(m, dtype=bool)
+    new[1:] = (pixels[1:] != pixels[:-1] + 1) | (row[1:] != row[:-1])
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], m) - 1
+    start, end = pixels[first], pixels[last]
+    r = row[first]
+    # runs of the next row touching columns [c0 - e, c1 + e] (e = 1: diagonal neighbours);
+    # runs are sorted and disjoint, so they are those from j0 (first ending at or after the
+    # range) to j1 (first starting after it), all in row r + 1
+    e = 1 if eight else 0
+    base = (r + 1) * nx
+    lo = base + np.maximum(start - r * nx - e, 0)
+    hi = base + np.minimum(end - r * nx + e, nx - 1)
+    j0 = np.searchsorted(end, lo, side="left")
+    j1 = np.searchsorted(start, hi, side="right")
+    cnt = np.maximum(j1 - j0, 0)
+    nrun = first.size
+    src = np.repeat(np.arange(nrun), cnt)
+    dst = np.repeat(j0, cnt) + (np.arange(src.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(nrun, nrun))
     n, comp = connected_components(graph, directed=False)
-    # number the groups by their first pixel in raster order, as ndimage.label does
-    first = np.full(n, m, dtype=np.int64)
-    np.minimum.at(first, comp, np.arange(m))
+    # number the groups by their first run in raster order, as ndimage.label does
+    firstrun = np.full(n, nrun, dtype=np.int64)
+    np.minimum.at(firstrun, comp, np.arange(nrun))
     rank = np.empty(n, dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(1, n + 1)
-    return pixels, rank[comp], int(n)
+    rank[np.argsort(firstrun, kind="stable")] = np.arange(1, n + 1)
+    return pixels, np.repeat(rank[comp], last - first + 1), int(n)
 
 
 def sparse_argmax(
@@ -208,11 +215,9 @@ def detect(
     xs, ys, bs, amps, snrs = [], [], [], [], []
     inside = window > 0.5
     buf = np.empty(fmaps.shape[1:], dtype=np.complex64)
-    wbuf = np.empty(fmaps.shape[1:], dtype=np.float32)
     for b, fwhm in enumerate(beams):
         wts, sigma = ps_filter_weights(grid, fwhm, noise.power[:, b, b], noise.counts)
-        np.take(np.asarray(wts, dtype=np.float32), noise.index2d, out=wbuf, mode="clip")
-        np.multiply(wbuf, fmaps[b], out=buf)
+        grid.apply_half(grid.gather_half(wts, noise.index2d), fmaps[b], out=buf)
         snr = sfft.irfft2(buf, s=grid.shape, workers=workers, overwrite_x=True)[:ny, :nx]
         above = snr > snr_min
         above &= inside
@@ -229,14 +234,22 @@ def detect(
     if not xs:
         return PointSources.empty()
     return PointSources(
-        np.concatenate(xs), np.concatenate(ys), np.concatenate(bs), np.concatenate(amps),
+        np.concatenate(xs),
+        np.concatenate(ys),
+        np.concatenate(bs),
+        np.concatenate(amps),
         np.concatenate(snrs),
     )
 
 
 def subtract_models(
-    maps: np.ndarray, sources: PointSources, beams: list[float], pix_arcmin: float,
-    radius_fwhm: float = 2.0, weight: np.ndarray | None = None, inplace: bool = False,
+    maps: np.ndarray,
+    sources: PointSources,
+    beams: list[float],
+    pix_arcmin: float,
+    radius_fwhm: float = 2.0,
+    weight: np.ndarray | None = None,
+    inplace: bool = False,
 ) -> np.ndarray:
     """Subtract a beam-shaped model of every source from the band it was found in (copy).
 
@@ -283,13 +296,11 @@ def subtract_models(
         gx = np.exp(-0.5 * ((ix - x[:, None]) / sig) ** 2) * ((ix >= 0) & (ix < nx))
         stamps = amp[:, None, None] * gy[:, :, None] * gx[:, None, :]
         flat = np.clip(iy, 0, ny - 1)[:, :, None] * nx + np.clip(ix, 0, nx - 1)[:, None, :]
-        # sum overlapping stamps on the touched pixels only (same sums as a full-map bincount)
-        pixels, inverse = np.unique(flat.ravel(), return_inverse=True)
-        model = np.bincount(inverse.ravel(), weights=stamps.ravel(), minlength=pixels.size)
+        flat = flat.ravel()
         if weight is not None:
-            model *= np.take(weight.reshape(-1), pixels)
-        band = out[b].reshape(-1)
-        band[pixels] -= model.astype(np.float32)
+            stamps = stamps.ravel() * np.take(weight.reshape(-1), flat)
+        # unbuffered: overlapping stamps add up, only the touched pixels are visited
+        np.subtract.at(out[b].reshape(-1), flat, np.asarray(stamps, dtype=np.float32).ravel())
     return out
 
 
