@@ -25,7 +25,12 @@ import scipy.fft as sfft
 
 from clusterfw.plugins.finders.mf import noise as noise_mod
 from clusterfw.plugins.finders.mf import point_sources as ps_mod
-from clusterfw.plugins.finders.mf.grid import FourierGrid, fourier_grid, padded_shape
+from clusterfw.plugins.finders.mf.grid import (
+    FourierGrid,
+    fourier_grid,
+    irfft2_into,
+    padded_shape,
+)
 from clusterfw.plugins.finders.mf.peaks import find_peaks
 from clusterfw.plugins.finders.mf.templates import (
     T_CMB_UK,
@@ -36,43 +41,6 @@ from clusterfw.plugins.finders.mf.templates import (
 
 PLATEAU = 0.999
 """Detections are only made where the apodisation window is at least this (its plateau)."""
-
-try:  # scipy.fft's own pocketfft binding: the same transform as sfft.irfft2, with an ``out``
-    from scipy.fft._pocketfft import pypocketfft as _pocketfft
-except ImportError:  # pragma: no cover - other scipy layouts: allocate as sfft does
-    _pocketfft = None
-
-
-def _threads(workers: int) -> int:
-    """``scipy.fft``'s ``workers`` as a thread count (negative: counted from the core count)."""
-    if workers < 0:
-        return max(1, workers + 1 + (os.cpu_count() or 1))
-    return max(1, workers)
-
-
-def irfft2_into(x: np.ndarray, shape: tuple[int, int], out: np.ndarray, workers: int) -> np.ndarray:
-    """``scipy.fft.irfft2(x, s=shape)`` written into ``out`` (float32 of ``shape``).
-
-    ``scipy.fft`` has no ``out`` argument; a fresh result costs the kernel's page faults and
-    zeroing (about a quarter of an inverse FFT here), so this calls the pocketfft binding
-    ``scipy.fft`` itself uses (same algorithm, normalisation and threads) with ``out``, and
-    falls back to the public function and a copy if that binding is missing or refuses.
-    """
-    if _pocketfft is not None and x.dtype == np.complex64 and out.dtype == np.float32:
-        try:
-            return _pocketfft.c2r(
-                x,
-                axes=(0, 1),
-                lastsize=shape[1],
-                forward=False,
-                inorm=2,
-                out=out,
-                nthreads=_threads(workers),
-            )
-        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - other bindings
-            pass
-    np.copyto(out, sfft.irfft2(x, s=shape, workers=workers))
-    return out
 
 
 class MapPool:
@@ -219,10 +187,18 @@ def combine_weights(power_fine: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, 
     return v, np.maximum(q, 0.0)
 
 
-def _rms_pixels(interior: np.ndarray, stride: int) -> np.ndarray:
-    """Flat indices of the ``interior`` pixels of the ``stride``-subsampled grid (raster order)."""
+def _rms_pixels(interior: np.ndarray, stride: int) -> np.ndarray | tuple[slice, slice]:
+    """The ``interior`` pixels of the ``stride``-subsampled grid (raster order): a pair of
+    slices when they fill a rectangle (the usual unmasked tile), else their flat indices."""
     ny, nx = interior.shape
     iy, ix = np.nonzero(interior[::stride, ::stride])
+    if iy.size:
+        y0, y1, x0, x1 = iy.min(), iy.max(), ix.min(), ix.max()
+        if iy.size == (y1 - y0 + 1) * (x1 - x0 + 1):
+            return (
+                slice(int(y0) * stride, int(y1) * stride + 1, stride),
+                slice(int(x0) * stride, int(x1) * stride + 1, stride),
+            )
     return (iy * stride).astype(np.intp) * nx + ix * stride
 
 
@@ -243,7 +219,10 @@ def _median_inplace(vals: np.ndarray) -> float:
 
 
 def _measured_rms(
-    img: np.ndarray, interior: np.ndarray, stride: int, pixels: np.ndarray | None = None
+    img: np.ndarray,
+    interior: np.ndarray,
+    stride: int,
+    pixels: np.ndarray | tuple[slice, slice] | None = None,
 ) -> float:
     """Robust RMS (1.4826 × MAD) over ``interior``, on a subsampled grid.
 
@@ -252,9 +231,12 @@ def _measured_rms(
     """
     if pixels is None:
         pixels = _rms_pixels(interior, stride)
-    if pixels.size < 16:
+    if isinstance(pixels, tuple):
+        vals = np.array(img[pixels]).reshape(-1)  # a copy: reordered in place below
+    else:
+        vals = np.take(img.reshape(-1), pixels, mode="clip")
+    if vals.size < 16:
         return float("nan")
-    vals = np.take(img.reshape(-1), pixels, mode="clip")
     if vals.dtype.kind != "f":
         vals = vals.astype(np.float64)
     if np.isnan(vals).any():  # as np.median: a NaN median, no calibration
@@ -293,7 +275,7 @@ def _readonly(*arrays: np.ndarray) -> None:
 @lru_cache(maxsize=4)
 def _full_geometry(
     ny: int, nx: int, apod_pix: float, border_pix: float, stride: int, npix: int
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray | tuple[slice, slice], np.ndarray]:
     """Window, ``<w²>``, RMS interior and its subsample, plateau of a tile without masked pixels.
 
     They depend on the tile's shape only, so every tile of a pipeline run shares them (cached,
@@ -304,7 +286,9 @@ def _full_geometry(
     interior = interior_mask(window, None, border_pix)
     pixels = _rms_pixels(interior, stride)
     plateau = window >= PLATEAU
-    _readonly(window, interior, pixels, plateau)
+    _readonly(window, interior, plateau)
+    if isinstance(pixels, np.ndarray):
+        _readonly(pixels)
     return window, w2, interior, pixels, plateau
 
 
@@ -451,7 +435,14 @@ def run_filter(
     sources = ps_mod.PointSources.empty()
     if find_sources:
         sources = ps_mod.detect(
-            fmaps, grid, list(beams), power, window, settings.ps_snr_min, workers
+            fmaps,
+            grid,
+            list(beams),
+            power,
+            window,
+            settings.ps_snr_min,
+            workers,
+            scratch=new_map() if shape == (ny, nx) else None,
         )
         if len(sources):
             del fmaps

@@ -8,6 +8,7 @@ interpolating on the 2-D grid for every scale.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,6 +16,43 @@ import numpy as np
 import scipy.fft as sfft
 
 _N_FINE = 16384
+
+try:  # scipy.fft's own pocketfft binding: the same transform as sfft.irfft2, with an ``out``
+    from scipy.fft._pocketfft import pypocketfft as _pocketfft
+except ImportError:  # pragma: no cover - other scipy layouts: allocate as sfft does
+    _pocketfft = None
+
+
+def _threads(workers: int) -> int:
+    """``scipy.fft``'s ``workers`` as a thread count (negative: counted from the core count)."""
+    if workers < 0:
+        return max(1, workers + 1 + (os.cpu_count() or 1))
+    return max(1, workers)
+
+
+def irfft2_into(x: np.ndarray, shape: tuple[int, int], out: np.ndarray, workers: int) -> np.ndarray:
+    """``scipy.fft.irfft2(x, s=shape)`` written into ``out`` (float32 of ``shape``).
+
+    ``scipy.fft`` has no ``out`` argument; a fresh result costs the kernel's page faults and
+    zeroing (about a quarter of an inverse FFT here), so this calls the pocketfft binding
+    ``scipy.fft`` itself uses (same algorithm, normalisation and threads) with ``out``, and
+    falls back to the public function and a copy if that binding is missing or refuses.
+    """
+    if _pocketfft is not None and x.dtype == np.complex64 and out.dtype == np.float32:
+        try:
+            return _pocketfft.c2r(
+                x,
+                axes=(0, 1),
+                lastsize=shape[1],
+                forward=False,
+                inorm=2,
+                out=out,
+                nthreads=_threads(workers),
+            )
+        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - other bindings
+            pass
+    np.copyto(out, sfft.irfft2(x, s=shape, workers=workers))
+    return out
 
 
 @dataclass(frozen=True)

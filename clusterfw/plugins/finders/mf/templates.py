@@ -101,8 +101,8 @@ def _hankel(profile: np.ndarray, u: np.ndarray, q: np.ndarray) -> np.ndarray:
     w = u * profile
     for start in range(0, q.size, 500):
         qq = q[start : start + 500]
-        out[start : start + 500] = 2.0 * np.pi * np.trapezoid(
-            special.j0(qq[:, None] * u[None, :]) * w[None, :], u, axis=1
+        out[start : start + 500] = (
+            2.0 * np.pi * np.trapezoid(special.j0(qq[:, None] * u[None, :]) * w[None, :], u, axis=1)
         )
     return out
 
