@@ -251,7 +251,8 @@ class MatchedFilterFinder(Finder):
 
         o = self.options
         res = self.filter_tile(tile)
-        if not np.isfinite(res.max_snr).any():
+        # a finite maximum means every value is finite (a NaN would make it NaN): one reduction
+        if not (np.isfinite(res.max_snr.max()) or np.isfinite(res.max_snr).any()):
             return empty_candidates(self.name, self.score_kind)
         pix = tile.pixel_scale_arcmin
         peaks = find_peaks(res.snr, res.max_snr, o.snr_min, res.detectable, o.position)
