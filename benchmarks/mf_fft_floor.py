@@ -9,12 +9,17 @@ needs, float32/complex64, on the same padded shape with the same threads:
 * one inverse ``irfft2`` per scale (12),
 
 i.e. 9 + 12 = 21 FFTs. The 3 + 12 floor of a matched filter without a point-source stage is
-printed as a reference. Finder and floor runs are interleaved and the minimum of ``--repeat``
-runs is kept, so load from other processes on a shared machine hits both alike; the process CPU
-time is the steadier figure there. Prints both ratios (wall and CPU) and the peak memory
-(tracemalloc of one ``find`` call, and the process's max RSS including the simulation).
+printed as a reference. The floor transforms discard their results; the finder keeps 12 maps
+per tile, which it writes into the maps of the previous tile (``MapPool``), as in a pipeline run.
 
-Usage: ``python benchmarks/mf_fft_floor.py [--repeat 5] [--threads -1]``
+Finder and floor runs are interleaved, so load from other processes on a shared machine hits
+both alike. Printed: the ratio of the minima of ``--repeat`` runs, and the median and range of
+the ratios of the runs taken side by side; wall and process CPU time (the steadier figure on a
+shared machine). Memory: peak traced (tracemalloc) during one ``find`` of a new finder (its
+result maps freshly allocated) and of a finder that reuses them, and the process's max RSS
+including the simulation.
+
+Usage: ``python benchmarks/mf_fft_floor.py [--repeat 11] [--threads -1]``
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import scipy.fft as sfft
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=11)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=-1, help="FFT threads (-1: all cores)")
     args = ap.parse_args()
@@ -75,27 +80,53 @@ def main() -> None:
             sfft.irfft2(f[0], s=shape, workers=workers)
         return since(t0)
 
-    # [wall, CPU] minima; the CPU time of this process is less sensitive to other processes
-    t_find, t_floor, t_floor_ps = (np.full(2, np.inf) for _ in range(3))
+    # [wall, CPU] per run; the CPU time of this process is less sensitive to other processes
+    runs = {"find": [], "ps": [], "bare": []}
     for _ in range(args.repeat):
-        t_find = np.minimum(t_find, run_finder())
-        t_floor = np.minimum(t_floor, run_floor())
-        t_floor_ps = np.minimum(t_floor_ps, run_floor(point_sources=True))
-    tracemalloc.start()
-    finder._cache = None
-    finder.find(tile)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+        runs["find"].append(run_finder())
+        runs["bare"].append(run_floor())
+        runs["ps"].append(run_floor(point_sources=True))
+    t = {k: np.array(v) for k, v in runs.items()}  # (repeat, 2)
+
+    def traced_peak(f: MatchedFilterFinder) -> float:
+        f._cache = None
+        tracemalloc.start()
+        f.find(tile)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return peak / 2**20
+
+    peak_new = traced_peak(MatchedFilterFinder({"workers": workers}))
+    peak_reuse = traced_peak(finder)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"map: {nb} bands x {ny} x {nx} (padded {shape}), {nscale} scales, "
-          f"threads {workers}")
-    print(f"{'':30s} {'wall s':>8s} {'ratio':>6s} {'CPU s':>8s} {'ratio':>6s}")
-    for label, t in (("finder find()", t_find),
-                     (f"method floor ({3 * nb}+{nscale}, target)", t_floor_ps),
-                     (f"floor without PS ({nb}+{nscale})", t_floor)):
-        print(f"{label:30s} {t[0]:8.3f} {t_find[0] / t[0]:6.2f} {t[1]:8.3f} "
-              f"{t_find[1] / t[1]:6.2f}")
-    print(f"peak traced memory in find: {peak / 2**20:7.1f} MiB; process max RSS {rss:7.1f} MiB")
+    print(
+        f"map: {nb} bands x {ny} x {nx} (padded {shape}), {nscale} scales, threads {workers}, "
+        f"{args.repeat} interleaved runs"
+    )
+    print(
+        f"{'':30s} {'wall s':>7s} {'ratio':>6s} {'median [range]':>19s}   "
+        f"{'CPU s':>7s} {'ratio':>6s} {'median [range]':>19s}"
+    )
+    best_find = t["find"].min(axis=0)
+    for label, key in (
+        ("finder find()", "find"),
+        (f"method floor ({3 * nb}+{nscale}, target)", "ps"),
+        (f"floor without PS ({nb}+{nscale})", "bare"),
+    ):
+        best = t[key].min(axis=0)
+        paired = t["find"] / t[key]  # run by run, side by side
+        cols = []
+        for i in range(2):
+            r = paired[:, i]
+            cols.append(
+                f"{best[i]:7.3f} {best_find[i] / best[i]:6.2f} "
+                f"{np.median(r):5.2f} [{r.min():4.2f}, {r.max():4.2f}]"
+            )
+        print(f"{label:30s} {cols[0]}   {cols[1]}")
+    print(
+        f"peak traced memory in find: {peak_new:6.1f} MiB (new finder), {peak_reuse:6.1f} MiB "
+        f"(maps reused); process max RSS {rss:7.1f} MiB"
+    )
 
 
 if __name__ == "__main__":
