@@ -220,9 +220,11 @@ def test_held_out_purity_completeness_f1():
     thr = val.best_threshold
     test = evaluate(test_cat, test_truth, threshold=thr)
     c = test.at_threshold
-    print(f"held-out: threshold {thr:.2f} (validation F1 {val.best.f1:.3f}); test purity "
-          f"{c.purity:.3f} completeness {c.completeness:.3f} F1 {c.f1:.3f} "
-          f"({c.tp + c.fn} true clusters)")
+    print(
+        f"held-out: threshold {thr:.2f} (validation F1 {val.best.f1:.3f}); test purity "
+        f"{c.purity:.3f} completeness {c.completeness:.3f} F1 {c.f1:.3f} "
+        f"({c.tp + c.fn} true clusters)"
+    )
     assert 6.0 < thr < 20.0
     assert c.tp + c.fn >= 20
     assert c.f1 > 0.5 and c.completeness > 0.6 and c.purity > 0.4, c
@@ -246,5 +248,130 @@ def test_masked_hole_no_detections_in_taper():
     assert np.all(res.window[iy, ix] >= 0.999)
     d = np.hypot(x[:, None] - pos[:, 0], y[:, None] - pos[:, 1]).min(axis=0)
     assert np.all(d < 2.0)  # both clusters found, 25' from the hole's centre
-    assert np.isnan(finder.score_at(tile, *tile.pixel_to_world(np.array([200.0]),
-                                                                np.array([200.0]))))[0]
+    assert np.isnan(
+        finder.score_at(tile, *tile.pixel_to_world(np.array([200.0]), np.array([200.0])))
+    )[0]
+
+
+# ----------------------------------------------------------------- fast paths (issue 4)
+
+
+def test_label_sparse_matches_ndimage_label():
+    """Run-based sparse labelling: same groups and numbering as ndimage.label."""
+    from scipy import ndimage
+
+    from clusterfw.plugins.finders.mf.point_sources import _min_roots, label_sparse
+
+    rng = np.random.default_rng(3)
+    masks = [rng.random(rng.integers(1, 60, 2)) < rng.uniform(0.05, 0.7) for _ in range(150)]
+    snake = np.zeros((60, 60), dtype=bool)  # one long serpentine group
+    snake[::2] = True
+    snake[1::4, -1] = True
+    snake[3::4, 0] = True
+    masks += [snake, np.zeros((5, 7), dtype=bool), np.ones((4, 9), dtype=bool)]
+    for mask in masks:
+        for eight in (False, True):
+            ref, n = ndimage.label(mask, structure=np.ones((3, 3)) if eight else None)
+            pixels, labels, n2 = label_sparse(mask, eight)
+            assert n2 == n
+            assert np.array_equal(pixels, np.flatnonzero(mask))
+            assert np.array_equal(labels, ref.ravel()[pixels])
+    # the csgraph fallback of the union-find gives the same roots
+    src, dst = rng.integers(0, 300, (2, 200))
+    assert np.array_equal(_min_roots(300, src, dst), _min_roots(300, src, dst, rounds=0))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (63, 80), (2, 10), (45, 36)])
+def test_half_plane_tables_and_cross_spectra(shape):
+    """Radial tables gathered on the ky >= 0 rows and mirrored equal the full gather; binned
+    cross-spectra with the ±ky rows folded equal a direct full-plane sum."""
+    import scipy.fft as sfft
+
+    from clusterfw.plugins.finders.mf.grid import fourier_grid
+    from clusterfw.plugins.finders.mf.noise import cross_spectra
+
+    grid = fourier_grid(shape, 0.5)
+    rng = np.random.default_rng(0)
+    table = rng.random(grid.k_fine.size)
+    x = (rng.standard_normal(grid.idx.shape) + 1j * rng.standard_normal(grid.idx.shape)).astype(
+        np.complex64
+    )
+    full = grid.gather(table)
+    half = grid.gather_half(table)
+    assert np.array_equal(grid.unfold(half), full)
+    out = np.empty_like(x)
+    assert np.array_equal(grid.apply_half(half, x, out=out), full * x)
+    bins = rng.random(grid.bin_counts.size)
+    binned = grid.unfold(grid.gather_half(bins, grid.bin_idx))
+    assert np.array_equal(binned, bins.astype(np.float32)[grid.bin_idx])
+
+    maps = rng.standard_normal((3, *shape)).astype(np.float32)
+    f = sfft.rfft2(maps, axes=(-2, -1))
+    got = cross_spectra(f, grid, 0.7)
+    w = np.broadcast_to(grid.herm, grid.idx.shape).ravel()
+    norm = 1.0 / (np.maximum(grid.bin_counts, 1) * 0.7)
+    for i in range(3):
+        for j in range(3):
+            prod = (f[i] * np.conj(f[j])).real.astype(np.float64).ravel()
+            ref = np.bincount(grid.bin_idx.ravel(), weights=prod * w, minlength=norm.size) * norm
+            scale = np.abs(ref).max()
+            assert np.allclose(got[:, i, j], ref, rtol=0, atol=1e-5 * scale)
+    autos = cross_spectra(f, grid, 0.7, autos_only=True)
+    assert np.allclose(np.einsum("kii->ki", autos), np.einsum("kii->ki", got), rtol=1e-6)
+
+
+def test_irfft2_into_and_map_pool():
+    """The inverse FFT written into a given map equals scipy's; pooled maps are handed out
+    again only once nothing else refers to them, so results still held are never overwritten."""
+    import scipy.fft as sfft
+
+    from clusterfw.plugins.finders.mf.filters import MapPool
+    from clusterfw.plugins.finders.mf.grid import irfft2_into
+
+    rng = np.random.default_rng(1)
+    f = sfft.rfft2(rng.standard_normal((40, 50)).astype(np.float32))
+    out = np.empty((40, 50), dtype=np.float32)
+    assert np.array_equal(irfft2_into(f.copy(), (40, 50), out, 1), sfft.irfft2(f, s=(40, 50)))
+
+    pool = MapPool(limit=3)
+    a = pool.take((4, 5))
+    b = pool.take((4, 5))
+    assert a is not b
+    view = a[1:3]
+    del a
+    assert pool.take((4, 5)) is not view.base  # a view keeps its map
+    addr = b.__array_interface__["data"][0]
+    del b
+    assert pool.take((4, 5)).__array_interface__["data"][0] == addr  # dropped: reused
+
+    tile = make_tile(n=128, seed=2)
+    finder = MatchedFilterFinder({"point_sources": "none"})
+    held = finder.filter_tile(tile)
+    kept = [m.copy() for m in held.snr]
+    other = make_tile(n=128, seed=3)
+    finder.filter_tile(other)  # a second tile while the first result is still held
+    assert all(np.array_equal(m, k) for m, k in zip(held.snr, kept, strict=True))
+    del held
+    res = finder.filter_tile(make_tile(n=128, seed=4))
+    assert np.array_equal(res.max_snr, np.max(res.snr, axis=0))
+
+
+def test_measured_rms_is_the_mad_of_the_subsample():
+    """The robust RMS (single-selection medians; strided slice or index subsample) equals
+    1.4826 × MAD from np.median on the same pixels."""
+    from clusterfw.plugins.finders.mf.filters import _measured_rms, _rms_pixels
+
+    rng = np.random.default_rng(4)
+    img = rng.standard_normal((97, 83)).astype(np.float32) ** 3
+    box = np.zeros(img.shape, dtype=bool)
+    box[10:90, 7:70] = True
+    holed = box.copy()
+    holed[40:50, 30:40] = False
+    for interior, stride in ((box, 4), (box, 3), (holed, 4), (holed, 2)):
+        pix = _rms_pixels(interior, stride)
+        assert isinstance(pix, tuple) == (interior is box)
+        vals = img[::stride, ::stride][interior[::stride, ::stride]].astype(np.float64)
+        ref = 1.4826 * np.median(np.abs(vals - np.median(vals)))
+        got = _measured_rms(img, interior, stride, pix)
+        assert got == pytest.approx(ref, rel=1e-6)
+        assert _measured_rms(img, interior, stride) == got
