@@ -7,7 +7,8 @@ sees ``y_c a_b(k) τ_s(k)`` with ``a_b = f_SZ(ν_b) T_CMB B_b(k)``. With noise c
 ``ŷ_s(x) = Σ_k τ_s(k) D(k) e^{ikx} / (Ω F_s)``,  ``D = aᵀ P⁻¹ M``,  ``F_s = Σ_k τ_s² aᵀP⁻¹a / Ω²``
 
 and ``σ_s = F_s^{-1/2}``. ``D`` does not depend on the scale, so the bands are combined once
-and each scale costs one gather, one multiply and one inverse real FFT.
+and each scale costs one multiply (with a cached template table) and one inverse real FFT,
+written into a map of the previous tile when the finder's :class:`MapPool` has a free one.
 """
 
 from __future__ import annotations
