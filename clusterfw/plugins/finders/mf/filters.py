@@ -481,13 +481,13 @@ def run_filter(
     buffers = threading.local()
 
     def one_scale(
-        tau: np.ndarray, tau2: np.ndarray, fft_workers: int = workers
+        scale: float, tau: np.ndarray, tau2: np.ndarray, fft_workers: int = workers
     ) -> tuple[np.ndarray, float, float, float]:
         """Unnormalised filtered map ``irfft2(τ D)``, its gain to SNR, ``σ(y_c)`` and ``<k²>``."""
         wq = grid.counts * tau * tau * bank["q"]
         f_sum = float(np.sum(wq))  # = Ω² F_s
         if not f_sum > 0:
-            raise ValueError("filter has no signal power at a scale")
+            raise ValueError(f"filter at scale {scale} has no signal power")
         kvar = float(np.sum(wq * k2) / f_sum)
         buf = getattr(buffers, "buf", None)
         if buf is None:  # scratch buffer per thread
@@ -503,7 +503,7 @@ def run_filter(
         return m, gain, sigma_y, kvar
 
     def scale_at(i: int, fft_workers: int = workers) -> tuple[np.ndarray, float, float, float]:
-        return one_scale(tau_fine[i], tau_2d[i], fft_workers)
+        return one_scale(scales_all[i], tau_fine[i], tau_2d[i], fft_workers)
 
     calibrate = settings.snr_calibration == "measured"
 
@@ -603,7 +603,7 @@ def run_filter(
         snr_ref, sig_ref = snrs[i], sig[i]
     else:
         tau = template_transform(settings.profile, float(ref), grid.k_fine)
-        m, gain, sg, _ = one_scale(tau, grid.gather_half(tau))
+        m, gain, sg, _ = one_scale(float(ref), tau, grid.gather_half(tau))
         snr_ref, sig_ref, _ = calibrated(m, gain, sg)
     return FilterResult(
         snr=snrs,
