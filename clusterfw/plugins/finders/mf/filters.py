@@ -28,6 +28,7 @@ from clusterfw.plugins.finders.mf import noise as noise_mod
 from clusterfw.plugins.finders.mf import point_sources as ps_mod
 from clusterfw.plugins.finders.mf.grid import (
     FourierGrid,
+    _threads,
     fourier_grid,
     irfft2_into,
     padded_shape,
@@ -424,7 +425,9 @@ def run_filter(
                 grid, freqs, beams, [float(n) for n in noise_uk_arcmin], settings.cmb_dl
             )
             return noise_mod.NoiseCov.from_fine(p, grid)
-        binned = noise_mod.cross_spectra(fm, grid, w2, autos_only=autos_only)
+        binned = noise_mod.cross_spectra(
+            fm, grid, w2, autos_only=autos_only, threads=_threads(workers)
+        )
         if autos_only:
             return noise_mod.NoiseCov.from_bins(binned, grid)
         return noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
