@@ -46,6 +46,9 @@ class PatchResult:
     label: np.ndarray  # (n_cells,) bool
     cand: dict[str, np.ndarray]  # per combined-table row: cell ids per method, scores
     n_cells: int
+    grid: np.ndarray  # (n_cells,) probability of each cell's own grid cutout (DeepSZ scoring)
+    top_mass: np.ndarray  # (n_cells,) Mvir of the most massive halo in the cell (0: none)
+    top_z: np.ndarray  # (n_cells,) its redshift
 
 
 def cell_ids(sky, ra, dec, stride=24, size=32):
@@ -63,8 +66,12 @@ def cell_ids(sky, ra, dec, stride=24, size=32):
     return ids, kx_n * ky_n
 
 
-def process_patch(seed, size_deg, finders, combiner):
-    """Simulate one patch, run the pipeline, and assign candidates to cells."""
+def process_patch(seed, size_deg, finders, combiner, grid_finder):
+    """Simulate one patch, run the pipeline, and assign candidates to cells.
+
+    ``grid_finder`` is a ResNet finder with ``localise=False``: its candidates are the grid
+    cutouts themselves, so each cell gets the probability of its own cutout (DeepSZ's scoring).
+    """
     from clusterfw.core.evaluation import Truth, match_to_truth
     from clusterfw.core.evaluation.metrics import qualifying_halo
     from clusterfw.core.pipeline import run_pipeline
@@ -98,7 +105,20 @@ def process_patch(seed, size_deg, finders, combiner):
         cand[f"cell_{method}"] = np.where(det, cells, -1)
     cand["mf_score"] = np.asarray(col["mf_score"], float)
     cand["resnet_score"] = np.asarray(col["resnet_score"], float)
-    return PatchResult(label, cand, n_cells), table, truth
+    tile = sky.tiles(tile_size_arcmin=1e6, margin_arcmin=0.0)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = grid_finder.find(tile)
+    gcell, _ = cell_ids(sky, g.column("ra").to_numpy(), g.column("dec").to_numpy())
+    grid = np.full(n_cells, -np.inf)
+    ok = gcell >= 0
+    np.maximum.at(grid, gcell[ok], g.column("score").to_numpy()[ok])
+    top_mass, top_z = np.zeros(n_cells), np.zeros(n_cells)
+    inside = hcell >= 0
+    order = np.argsort(truth.mass[inside])  # the most massive halo is written last
+    top_mass[hcell[inside][order]] = truth.mass[inside][order]
+    top_z[hcell[inside][order]] = truth.z[inside][order]
+    return PatchResult(label, cand, n_cells, grid, top_mass, top_z), table, truth
 
 
 def cell_scores(patches, method_cell, scores):
@@ -150,6 +170,9 @@ def main() -> None:
     from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
     resnet = ResNetFinder({"weights": args.weights, "threads": args.threads})
+    resnet_grid = ResNetFinder(
+        {"weights": args.weights, "threads": args.threads, "localise": False}
+    )
     finders = [MatchedFilterFinder(), resnet]
     combiner = RankProductCombiner()
     t0 = time.perf_counter()
@@ -159,7 +182,7 @@ def main() -> None:
     for split, n in (("val", args.val), ("test", args.test)):
         for i in range(n):
             seed = SEED_BASE[split] + i
-            p, table, truth = process_patch(seed, args.size_deg, finders, combiner)
+            p, table, truth = process_patch(seed, args.size_deg, finders, combiner, resnet_grid)
             patches[split].append(p)
             tables[split].append(table)
             truths[split].append(truth)
@@ -204,22 +227,52 @@ def main() -> None:
         ps = patches[split]
         return cell_scores(ps, "cell_merged", [p.cand[col] for p in ps])
 
-    ref = {c: np.sort(cell_max("val", c)[0]) for c in ("mf_score", "resnet_score")}
+    def pct(ref, s):
+        ref = np.sort(ref)
+        return np.searchsorted(ref, s, side="right") / ref.size
 
-    def cell_rankprod(split):
-        prod, lab = 1.0, None
-        for c in ("mf_score", "resnet_score"):
-            sc, lab = cell_max(split, c)
-            prod = prod * np.searchsorted(ref[c], sc, side="right") / ref[c].size
-        return prod, lab
+    def grid_cells(split):
+        ps = patches[split]
+        return np.concatenate([p.grid for p in ps]), np.concatenate([p.label for p in ps])
 
+    def deepsz_rankprod(split):
+        # DeepSZ EnsemblePROD: MF's own detections x grid-cutout probabilities, percentiles
+        # among all validation cells
+        mf_v, mf_s = val["MF"][0], method_scores_cache[split]["MF"][0]
+        g_v, g_s = grid_cells("val")[0], grid_cells(split)[0]
+        return pct(mf_v, mf_s) * pct(g_v, g_s), grid_cells(split)[1]
+
+    def stacked(split):
+        # upper-bound diagnostic: logistic regression on (MF SNR, ResNet logit, product) of the
+        # cells, fitted on validation: roughly the best any monotone combiner of the two
+        # scores can do
+        from sklearn.linear_model import LogisticRegression
+
+        def feats(sp):
+            mf, lab = cell_max(sp, "mf_score")
+            rn, _ = cell_max(sp, "resnet_score")
+            mf = np.where(np.isfinite(mf), mf, 0.0)
+            rn = np.clip(np.where(np.isfinite(rn), rn, 0.0), 1e-6, 1 - 1e-6)
+            lg = np.log(rn / (1 - rn))
+            return np.c_[mf, lg, mf * lg], lab
+
+        xv, yv = feats("val")
+        model = LogisticRegression(max_iter=2000).fit(xv, yv)
+        x, y = feats(split)
+        return model.predict_proba(x)[:, 1], y
+
+    method_scores_cache = {"val": val, "test": test}
+    val["ResNet-grid"], test["ResNet-grid"] = grid_cells("val"), grid_cells("test")
     val["ResNet+forced"], test["ResNet+forced"] = (
         cell_max("val", "resnet_score"),
         cell_max("test", "resnet_score"),
     )
-    val["rankprod-cells"], test["rankprod-cells"] = cell_rankprod("val"), cell_rankprod("test")
+    val["rankprod-grid"], test["rankprod-grid"] = deepsz_rankprod("val"), deepsz_rankprod("test")
+    val["stacked-LR"], test["stacked-LR"] = stacked("val"), stacked("test")
     results: dict[str, dict] = {}
-    for name in ("MF", "ResNet", "rankprod", "ResNet+forced", "rankprod-cells"):
+    single = ("MF", "ResNet", "ResNet-grid")
+    combined = ("rankprod", "rankprod-grid", "ResNet+forced", "stacked-LR")
+    for name in single + combined:
         t = best_threshold(*val[name])
         results[name] = {
             "threshold": t,
@@ -255,22 +308,40 @@ def main() -> None:
     }
 
     f1 = {k: v["test"]["f1"] for k, v in results.items()}
-    better = max(f1["MF"], f1["ResNet"])
+    best_name = max(single, key=lambda k: f1[k])
+    better = f1[best_name]
+
+    # what the false positives are (test cells, at each method's validation threshold): the most
+    # massive halo of the cell just below the mass cut, massive but below the redshift cut, or
+    # neither; shows how much of the error is the mass-observable scatter both finders share
+    top_mass = np.concatenate([p.top_mass for p in patches["test"]])
+    top_z = np.concatenate([p.top_z for p in patches["test"]])
+    fp_kinds = {}
+    for name in single + ("rankprod", "ResNet+forced"):
+        s_t, lab = test[name]
+        fp = (s_t >= results[name]["threshold"]) & ~lab.astype(bool)
+        fp_kinds[name] = {
+            "near_mass_cut": int(np.sum(fp & (top_mass >= MASS_CUT / 2) & (top_mass < MASS_CUT))),
+            "below_z_cut": int(np.sum(fp & (top_mass >= MASS_CUT) & (top_z <= Z_MIN))),
+            "other": int(np.sum(fp & (top_mass < MASS_CUT / 2))),
+        }
     summary = {
         "patches": {"val": args.val, "test": args.test, "size_deg": args.size_deg},
         "cells": {s: int(sum(p.n_cells for p in patches[s])) for s in patches},
         "cluster_cells": {s: int(sum(p.label.sum() for p in patches[s])) for s in patches},
         "results": results,
         "test_f1": f1,
+        "best_single": best_name,
         "resnet_minus_mf": f1["ResNet"] - f1["MF"],
-        "rankprod_minus_best_single": f1["rankprod"] - better,
-        "and_minus_best_single": f1["AND"] - better,
+        "resnet_grid_minus_mf": f1["ResNet-grid"] - f1["MF"],
+        "gain_over_best_single": {k: f1[k] - better for k in ("AND",) + combined},
+        "false_positive_kinds": fp_kinds,
         "seconds": time.perf_counter() - t0,
     }
     print()
     print(f"{'method':14s} {'threshold':>18s} | {'TP':>5s} {'FP':>5s} {'FN':>5s} {'TN':>7s} | "
           f"{'purity':>6s} {'compl.':>6s} {'F1':>5s} | val F1")  # fmt: skip
-    for name in ("MF", "ResNet", "AND", "rankprod", "ResNet+forced", "rankprod-cells"):
+    for name in single + ("AND",) + combined:
         r = results[name]
         m = r["test"]
         t = r["threshold"]
@@ -278,9 +349,18 @@ def main() -> None:
         print(f"{name:14s} {ts:>18s} | {m['tp']:5d} {m['fp']:5d} {m['fn']:5d} {m['tn']:7d} | "
               f"{m['purity']:6.3f} {m['completeness']:6.3f} {m['f1']:5.3f} | "
               f"{r['val']['f1']:.3f}")  # fmt: skip
-    print(f"\nResNet − MF F1: {summary['resnet_minus_mf']:+.3f}; rankprod − best single: "
-          f"{summary['rankprod_minus_best_single']:+.3f}; AND − best single: "
-          f"{summary['and_minus_best_single']:+.3f}  ({summary['seconds']:.0f} s)")  # fmt: skip
+    print(
+        "\nfalse positives (test) by the cell's most massive halo: "
+        f"{MASS_CUT / 2:.0e} <= M < cut | M >= cut but z <= {Z_MIN} | lighter"
+    )
+    for name, k in fp_kinds.items():
+        print(f"  {name:14s} {k['near_mass_cut']:5d} {k['below_z_cut']:5d} {k['other']:5d}")
+    gains = ", ".join(f"{k} {v:+.3f}" for k, v in summary["gain_over_best_single"].items())
+    print(
+        f"\nResNet − MF F1: {summary['resnet_minus_mf']:+.3f} (catalogue), "
+        f"{summary['resnet_grid_minus_mf']:+.3f} (grid); best single: {best_name} "
+        f"{better:.3f}; gain over it: {gains}  ({summary['seconds']:.0f} s)"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(summary, fh, indent=1, default=float)
