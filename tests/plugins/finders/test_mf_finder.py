@@ -375,3 +375,22 @@ def test_measured_rms_is_the_mad_of_the_subsample():
         got = _measured_rms(img, interior, stride, pix)
         assert got == pytest.approx(ref, rel=1e-6)
         assert _measured_rms(img, interior, stride) == got
+
+
+def test_irfft2_into_fallback_without_private_binding(monkeypatch):
+    """Without scipy's private pocketfft binding the public ``irfft2`` path gives the same map,
+    and neither path changes its input."""
+    import scipy.fft as sfft
+
+    from clusterfw.plugins.finders.mf import grid as grid_mod
+
+    rng = np.random.default_rng(5)
+    f = sfft.rfft2(rng.standard_normal((36, 42)).astype(np.float32))
+    f0 = f.copy()
+    fast = grid_mod.irfft2_into(f, (36, 42), np.empty((36, 42), np.float32), 1)
+    assert np.array_equal(f, f0)
+    monkeypatch.setattr(grid_mod, "_pocketfft", None)
+    slow = grid_mod.irfft2_into(f, (36, 42), np.empty((36, 42), np.float32), 1)
+    assert np.array_equal(f, f0)
+    np.testing.assert_allclose(fast, slow, atol=1e-6)
+    np.testing.assert_allclose(slow, sfft.irfft2(f0, s=(36, 42)), atol=1e-6)
