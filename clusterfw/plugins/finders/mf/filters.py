@@ -13,7 +13,6 @@ written into a map of the previous tile when the finder's :class:`MapPool` has a
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from clusterfw.plugins.finders.mf import noise as noise_mod
 from clusterfw.plugins.finders.mf import point_sources as ps_mod
 from clusterfw.plugins.finders.mf.grid import (
     FourierGrid,
-    _threads,
+    fft_threads,
     fourier_grid,
     irfft2_into,
     padded_shape,
@@ -426,7 +425,7 @@ def run_filter(
             )
             return noise_mod.NoiseCov.from_fine(p, grid)
         binned = noise_mod.cross_spectra(
-            fm, grid, w2, autos_only=autos_only, threads=_threads(workers)
+            fm, grid, w2, autos_only=autos_only, threads=fft_threads(workers)
         )
         if autos_only:
             return noise_mod.NoiseCov.from_bins(binned, grid)
@@ -583,7 +582,7 @@ def run_filter(
 
     # Scales are independent: run them on a thread pool (FFTs and numpy ufuncs release the
     # GIL), so the element-wise passes between FFTs use every core too.
-    threads = (os.cpu_count() or 1) if workers < 0 else max(1, workers)
+    threads = fft_threads(workers)
     if threads > 1 and nscale > 1:
         with ThreadPoolExecutor(max_workers=min(threads, nscale)) as executor:
             results = list(executor.map(scale_job, range(nscale)))

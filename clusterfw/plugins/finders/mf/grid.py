@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - other scipy layouts: allocate as sfft 
     _pocketfft = None
 
 
-def _threads(workers: int) -> int:
+def fft_threads(workers: int) -> int:
     """``scipy.fft``'s ``workers`` as a thread count (negative: counted from the core count)."""
     if workers < 0:
         return max(1, workers + 1 + (os.cpu_count() or 1))
@@ -47,7 +47,7 @@ def irfft2_into(x: np.ndarray, shape: tuple[int, int], out: np.ndarray, workers:
                 forward=False,
                 inorm=2,
                 out=out,
-                nthreads=_threads(workers),
+                nthreads=fft_threads(workers),
             )
         except (TypeError, ValueError, RuntimeError):  # pragma: no cover - other bindings
             pass

@@ -7,6 +7,7 @@ Power is held in DFT units of the padded grid: for a stationary field with angul
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,11 +132,16 @@ def cross_spectra(
     out = np.zeros((nbin, nb, nb))
     norm = 1.0 / (np.maximum(grid.bin_counts, 1) * w2)
     pairs = [(i, j) for i in range(nb) for j in range(i, i + 1 if autos_only else nb)]
+    scratch = threading.local()  # two plane-sized buffers per thread, reused across pairs
 
     def pair_spectrum(pair: tuple[int, int]) -> None:
         i, j = pair
-        prod = np.multiply(fmaps[i].real, fmaps[j].real)
-        prod += fmaps[i].imag * fmaps[j].imag
+        if getattr(scratch, "prod", None) is None:
+            scratch.prod = np.empty(fmaps.shape[1:], dtype=np.float32)
+            scratch.tmp = np.empty_like(scratch.prod)
+        prod, tmp = scratch.prod, scratch.tmp
+        np.multiply(fmaps[i].real, fmaps[j].real, out=prod)
+        prod += np.multiply(fmaps[i].imag, fmaps[j].imag, out=tmp)
         if fold:  # rows ky and -ky fall in the same bins: add them before binning
             prod[1 : 1 + fold] += prod[ny - 1 : ny - 1 - fold : -1]
         half = prod[: ny - fold]
