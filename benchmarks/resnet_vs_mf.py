@@ -222,7 +222,7 @@ def main() -> None:
     val, test = method_scores("val"), method_scores("test")
 
     # diagnostics: scores pooled per cell over *all* rows assigned to it (detections and forced
-    # scores), then a DeepSZ-style rank product over cells (percentiles among validation cells)
+    # scores), DeepSZ's own cell scoring, and an upper bound for any combiner
     def cell_max(split, col):
         ps = patches[split]
         return cell_scores(ps, "cell_merged", [p.cand[col] for p in ps])
@@ -235,33 +235,35 @@ def main() -> None:
         ps = patches[split]
         return np.concatenate([p.grid for p in ps]), np.concatenate([p.label for p in ps])
 
+    grid = {"val": grid_cells("val"), "test": grid_cells("test")}
+    own = {"val": val, "test": test}
+
     def deepsz_rankprod(split):
         # DeepSZ EnsemblePROD: MF's own detections x grid-cutout probabilities, percentiles
         # among all validation cells
-        mf_v, mf_s = val["MF"][0], method_scores_cache[split]["MF"][0]
-        g_v, g_s = grid_cells("val")[0], grid_cells(split)[0]
-        return pct(mf_v, mf_s) * pct(g_v, g_s), grid_cells(split)[1]
+        mf_rank = pct(val["MF"][0], own[split]["MF"][0])
+        return mf_rank * pct(grid["val"][0], grid[split][0]), grid[split][1]
+
+    # upper-bound diagnostic: logistic regression on (MF SNR, ResNet logit, product) of the
+    # cells, fitted once on validation: roughly the best any monotone combiner of the two
+    # scores can do
+    from sklearn.linear_model import LogisticRegression
+
+    def stack_features(split):
+        mf, lab = cell_max(split, "mf_score")
+        rn, _ = cell_max(split, "resnet_score")
+        mf = np.where(np.isfinite(mf), mf, 0.0)
+        rn = np.clip(np.where(np.isfinite(rn), rn, 0.0), 1e-6, 1 - 1e-6)
+        lg = np.log(rn / (1 - rn))
+        return np.c_[mf, lg, mf * lg], lab
+
+    features = {"val": stack_features("val"), "test": stack_features("test")}
+    stack = LogisticRegression(max_iter=2000).fit(*features["val"])
 
     def stacked(split):
-        # upper-bound diagnostic: logistic regression on (MF SNR, ResNet logit, product) of the
-        # cells, fitted on validation: roughly the best any monotone combiner of the two
-        # scores can do
-        from sklearn.linear_model import LogisticRegression
+        x, y = features[split]
+        return stack.predict_proba(x)[:, 1], y
 
-        def feats(sp):
-            mf, lab = cell_max(sp, "mf_score")
-            rn, _ = cell_max(sp, "resnet_score")
-            mf = np.where(np.isfinite(mf), mf, 0.0)
-            rn = np.clip(np.where(np.isfinite(rn), rn, 0.0), 1e-6, 1 - 1e-6)
-            lg = np.log(rn / (1 - rn))
-            return np.c_[mf, lg, mf * lg], lab
-
-        xv, yv = feats("val")
-        model = LogisticRegression(max_iter=2000).fit(xv, yv)
-        x, y = feats(split)
-        return model.predict_proba(x)[:, 1], y
-
-    method_scores_cache = {"val": val, "test": test}
     val["ResNet-grid"], test["ResNet-grid"] = grid_cells("val"), grid_cells("test")
     val["ResNet+forced"], test["ResNet+forced"] = (
         cell_max("val", "resnet_score"),
