@@ -31,6 +31,7 @@ from clusterfw.plugins.finders.mf.grid import (
     fourier_grid,
     irfft2_into,
     padded_shape,
+    rfft2_into,
 )
 from clusterfw.plugins.finders.mf.peaks import find_peaks
 from clusterfw.plugins.finders.mf.templates import (
@@ -389,75 +390,104 @@ def run_filter(
         rms_pixels = _rms_pixels(interior, settings.rms_stride)
         plateau = window >= PLATEAU
 
-    # the windowed maps; rfft2 leaves its input intact, so after the point sources are found
-    # the second transform only subtracts their windowed models from the same buffer
-    wbuf = [np.empty((nb, ny, nx), dtype=np.float32)]  # emptied after the last transform
-
-    def forward(m: np.ndarray | None, sources: ps_mod.PointSources | None = None) -> np.ndarray:
-        wm = wbuf[0]
-        if m is not None:
-            np.multiply(m, window, out=wm)
-            if not all_valid:
-                wm[:, ~valid] = 0.0
-        if sources is not None:  # the window is 0 on masked pixels: they stay 0
-            ps_mod.subtract_models(
-                wm, sources, list(beams), pix_arcmin, weight=window, inplace=True
-            )
-        return sfft.rfft2(wm, s=shape, axes=(-2, -1), workers=workers, overwrite_x=False)
-
     # Work with beam-deconvolved transforms: the CMB is then identical in every band at every
     # mode, so binned cross-spectra keep its rank-one structure and the bands can cancel it.
     binv_g = _beam_inverse(shape, pix, tuple(float(b) for b in beams))
+    fmaps = np.empty((nb, shape[0], shape[1] // 2 + 1), dtype=np.complex64)
+    # the windowed maps: after a band's point sources are found, their windowed models are
+    # subtracted from the same buffer and the band is transformed again
+    wbuf = [np.empty((nb, ny, nx), dtype=np.float32)]  # emptied after the last transform
 
-    def deconvolve(fm: np.ndarray) -> np.ndarray:
-        for b in range(nb):
-            grid.apply_half(binv_g[b], fm[b], out=fm[b])
-        return fm
+    def transform(b: int, m: np.ndarray | None) -> None:
+        """Window band ``b`` of ``m`` (None: the buffer as it is), transform, deconvolve."""
+        windowed = wbuf[0]
+        if m is not None:
+            np.multiply(m[b], window, out=windowed[b])
+            if not all_valid:
+                windowed[b][~valid] = 0.0
+        if shape == (ny, nx):
+            rfft2_into(windowed[b], fmaps[b], workers)
+        else:
+            fmaps[b] = sfft.rfft2(windowed[b], s=shape, workers=workers)
+        grid.apply_half(binv_g[b], fmaps[b], out=fmaps[b])
 
-    fmaps = deconvolve(forward(maps))
-
-    def estimate_power(fm: np.ndarray, autos_only: bool = False) -> noise_mod.NoiseCov:
-        if settings.noise == "model":
-            if settings.cmb_dl is None:
-                raise ValueError("noise='model' needs a CMB spectrum")
-            p = noise_mod.model_power(
-                grid, freqs, beams, [float(n) for n in noise_uk_arcmin], settings.cmb_dl
-            )
-            return noise_mod.NoiseCov.from_fine(p, grid)
-        binned = noise_mod.cross_spectra(
-            fm, grid, w2, autos_only=autos_only, threads=fft_threads(workers)
-        )
-        if autos_only:
-            return noise_mod.NoiseCov.from_bins(binned, grid)
-        return noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
-
-    # the point-source filter needs only the auto-spectra; the full covariance is measured
-    # once the sources are gone
+    threads = fft_threads(workers)
     find_sources = settings.point_sources != "none"
-    power = estimate_power(fmaps, autos_only=find_sources)
-    sources = ps_mod.PointSources.empty()
-    if find_sources:
-        sources = ps_mod.detect(
-            fmaps,
+    subtract = settings.point_sources == "subtract"
+    modelled = None
+    if settings.noise == "model":
+        if settings.cmb_dl is None:
+            raise ValueError("noise='model' needs a CMB spectrum")
+        p = noise_mod.model_power(
+            grid, freqs, beams, [float(n) for n in noise_uk_arcmin], settings.cmb_dl
+        )
+        modelled = noise_mod.NoiseCov.from_fine(p, grid)
+    # measured spectra of the deconvolved maps: each band's auto-spectrum as soon as the band
+    # is final, the cross-spectra once every band is
+    binned = np.zeros((grid.bin_counts.size, nb, nb))
+
+    def measure(pairs: list[tuple[int, int]], fm: np.ndarray = fmaps) -> None:
+        noise_mod.cross_spectra(fm, grid, w2, pairs=pairs, threads=threads, out=binned)
+
+    def band_stage(b: int) -> ps_mod.PointSources:
+        """Band ``b`` up to the cross-spectra: window, transform, auto-spectrum and, with a
+        point-source stage, its sources and (``subtract``) all of it again without them."""
+        transform(b, maps)
+        if modelled is None:
+            measure([(b, b)])
+        if not find_sources:
+            return ps_mod.PointSources.empty()
+        own = modelled if modelled is not None else noise_mod.NoiseCov.from_bins(binned, grid)
+        found = ps_mod.detect_band(
+            fmaps[b],
             grid,
-            list(beams),
-            power,
+            float(beams[b]),
+            own.band(b),
             window,
             settings.ps_snr_min,
             workers,
+            band=b,
             scratch=new_map() if shape == (ny, nx) else None,
         )
-        if len(sources):
-            del fmaps
-            if settings.point_sources == "subtract":
-                fmaps = deconvolve(forward(None, sources))
-            else:
-                cleaned = ps_mod.inpaint(maps, sources, list(beams), pix_arcmin)
-                fmaps = deconvolve(forward(cleaned))
-                del cleaned
-        if settings.noise == "data":
-            power = estimate_power(fmaps)
+        if subtract and len(found):  # the window is 0 on masked pixels: they stay 0
+            ps_mod.subtract_models(
+                wbuf[0], found, list(beams), pix_arcmin, weight=window, inplace=True
+            )
+            transform(b, None)
+            if modelled is None:
+                measure([(b, b)])
+        return found
+
+    def each_band(job: Callable[[int], object]) -> list:
+        """``job`` for every band; side by side when there are threads to spare (the bands
+        are independent until the cross-spectra, so one band's element-wise passes overlap
+        another's FFTs)."""
+        if threads > 1 and nb > 1:
+            with ThreadPoolExecutor(max_workers=nb) as executor:
+                return list(executor.map(job, range(nb)))
+        return [job(b) for b in range(nb)]
+
+    sources = ps_mod.PointSources.concat(each_band(band_stage))
+    autos_final = True
+    if len(sources) and settings.point_sources == "inpaint":
+        cleaned = ps_mod.inpaint(maps, sources, list(beams), pix_arcmin)
+        each_band(lambda b: transform(b, cleaned))
+        del cleaned
+        autos_final = False
     wbuf.clear()
+
+    def estimate_power(fm: np.ndarray) -> noise_mod.NoiseCov:
+        """The regularised cross-spectra of ``fm`` (every pair)."""
+        measure([(i, j) for i in range(nb) for j in range(i, nb)], fm)
+        return noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
+
+    if modelled is not None:
+        power = modelled
+    elif autos_final:
+        measure([(i, j) for i in range(nb) for j in range(i + 1, nb)])
+        power = noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
+    else:
+        power = estimate_power(fmaps)
 
     # deconvolved maps: the response per unit y is the tSZ law alone, the same at every k
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))

@@ -55,6 +55,20 @@ def irfft2_into(x: np.ndarray, shape: tuple[int, int], out: np.ndarray, workers:
     return out
 
 
+def rfft2_into(x: np.ndarray, out: np.ndarray, workers: int) -> np.ndarray:
+    """``scipy.fft.rfft2(x)`` written into ``out`` (complex64 of ``x``'s rfft shape), through
+    the same binding as :func:`irfft2_into`, with the same fallback."""
+    if _pocketfft is not None and x.dtype == np.float32 and out.dtype == np.complex64:
+        try:
+            return _pocketfft.r2c(
+                x, axes=(0, 1), forward=True, inorm=0, out=out, nthreads=fft_threads(workers)
+            )
+        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - other bindings
+            pass
+    np.copyto(out, sfft.rfft2(x, workers=workers))
+    return out
+
+
 @dataclass(frozen=True)
 class FourierGrid:
     """Geometry of the ``rfft2`` grid of a padded tile.

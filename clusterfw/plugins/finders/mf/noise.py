@@ -46,6 +46,11 @@ class NoiseCov:
         """Map per-row values onto the 2-D grid (float32)."""
         return np.take(np.asarray(values, dtype=np.float32), self.index2d, mode="clip")
 
+    def band(self, b: int) -> NoiseCov:
+        """Band ``b``'s own noise: the ``1 × 1`` covariance on the same rows."""
+        own = self.power[:, b : b + 1, b : b + 1]
+        return NoiseCov(own, self.index2d, self.counts, self.fine_row)
+
     @classmethod
     def from_bins(cls, power: np.ndarray, grid: FourierGrid) -> NoiseCov:
         """Piecewise constant in the coarse bins: every mode is weighted with the covariance
@@ -100,6 +105,8 @@ def cross_spectra(
     w2: float,
     autos_only: bool = False,
     threads: int = 1,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Binned, band-by-band power spectra of windowed maps, in DFT units.
 
@@ -114,6 +121,11 @@ def cross_spectra(
         Measure only the auto-spectra (cross terms left at zero).
     threads : int
         Band pairs measured concurrently.
+    pairs : sequence of (int, int), optional
+        Measure only these band pairs ``(i, j)``, ``i <= j`` (overrides ``autos_only``).
+    out : numpy.ndarray, optional
+        ``(n_bin, n_band, n_band)`` array to write the measured pairs into (others untouched);
+        a new zeroed one if None.
 
     Returns
     -------
@@ -129,9 +141,11 @@ def cross_spectra(
     # every column twice and take the edge columns off once more (no weight array needed).
     edge_cols = grid.edge_cols
     idx_edge = grid.bin_idx_half_edge
-    out = np.zeros((nbin, nb, nb))
+    if out is None:
+        out = np.zeros((nbin, nb, nb))
     norm = 1.0 / (np.maximum(grid.bin_counts, 1) * w2)
-    pairs = [(i, j) for i in range(nb) for j in range(i, i + 1 if autos_only else nb)]
+    if pairs is None:
+        pairs = [(i, j) for i in range(nb) for j in range(i, i + 1 if autos_only else nb)]
     scratch = threading.local()  # two plane-sized buffers per thread, reused across pairs
 
     def pair_spectrum(pair: tuple[int, int]) -> None:

@@ -49,6 +49,15 @@ class PointSources:
     def __len__(self) -> int:
         return int(self.x.size)
 
+    @classmethod
+    def concat(cls, parts: list[PointSources]) -> PointSources:
+        """All sources of ``parts``, in order."""
+        if not parts:
+            return cls.empty()
+        return cls(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__)
+        )
+
 
 def label_sparse(mask: np.ndarray, eight: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """Connected groups of the True pixels of a sparse 2-D ``mask``.
@@ -208,66 +217,59 @@ def ps_filter_weights(
     return t / power * grid.npix / np.sqrt(f), 1.0 / np.sqrt(f)
 
 
-def detect(
-    fmaps: np.ndarray,
+def detect_band(
+    fmap: np.ndarray,
     grid: FourierGrid,
-    beams: list[float],
+    beam_fwhm: float,
     noise: NoiseCov,
     window: np.ndarray,
     snr_min: float,
     workers: int,
+    band: int = 0,
     scratch: np.ndarray | None = None,
 ) -> PointSources:
-    """Find positive beam-shaped peaks above ``snr_min`` in every band.
+    """Find positive beam-shaped peaks above ``snr_min`` in one band.
+
+    Bands are searched one by one (and may be searched side by side): a source is looked for
+    in each band with that band's own beam and noise.
 
     Parameters
     ----------
-    fmaps : numpy.ndarray
-        ``(n_band, ny, nx // 2 + 1)`` rfft2 of the windowed, beam-deconvolved maps.
+    fmap : numpy.ndarray
+        ``(ny, nx // 2 + 1)`` rfft2 of the band's windowed, beam-deconvolved map.
     grid : FourierGrid
-    beams : list of float
-        Beam FWHM per band (arcmin).
+    beam_fwhm : float
+        The band's beam FWHM (arcmin).
     noise : NoiseCov
-        Noise covariance of the deconvolved maps.
+        The band's noise (``power`` of shape ``(n_row, 1, 1)``, see :meth:`NoiseCov.band`).
     window : numpy.ndarray
         Apodisation window of the (unpadded) tile; only peaks where it exceeds 0.5 count.
     snr_min : float
     workers : int
         FFT threads.
+    band : int
+        Band index recorded with the sources.
     scratch : numpy.ndarray, optional
-        float32 map of the padded shape for the SNR maps (allocated if None).
+        float32 map of the padded shape for the SNR map (allocated if None).
     """
     ny, nx = window.shape
-    xs, ys, bs, amps, snrs = [], [], [], [], []
-    inside = window > 0.5
-    buf = np.empty(fmaps.shape[1:], dtype=np.complex64)
-    for b, fwhm in enumerate(beams):
-        wts, sigma = ps_filter_weights(grid, fwhm, noise.power[:, b, b], noise.counts)
-        grid.apply_half(grid.gather_half(wts, noise.index2d), fmaps[b], out=buf)
-        if scratch is None:
-            scratch = np.empty(grid.shape, dtype=np.float32)
-        snr = irfft2_into(buf, grid.shape, scratch, workers)[:ny, :nx]
-        above = snr > snr_min
-        above &= inside
-        if not above.any():
-            continue
-        pixels, labels, n = label_sparse(above)
-        iy, ix = sparse_argmax(snr, pixels, labels, n)
-        py, px, val = subpixel_peak(snr, iy, ix)
-        xs.append(px)
-        ys.append(py)
-        bs.append(np.full(n, b))
-        amps.append(val * sigma / np.maximum(window[iy, ix], 1e-3))
-        snrs.append(val)
-    if not xs:
-        return PointSources.empty()
-    return PointSources(
-        np.concatenate(xs),
-        np.concatenate(ys),
-        np.concatenate(bs),
-        np.concatenate(amps),
-        np.concatenate(snrs),
+    wts, sigma = ps_filter_weights(grid, beam_fwhm, noise.power[:, 0, 0], noise.counts)
+    buf = grid.apply_half(
+        grid.gather_half(wts, noise.index2d), fmap, out=np.empty_like(fmap, np.complex64)
     )
+    if scratch is None:
+        scratch = np.empty(grid.shape, dtype=np.float32)
+    snr = irfft2_into(buf, grid.shape, scratch, workers)[:ny, :nx]
+    del buf
+    above = snr > snr_min
+    above &= window > 0.5
+    if not above.any():
+        return PointSources.empty()
+    pixels, labels, n = label_sparse(above)
+    iy, ix = sparse_argmax(snr, pixels, labels, n)
+    py, px, val = subpixel_peak(snr, iy, ix)
+    amp = val * sigma / np.maximum(window[iy, ix], 1e-3)
+    return PointSources(px, py, np.full(n, band), amp, val)
 
 
 def subtract_models(
