@@ -398,6 +398,11 @@ def run_filter(
     # subtracted from the same buffer and the band is transformed again
     wbuf = [np.empty((nb, ny, nx), dtype=np.float32)]  # emptied after the last transform
 
+    threads = fft_threads(workers)
+    side_by_side = threads > 1 and nb > 1
+    # bands side by side give each FFT one core (faster than sharing two-thread FFTs)
+    band_workers = 1 if side_by_side else workers
+
     def transform(b: int, m: np.ndarray | None) -> None:
         """Window band ``b`` of ``m`` (None: the buffer as it is), transform, deconvolve."""
         windowed = wbuf[0]
@@ -406,12 +411,11 @@ def run_filter(
             if not all_valid:
                 windowed[b][~valid] = 0.0
         if shape == (ny, nx):
-            rfft2_into(windowed[b], fmaps[b], workers)
+            rfft2_into(windowed[b], fmaps[b], band_workers)
         else:
-            fmaps[b] = sfft.rfft2(windowed[b], s=shape, workers=workers)
+            fmaps[b] = sfft.rfft2(windowed[b], s=shape, workers=band_workers)
         grid.apply_half(binv_g[b], fmaps[b], out=fmaps[b])
 
-    threads = fft_threads(workers)
     find_sources = settings.point_sources != "none"
     subtract = settings.point_sources == "subtract"
     modelled = None
@@ -445,7 +449,7 @@ def run_filter(
             own.band(b),
             window,
             settings.ps_snr_min,
-            workers,
+            band_workers,
             band=b,
             scratch=new_map() if shape == (ny, nx) else None,
         )
@@ -462,7 +466,7 @@ def run_filter(
         """``job`` for every band; side by side when there are threads to spare (the bands
         are independent until the cross-spectra, so one band's element-wise passes overlap
         another's FFTs)."""
-        if threads > 1 and nb > 1:
+        if side_by_side:
             with ThreadPoolExecutor(max_workers=nb) as executor:
                 return list(executor.map(job, range(nb)))
         return [job(b) for b in range(nb)]
@@ -499,12 +503,23 @@ def run_filter(
         v, q_rows = combine_weights(cov.power, a)
         d = np.empty(fmaps.shape[1:], dtype=np.complex64)
         tmp = np.empty_like(d)
-        for b in range(nb):
-            wgt = grid.gather_half(v[:, b], cov.index2d)
-            grid.apply_half(wgt, fmaps[b], out=d if b == 0 else tmp)
-            if b:
-                d += tmp
-        del tmp
+        wgt = [grid.gather_half(v[:, b], cov.index2d) for b in range(nb)]
+        n = grid.half_rows
+
+        def weighted_sum(part: int) -> None:
+            rows = slice(0, n) if part == 0 else slice(n, None)
+            for b in range(nb):
+                grid.apply_half(wgt[b], fmaps[b], out=d if b == 0 else tmp, part=part)
+                if b:
+                    d[rows] += tmp[rows]
+
+        # the table's own rows and the mirrored rows: two halves of the work
+        if threads > 1 and grid.fold_rows:
+            with ThreadPoolExecutor(max_workers=2) as executor:
+                list(executor.map(weighted_sum, (0, 1)))
+        else:
+            weighted_sum(0)
+            weighted_sum(1)
         bank["d"] = d
         bank["q"] = q_rows[cov.fine_row]
 

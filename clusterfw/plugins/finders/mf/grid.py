@@ -152,13 +152,20 @@ class FourierGrid:
         index2d = self.idx if index2d is None else index2d
         return np.take(np.asarray(values, dtype=np.float32), index2d[: self.half_rows], mode="clip")
 
-    def apply_half(self, half: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def apply_half(
+        self, half: np.ndarray, x: np.ndarray, out: np.ndarray, part: int | None = None
+    ) -> np.ndarray:
         """``out = T * x`` on the whole ``rfft2`` grid for a table ``half`` from
-        :meth:`gather_half` (``out`` may be ``x``)."""
+        :meth:`gather_half` (``out`` may be ``x``).
+
+        ``part`` 0 or 1 does only the first :attr:`half_rows` rows or only the mirrored
+        rows (two threads can share the work).
+        """
         n = self.half_rows
         f = self.fold_rows
-        np.multiply(half, x[:n], out=out[:n])
-        if f:
+        if part != 1:
+            np.multiply(half, x[:n], out=out[:n])
+        if f and part != 0:
             np.multiply(half[f:0:-1], x[n:], out=out[n:])
         return out
 
