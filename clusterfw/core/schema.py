@@ -131,12 +131,14 @@ def candidate_table(
     dec = np.asarray(dec, dtype=np.float64)
     n = ra.size
     tiles = np.broadcast_to(np.asarray(tile_id, dtype=np.int32), (n,))
-    if candidate_id is None:
-        candidate_id = np.array(
-            [f"{finder}-t{t}-{i:05d}" for i, t in enumerate(tiles)], dtype=object
-        )
+    if candidate_id is None:  # "<finder>-t<tile_id>-<index, 5 digits>"
+        index = pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.string()), 5, "0")
+        tile_str = pc.cast(pa.array(np.ascontiguousarray(tiles)), pa.string())
+        ids = pc.binary_join_element_wise(f"{finder}-t", tile_str, "-", index, "")
+    else:
+        ids = pa.array(list(candidate_id), pa.string())
     columns: dict[str, pa.Array] = {
-        "candidate_id": pa.array(list(candidate_id), pa.string()),
+        "candidate_id": ids,
         "ra": pa.array(ra, pa.float64()),
         "dec": pa.array(dec, pa.float64()),
         "score": pa.array(np.asarray(score, dtype=np.float32), pa.float32()),

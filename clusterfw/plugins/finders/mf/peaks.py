@@ -90,12 +90,7 @@ def find_peaks(
     stack_at_peak = np.stack([s[py, px] for s in snr])
     best = np.argmax(stack_at_peak, axis=0)
     npix = np.bincount(labels, minlength=n + 1)[1:]
-    sub_y = np.empty(n)
-    sub_x = np.empty(n)
-    val = np.empty(n)
-    for si in np.unique(best):
-        sel = best == si
-        sub_y[sel], sub_x[sel], val[sel] = subpixel_peak(snr[si], py[sel], px[sel])
+    sub_y, sub_x, val = subpixel_peak(snr, py, px, which=best)
     if position == "centroid":
         # SNR-weighted mean position (ndimage.center_of_mass on the sparse pixels)
         w = np.take(max_snr.reshape(-1), pixels).astype(np.float64)

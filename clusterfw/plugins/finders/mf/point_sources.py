@@ -9,6 +9,7 @@ Either way the maps are transformed once more (one forward FFT per band).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,27 +158,43 @@ def sparse_argmax(
     return py, px
 
 
-def subpixel_peak(img: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, ...]:
+def subpixel_peak(
+    img: np.ndarray | Sequence[np.ndarray],
+    py: np.ndarray,
+    px: np.ndarray,
+    which: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     """Parabolic sub-pixel refinement of peaks at integer ``(py, px)``.
+
+    ``img`` is one map, or a sequence of equal-shaped maps with ``which`` naming the map of
+    each peak (e.g. its best scale).
 
     Returns
     -------
     y, x, value : numpy.ndarray
         Refined positions (offsets clipped to ±0.5 pixel) and interpolated peak values.
     """
-    ny, nx = img.shape
+    maps = [img] if which is None else img
+    ny, nx = maps[0].shape
     py = np.asarray(py, dtype=np.int64)
     px = np.asarray(px, dtype=np.int64)
-    v0 = img[py, px].astype(np.float64)
+    ym, yp = np.clip(py - 1, 0, ny - 1), np.clip(py + 1, 0, ny - 1)
+    xm, xp = np.clip(px - 1, 0, nx - 1), np.clip(px + 1, 0, nx - 1)
+    # the peak and its four neighbours, each from the peak's own map
+    stencil = ((py, px), (ym, px), (yp, px), (py, xm), (py, xp))
+    vals = np.empty((5, py.size))
+    if which is None:
+        for k, (iy, ix) in enumerate(stencil):
+            vals[k] = maps[0][iy, ix]
+    else:
+        for m in np.unique(which):
+            sel = np.flatnonzero(which == m)
+            for k, (iy, ix) in enumerate(stencil):
+                vals[k, sel] = maps[m][iy[sel], ix[sel]]
+    v0 = vals[0]
     out = [None, None]
     val = v0.copy()
-    for axis, (p, n) in enumerate(((py, ny), (px, nx))):
-        lo = np.clip(p - 1, 0, n - 1)
-        hi = np.clip(p + 1, 0, n - 1)
-        if axis == 0:
-            vm, vp = img[lo, px].astype(np.float64), img[hi, px].astype(np.float64)
-        else:
-            vm, vp = img[py, lo].astype(np.float64), img[py, hi].astype(np.float64)
+    for axis, (p, n, vm, vp) in enumerate(((py, ny, vals[1], vals[2]), (px, nx, vals[3], vals[4]))):
         den = vm - 2.0 * v0 + vp
         with np.errstate(divide="ignore", invalid="ignore"):
             d = np.where(den < 0, 0.5 * (vm - vp) / den, 0.0)
