@@ -25,13 +25,13 @@ import scipy.fft as sfft
 
 from clusterfw.plugins.finders.mf import noise as noise_mod
 from clusterfw.plugins.finders.mf import point_sources as ps_mod
+from clusterfw.plugins.finders.mf.bands import transform_bands
 from clusterfw.plugins.finders.mf.grid import (
     FourierGrid,
     fft_threads,
     fourier_grid,
     irfft2_into,
     padded_shape,
-    rfft2_into,
 )
 from clusterfw.plugins.finders.mf.peaks import find_peaks
 from clusterfw.plugins.finders.mf.templates import (
@@ -390,34 +390,6 @@ def run_filter(
         rms_pixels = _rms_pixels(interior, settings.rms_stride)
         plateau = window >= PLATEAU
 
-    # Work with beam-deconvolved transforms: the CMB is then identical in every band at every
-    # mode, so binned cross-spectra keep its rank-one structure and the bands can cancel it.
-    binv_g = _beam_inverse(shape, pix, tuple(float(b) for b in beams))
-    fmaps = np.empty((nb, shape[0], shape[1] // 2 + 1), dtype=np.complex64)
-    # the windowed maps: after a band's point sources are found, their windowed models are
-    # subtracted from the same buffer and the band is transformed again
-    wbuf = [np.empty((nb, ny, nx), dtype=np.float32)]  # emptied after the last transform
-
-    threads = fft_threads(workers)
-    side_by_side = threads > 1 and nb > 1
-    # bands side by side give each FFT one core (faster than sharing two-thread FFTs)
-    band_workers = 1 if side_by_side else workers
-
-    def transform(b: int, m: np.ndarray | None) -> None:
-        """Window band ``b`` of ``m`` (None: the buffer as it is), transform, deconvolve."""
-        windowed = wbuf[0]
-        if m is not None:
-            np.multiply(m[b], window, out=windowed[b])
-            if not all_valid:
-                windowed[b][~valid] = 0.0
-        if shape == (ny, nx):
-            rfft2_into(windowed[b], fmaps[b], band_workers)
-        else:
-            fmaps[b] = sfft.rfft2(windowed[b], s=shape, workers=band_workers)
-        grid.apply_half(binv_g[b], fmaps[b], out=fmaps[b])
-
-    find_sources = settings.point_sources != "none"
-    subtract = settings.point_sources == "subtract"
     modelled = None
     if settings.noise == "model":
         if settings.cmb_dl is None:
@@ -426,72 +398,34 @@ def run_filter(
             grid, freqs, beams, [float(n) for n in noise_uk_arcmin], settings.cmb_dl
         )
         modelled = noise_mod.NoiseCov.from_fine(p, grid)
-    # measured spectra of the deconvolved maps: each band's auto-spectrum as soon as the band
-    # is final, the cross-spectra once every band is
-    binned = np.zeros((grid.bin_counts.size, nb, nb))
-
-    def measure(pairs: list[tuple[int, int]], fm: np.ndarray = fmaps) -> None:
-        noise_mod.cross_spectra(fm, grid, w2, pairs=pairs, threads=threads, out=binned)
-
-    def band_stage(b: int) -> ps_mod.PointSources:
-        """Band ``b`` up to the cross-spectra: window, transform, auto-spectrum and, with a
-        point-source stage, its sources and (``subtract``) all of it again without them."""
-        transform(b, maps)
-        if modelled is None:
-            measure([(b, b)])
-        if not find_sources:
-            return ps_mod.PointSources.empty()
-        own = modelled if modelled is not None else noise_mod.NoiseCov.from_bins(binned, grid)
-        found = ps_mod.detect_band(
-            fmaps[b],
-            grid,
-            float(beams[b]),
-            own.band(b),
-            window,
-            settings.ps_snr_min,
-            band_workers,
-            band=b,
-            scratch=new_map() if shape == (ny, nx) else None,
-        )
-        if subtract and len(found):  # the window is 0 on masked pixels: they stay 0
-            ps_mod.subtract_models(
-                wbuf[0], found, list(beams), pix_arcmin, weight=window, inplace=True
-            )
-            transform(b, None)
-            if modelled is None:
-                measure([(b, b)])
-        return found
-
-    def each_band(job: Callable[[int], object]) -> list:
-        """``job`` for every band; side by side when there are threads to spare (the bands
-        are independent until the cross-spectra, so one band's element-wise passes overlap
-        another's FFTs)."""
-        if side_by_side:
-            with ThreadPoolExecutor(max_workers=nb) as executor:
-                return list(executor.map(job, range(nb)))
-        return [job(b) for b in range(nb)]
-
-    sources = ps_mod.PointSources.concat(each_band(band_stage))
-    autos_final = True
-    if len(sources) and settings.point_sources == "inpaint":
-        cleaned = ps_mod.inpaint(maps, sources, list(beams), pix_arcmin)
-        each_band(lambda b: transform(b, cleaned))
-        del cleaned
-        autos_final = False
-    wbuf.clear()
+    # Work with beam-deconvolved transforms: the CMB is then identical in every band at every
+    # mode, so binned cross-spectra keep its rank-one structure and the bands can cancel it.
+    fmaps, binned, sources = transform_bands(
+        maps,
+        window,
+        None if all_valid else valid,
+        grid,
+        _beam_inverse(shape, pix, tuple(float(b) for b in beams)),
+        beams,
+        pix_arcmin,
+        w2,
+        settings.point_sources,
+        settings.ps_snr_min,
+        modelled,
+        workers,
+        new_map,
+    )
+    threads = fft_threads(workers)
 
     def estimate_power(fm: np.ndarray) -> noise_mod.NoiseCov:
-        """The regularised cross-spectra of ``fm`` (every pair)."""
-        measure([(i, j) for i in range(nb) for j in range(i, nb)], fm)
+        """The regularised cross-spectra of ``fm``."""
+        binned = noise_mod.cross_spectra(fm, grid, w2, threads=threads)
         return noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
 
     if modelled is not None:
         power = modelled
-    elif autos_final:
-        measure([(i, j) for i in range(nb) for j in range(i + 1, nb)])
-        power = noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
     else:
-        power = estimate_power(fmaps)
+        power = noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
 
     # deconvolved maps: the response per unit y is the tSZ law alone, the same at every k
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))
@@ -627,7 +561,6 @@ def run_filter(
 
     # Scales are independent: run them on a thread pool (FFTs and numpy ufuncs release the
     # GIL), so the element-wise passes between FFTs use every core too.
-    threads = fft_threads(workers)
     if threads > 1 and nscale > 1:
         with ThreadPoolExecutor(max_workers=min(threads, nscale)) as executor:
             results = list(executor.map(scale_job, range(nscale)))
