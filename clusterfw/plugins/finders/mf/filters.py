@@ -417,15 +417,10 @@ def run_filter(
     )
     threads = fft_threads(workers)
 
-    def estimate_power(fm: np.ndarray) -> noise_mod.NoiseCov:
-        """The regularised cross-spectra of ``fm``."""
-        binned = noise_mod.cross_spectra(fm, grid, w2, threads=threads)
+    def covariance(binned: np.ndarray) -> noise_mod.NoiseCov:
         return noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
 
-    if modelled is not None:
-        power = modelled
-    else:
-        power = noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
+    power = modelled if modelled is not None else covariance(binned)
 
     # deconvolved maps: the response per unit y is the tSZ law alone, the same at every k
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))
@@ -534,7 +529,8 @@ def run_filter(
             ex = np.exp(-2j * np.pi * np.outer(found.x[sel], fx)).astype(np.complex64)
             tau_map = grid.unfold(tau_2d[i]) / np.float32(grid.pix_area)
             model += tau_map * (ey.T @ (amp[sel, None] * ex))
-        power = estimate_power(fmaps - fsz[:, None, None].astype(np.float32) * model[None])
+        cleaned = fmaps - fsz[:, None, None].astype(np.float32) * model[None]
+        power = covariance(noise_mod.cross_spectra(cleaned, grid, w2, threads=threads))
     combine(power)
 
     def scale_job(i: int) -> tuple[np.ndarray, np.float32, float, float, float]:

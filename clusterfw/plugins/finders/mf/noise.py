@@ -103,7 +103,6 @@ def cross_spectra(
     fmaps: np.ndarray,
     grid: FourierGrid,
     w2: float,
-    autos_only: bool = False,
     threads: int = 1,
     pairs: Sequence[tuple[int, int]] | None = None,
     out: np.ndarray | None = None,
@@ -117,12 +116,10 @@ def cross_spectra(
     grid : FourierGrid
     w2 : float
         Mean of the squared window over the padded grid (corrects the window's power loss).
-    autos_only : bool
-        Measure only the auto-spectra (cross terms left at zero).
     threads : int
         Band pairs measured concurrently.
     pairs : sequence of (int, int), optional
-        Measure only these band pairs ``(i, j)``, ``i <= j`` (overrides ``autos_only``).
+        Measure only these band pairs ``(i, j)``, ``i <= j`` (default: every pair).
     out : numpy.ndarray, optional
         ``(n_bin, n_band, n_band)`` array to write the measured pairs into (others untouched);
         a new zeroed one if None.
@@ -145,7 +142,7 @@ def cross_spectra(
         out = np.zeros((nbin, nb, nb))
     norm = 1.0 / (np.maximum(grid.bin_counts, 1) * w2)
     if pairs is None:
-        pairs = [(i, j) for i in range(nb) for j in range(i, i + 1 if autos_only else nb)]
+        pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
     scratch = threading.local()  # two plane-sized buffers per thread, reused across pairs
 
     def pair_spectrum(pair: tuple[int, int]) -> None:
