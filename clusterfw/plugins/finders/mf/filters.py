@@ -567,11 +567,7 @@ def run_filter(
         results = [scale_job(i) for i in range(nscale)]
         for b in blocks:
             scale_and_max(b)
-    results = [(m, sg, kk, r) for m, _, sg, kk, r in results]
-    snrs = [r[0] for r in results]
-    sig = [r[1] for r in results]
-    kv = [r[2] for r in results]
-    rms = [r[3] for r in results]
+    snrs, _, sig, kv, rms = (list(column) for column in zip(*results, strict=True))
     ref = settings.ref_scale_arcmin
     scales = np.asarray(scales_all, dtype=float)
     if ref is None or np.min(np.abs(scales - ref)) < 1e-6:

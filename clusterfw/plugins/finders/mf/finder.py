@@ -222,7 +222,7 @@ class MatchedFilterFinder(Finder):
             return self._cache[1]
         maps = np.asarray(tile.maps, dtype=np.float32)
         bands = tile.bands
-        if getattr(self, "_pool", None) is None:
+        if self._pool is None:
             self._pool = MapPool(limit=len(self.scales) + 2)
         self._cache = None  # let the previous tile's maps be reused, unless held elsewhere
         try:

@@ -42,10 +42,6 @@ class NoiseCov:
     counts: np.ndarray
     fine_row: np.ndarray
 
-    def gather(self, values: np.ndarray) -> np.ndarray:
-        """Map per-row values onto the 2-D grid (float32)."""
-        return np.take(np.asarray(values, dtype=np.float32), self.index2d, mode="clip")
-
     def band(self, b: int) -> NoiseCov:
         """Band ``b``'s own noise: the ``1 × 1`` covariance on the same rows."""
         own = self.power[:, b : b + 1, b : b + 1]

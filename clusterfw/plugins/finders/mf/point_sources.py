@@ -182,15 +182,12 @@ def subpixel_peak(
     xm, xp = np.clip(px - 1, 0, nx - 1), np.clip(px + 1, 0, nx - 1)
     # the peak and its four neighbours, each from the peak's own map
     stencil = ((py, px), (ym, px), (yp, px), (py, xm), (py, xp))
+    which = np.zeros(py.size, dtype=np.intp) if which is None else which
     vals = np.empty((5, py.size))
-    if which is None:
+    for m in np.unique(which):
+        sel = np.flatnonzero(which == m)
         for k, (iy, ix) in enumerate(stencil):
-            vals[k] = maps[0][iy, ix]
-    else:
-        for m in np.unique(which):
-            sel = np.flatnonzero(which == m)
-            for k, (iy, ix) in enumerate(stencil):
-                vals[k, sel] = maps[m][iy[sel], ix[sel]]
+            vals[k, sel] = maps[m][iy[sel], ix[sel]]
     v0 = vals[0]
     out = [None, None]
     val = v0.copy()
@@ -223,7 +220,7 @@ def ps_filter_weights(
     Returns
     -------
     weights : numpy.ndarray
-        Apply as ``irfft2(grid.gather(weights) * M)`` to get SNR.
+        Per noise row; ``irfft2`` of ``M`` times their 2-D gather (``noise.index2d``) is SNR.
     sigma_uk : float
         1σ uncertainty of the peak amplitude in µK.
     """

@@ -64,10 +64,19 @@ def suppress_weaker(x: np.ndarray, y: np.ndarray, p: np.ndarray, radius: float) 
     Points are visited from the most to the least probable; a point closer than ``radius`` to
     an already kept one is dropped.
     """
+    from scipy.spatial import cKDTree
+
+    pts = np.column_stack([x, y]).astype(np.float64)
+    near = cKDTree(pts).query_ball_point(pts, radius) if len(pts) else []
+    dropped = np.zeros(len(pts), dtype=bool)
     kept: list[int] = []
     for i in np.argsort(-p, kind="stable"):
-        if all((x[i] - x[j]) ** 2 + (y[i] - y[j]) ** 2 >= radius**2 for j in kept):
-            kept.append(int(i))
+        if dropped[i]:
+            continue
+        kept.append(int(i))
+        j = np.asarray(near[i], dtype=np.int64)
+        d2 = (x[j] - x[i]) ** 2 + (y[j] - y[i]) ** 2
+        dropped[j[d2 < radius**2]] = True  # strictly closer than radius (on it: kept)
     return np.asarray(kept, dtype=np.int64)
 
 
@@ -100,10 +109,17 @@ def localise(
     seeds = suppress_weaker(sx, sy, sp, settings.suppress_pix)
     if seeds.size == 0:
         return np.zeros(0), np.zeros(0)
-    px, py, peak = _plateau_centres(sx[seeds], sy[seeds], score_centred, settings.reach_pix,
-                                    settings.step_pix, settings.plateau)
+    px, py, peak = _plateau_centres(
+        sx[seeds], sy[seeds], score_centred, settings.reach_pix, settings.step_pix, settings.plateau
+    )
     for _ in range(settings.refine_passes):
-        px, py, peak = _plateau_centres(px, py, score_centred, settings.reach_pix * 0.75,
-                                        settings.step_pix * 0.5, settings.plateau)
+        px, py, peak = _plateau_centres(
+            px,
+            py,
+            score_centred,
+            settings.reach_pix * 0.75,
+            settings.step_pix * 0.5,
+            settings.plateau,
+        )
     keep = suppress_weaker(px, py, peak, settings.merge_pix)
     return px[keep], py[keep]
