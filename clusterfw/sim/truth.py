@@ -38,6 +38,20 @@ HALO_COLUMNS: dict[str, tuple[pa.DataType, str, str, str]] = {
 
 SOURCE_POPULATIONS = ["radio", "dusty", "cluster_radio", "cluster_dusty"]
 
+# columns a simulated universe adds to the halo table (clusterfw.sim.observables / universe)
+OBSERVABLE_COLUMNS: dict[str, tuple[pa.DataType, str, str, str]] = {
+    "dln_y": (pa.float64(), "", "ln(Y500 / median Y500): the Y scatter at fixed mass", ""),
+    "richness": (pa.float64(), "", "optical richness lambda (Saro+15 lambda-M500c, scatter)", ""),
+    "richness_median": (pa.float64(), "", "richness of the scaling relation (no scatter)", ""),
+    "dln_richness": (pa.float64(), "", "ln(richness / median): scatter at fixed mass", ""),
+    "lx500": (pa.float64(), "erg/s", "rest-frame 0.5-2 keV luminosity inside R500 (V09)", ""),
+    "lx500_median": (pa.float64(), "erg/s", "lx500 of the scaling relation (no scatter)", ""),
+    "dln_lx": (pa.float64(), "", "ln(lx500 / median): scatter at fixed mass", ""),
+    "fx500": (pa.float64(), "erg/(s cm2)", "observed 0.5-2 keV flux inside R500 (K-corr.)", ""),
+    "mstar_total": (pa.float64(), "solMass", "stellar mass of the members (toy SHMR)", ""),
+}
+
+
 
 def halo_table(columns: dict[str, np.ndarray], metadata: dict[bytes, bytes]) -> pa.Table:
     """Build the halo truth table from arrays named as in :data:`HALO_COLUMNS`."""
