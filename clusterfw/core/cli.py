@@ -6,63 +6,211 @@ errors) print one line and exit with status 2; ``--debug`` shows the traceback i
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import math
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
 from clusterfw.core.errors import ClusterfwError, PluginError
 
+if TYPE_CHECKING:
+    from clusterfw.core.plugins import Registry
+
+
+#: Operating-system errors that are the user's environment (a path, permissions, a full disk),
+#: printed as one line naming the file when no clusterfw code turned them into a user error.
+_USER_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "EISDIR", "EEXIST", "ENOENT",
+        "ENAMETOOLONG", "ELOOP", "EFBIG", "EXDEV", "ENXIO", "ETXTBSY",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+class Stopped(BaseException):
+    """Raised in the main process by SIGINT (Ctrl-C) or SIGTERM; the CLI exits ``128 + signum``.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` on the way
+    swallows it; temporary files are removed by the ``finally`` clauses it passes through.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        """``128 + signum`` (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+    @property
+    def message(self) -> str:
+        """The one line printed."""
+        return "interrupted" if self.signum == signal.SIGINT else "terminated"
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float (no NaN, no infinity) within optional bounds; the error names the option.
+
+    Parameters
+    ----------
+    min, max : float, optional
+        Bounds.
+    min_open, max_open : bool
+        Exclude the bound itself.
+    """
+
+    name = "number"
+
+    def __init__(
+        self,
+        min: float | None = None,
+        max: float | None = None,
+        min_open: bool = False,
+        max_open: bool = False,
+    ) -> None:
+        self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        """Parse ``value``; fail with one line when it is not a finite number in range."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value}", param, ctx)
+        if self.min is not None and (number < self.min or (self.min_open and number == self.min)):
+            self.fail(
+                f"must be {'>' if self.min_open else '>='} {self.min:g}, got {value}", param, ctx
+            )
+        if self.max is not None and (number > self.max or (self.max_open and number == self.max)):
+            self.fail(
+                f"must be {'<' if self.max_open else '<='} {self.max:g}, got {value}", param, ctx
+            )
+        return number
+
+
+def _param_label(param: click.Parameter | None) -> str | None:
+    if param is None:
+        return None
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return (param.name or "").upper() or None
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """A click usage error as the one line clusterfw prints (``<option>: <problem>``)."""
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        label = _param_label(exc.param) or exc.param_hint
+        if isinstance(label, (list, tuple)):
+            label = " / ".join(label)
+        if label:
+            return f"{label}: {exc.message}"
+    return " ".join(exc.format_message().split())
+
 
 @functools.lru_cache(maxsize=1)
-def cli_registry():
+def cli_registry() -> Registry:
     """The registry of this CLI process (built once, on first use)."""
     from clusterfw.core.plugins import Registry
 
     return Registry()
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     click.echo(f"clusterfw: warning: {message}", err=True)
 
 
 class ClusterfwGroup(click.Group):
-    """A click group that turns user errors into one-line messages (exit code 2)."""
+    """A click group that turns user errors into one-line messages (exit code 2).
+
+    Exit codes: 0 success, 2 a user error (bad input, option or output path), 130 interrupted
+    (SIGINT, Ctrl-C), 143 terminated (SIGTERM), 1 an internal error (a bug: rerun with
+    ``--debug`` for the traceback).
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # before click turns it into Abort (and prints a blank line)
+            raise Stopped(signal.SIGINT) from None
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
         argv = sys.argv[1:] if not args else args[0]
         debug = "--debug" in (argv or [])
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_stopped)
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(1)
+        except Stopped as exc:
+            click.echo(f"clusterfw: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("clusterfw: interrupted", err=True)
+            sys.exit(130)
+        except click.UsageError as exc:
+            click.echo(f"clusterfw: error: {usage_line(exc)}", err=True)
+            sys.exit(2)
         except click.ClickException as exc:
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+            click.echo(f"clusterfw: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
         except ClusterfwError as exc:
             if debug:
                 raise
-            click.echo(f"clusterfw: error: {exc}", err=True)
+            text = " ".join(str(exc).split())
+            click.echo(f"clusterfw: error: {text}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+        except OSError as exc:
+            if debug or exc.errno not in _USER_ERRNOS or not exc.filename:
+                if debug:
+                    raise
+                _internal_error(exc)
+            click.echo(f"clusterfw: error: {exc.filename}: {exc.strerror}", err=True)
+            sys.exit(2)
         except Exception as exc:
             if debug:
                 raise
-            click.echo(
-                f"clusterfw: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
-                "for the traceback)",
-                err=True,
-            )
-            sys.exit(1)
+            _internal_error(exc)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    first = str(exc).strip().splitlines()
+    click.echo(
+        f"clusterfw: internal error: {type(exc).__name__}: {first[0] if first else ''} "
+        "(rerun with --debug for the traceback)",
+        err=True,
+    )
+    sys.exit(1)
 
 
 @click.group(cls=ClusterfwGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,8 +270,20 @@ def _split_values(values: tuple[str, ...]) -> list[str]:
 @click.option("--beam", multiple=True, help="Beam FWHMs in arcmin (per file, or one).")
 @click.option("--bunit", multiple=True, help="Map units: uK_CMB, K_CMB, Jy/sr (per file, or one).")
 @click.option("--noise", multiple=True, help="White-noise depths in uK-arcmin (per file, or one).")
-@click.option("--tile-size", default=240.0, show_default=True, help="Tile core size, arcmin.")
-@click.option("--workers", default=1, show_default=True, help="Processes for the tile loop.")
+@click.option(
+    "--tile-size",
+    type=FiniteFloat(min=0.0, min_open=True),
+    default=240.0,
+    show_default=True,
+    help="Tile core size, arcmin.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes for the tile loop.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def run(
     inputs: tuple[Path, ...],
@@ -253,8 +413,12 @@ def info(catalogue: Path, as_json: bool) -> None:
 @click.argument("output", type=click.Path(path_type=Path))
 def export(catalogue: Path, output: Path) -> None:
     """Convert a Parquet CATALOGUE to OUTPUT (.fits, .csv, .ecsv) for TOPCAT and astropy."""
-    from clusterfw.core.catalog_io import read_catalogue, write_catalogue
+    from clusterfw.core.atomic import check_writable, refuse_overwrite
+    from clusterfw.core.catalog_io import catalogue_format, read_catalogue, write_catalogue
 
+    catalogue_format(output)
+    refuse_overwrite([catalogue], [output])
+    check_writable(output)
     write_catalogue(read_catalogue(catalogue), output)
     click.echo(f"wrote {output}", err=True)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
+from clusterfw.core.atomic import check_writable, refuse_overwrite
 from clusterfw.core.catalog_io import catalogue_format, write_catalogue
-from clusterfw.core.errors import InputError, PluginError
+from clusterfw.core.errors import ClusterfwError, InputError, PluginError
 from clusterfw.core.executors import get_executor
 from clusterfw.core.pipeline import run_pipeline
 from clusterfw.core.plugins import Registry
@@ -35,6 +38,60 @@ class RunRequest:
     tile_size_arcmin: float = 240.0
     workers: int = 1
     quiet: bool = False
+
+
+def check_request(request: RunRequest) -> None:
+    """Refuse a request that cannot succeed, before any work.
+
+    Checks the output name (suffix, writable place, not an input of the run), the tile size
+    (a finite number of arcmin > 0) and the number of workers (>= 1).
+
+    Raises
+    ------
+    clusterfw.core.errors.ClusterfwError
+        Naming the option or file at fault.
+    """
+    catalogue_format(request.out)
+    tile = request.tile_size_arcmin
+    if not isinstance(tile, (int, float)) or not math.isfinite(tile) or tile <= 0:
+        raise ClusterfwError(f"--tile-size: must be a finite number of arcmin > 0, got {tile}")
+    if not isinstance(request.workers, int) or request.workers < 1:
+        raise ClusterfwError(f"--workers: must be an integer >= 1, got {request.workers}")
+    refuse_overwrite([*request.inputs, request.calibration], [request.out])
+    check_writable(request.out)
+
+
+MAX_TILES = 20_000
+
+
+def check_tile_count(sky: Sky | HealpixSky, tile_size_arcmin: float) -> int:
+    """The approximate number of tiles of ``sky``; refuse more than :data:`MAX_TILES`.
+
+    Raises
+    ------
+    clusterfw.core.errors.ClusterfwError
+        Naming ``--tile-size`` when the tiles would be too many (a tile size far below the
+        map's extent, e.g. ``--tile-size 1e-6``, would otherwise run for hours).
+    """
+    if isinstance(sky, HealpixSky):
+        import numpy as np
+
+        from clusterfw.core.tiling import healpix_core_order
+
+        order = healpix_core_order(tile_size_arcmin)
+        valid = float(np.mean(np.all(np.isfinite(sky.maps), axis=0))) if sky.maps.size else 0.0
+        n = int(math.ceil(valid * 12 * 4**order))
+    else:
+        pix = sky.pixel_scale_arcmin
+        block = max(int(round(tile_size_arcmin / pix)), 1)
+        ny, nx = sky.shape
+        n = math.ceil(ny / block) * math.ceil(nx / block)
+    if n > MAX_TILES:
+        raise ClusterfwError(
+            f"--tile-size: {tile_size_arcmin:g} arcmin cuts this sky into about {n} tiles "
+            f"(at most {MAX_TILES}); use larger tiles"
+        )
+    return n
 
 
 def instantiate(registry: Registry, kind: str, name: str, options: dict[str, Any]) -> Any:
@@ -93,7 +150,7 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
         The catalogue written to ``request.out``.
     """
     registry = registry or Registry()
-    catalogue_format(request.out)  # fail on a bad suffix before any work
+    check_request(request)
     selected = set(request.finders) | set(request.estimators)
     if request.combiner:
         selected.add(request.combiner)
@@ -124,8 +181,10 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
 
         sky = demo_sky()[0]
         source = "built-in demo sky"
+    check_tile_count(sky, request.tile_size_arcmin)
     progress = None if request.quiet else _tqdm_progress(f"{'+'.join(request.finders)} tiles")
     executor = get_executor(request.workers)
+    finished = False
     try:
         table = run_pipeline(
             sky,
@@ -137,10 +196,12 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
             request.tile_size_arcmin,
             progress,
         )
+        finished = True
     finally:
-        shutdown = getattr(executor, "shutdown", None)
-        if shutdown:
-            shutdown()
+        if finished:
+            executor.shutdown()
+        else:  # interrupted or failed: drop queued tiles, stop the workers now
+            executor.cancel()
     records = (
         [plugin_record("finder", f, registry.info("finder", f.name).distribution) for f in finders]
         + (
@@ -166,10 +227,10 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
     return table
 
 
-def _tqdm_progress(desc: str):
+def _tqdm_progress(desc: str) -> Callable[[Iterable[Any], int], Iterable[Any]]:
     from tqdm import tqdm
 
-    def wrap(iterable, total):
+    def wrap(iterable: Iterable[Any], total: int) -> Iterable[Any]:
         return tqdm(
             iterable,
             total=total,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,18 @@ from clusterfw.core.sky import HealpixCore, PixelBoxCore, Tile
 
 if TYPE_CHECKING:
     from clusterfw.core.sky import HealpixSky, Sky
+
+
+def portable_wcs(wcs: WCS) -> WCS:
+    """``wcs`` exactly as a worker process receives it (a pickle round trip).
+
+    Astropy pickles a WCS through its FITS header text, which keeps about 12 significant
+    digits: a tile WCS built in this process and the copy a ``--workers`` process unpickles
+    differed by up to ~1e-12 deg in the positions they give. Tiles therefore carry the
+    round-tripped WCS (the round trip is idempotent), so ``--workers 1`` and ``--workers N``
+    compute with bit-identical WCS parameters and give identical catalogues.
+    """
+    return pickle.loads(pickle.dumps(wcs))  # noqa: S301 - our own bytes, never external
 
 
 def _block_edges(n: int, block: int) -> np.ndarray:
@@ -43,20 +56,21 @@ def flat_tiles(sky: Sky, tile_size_arcmin: float, margin_arcmin: float) -> list[
     ny, nx = sky.shape
     y_edges = _block_edges(ny, block)
     x_edges = _block_edges(nx, block)
+    parent_wcs = portable_wcs(sky.wcs.celestial)
     tiles = []
     for j in range(len(y_edges) - 1):
         for i in range(len(x_edges) - 1):
             y0, y1, x0, x1 = y_edges[j], y_edges[j + 1], x_edges[i], x_edges[i + 1]
             ty0, ty1 = max(0, y0 - margin), min(ny, y1 + margin)
             tx0, tx1 = max(0, x0 - margin), min(nx, x1 + margin)
-            tile_wcs = sky.wcs.celestial.slice((slice(ty0, ty1), slice(tx0, tx1)))
+            tile_wcs = portable_wcs(parent_wcs.slice((slice(ty0, ty1), slice(tx0, tx1))))
             tiles.append(
                 Tile(
                     tile_id=len(tiles),
                     maps=sky.maps[:, ty0:ty1, tx0:tx1],
                     wcs=tile_wcs,
                     bands=sky.bands,
-                    core=PixelBoxCore(sky.wcs.celestial, int(y0), int(y1), int(x0), int(x1)),
+                    core=PixelBoxCore(parent_wcs, int(y0), int(y1), int(x0), int(x1)),
                 )
             )
     return tiles
@@ -106,10 +120,10 @@ def healpix_tiles(
         region = np.flatnonzero(coverage > 0)
     half_width = math.degrees(hp.max_pixrad(nside_core)) * 60.0 + margin_arcmin
     npix = int(math.ceil(2 * half_width / pixel_arcmin))
-    tiles = []
+    tiles: list[Tile] = []
     for ipix in region:
         ra0, dec0 = hp.pix2ang(nside_core, int(ipix), nest=True, lonlat=True)
-        wcs = tan_wcs(float(ra0), float(dec0), pixel_arcmin, npix)
+        wcs = portable_wcs(tan_wcs(float(ra0), float(dec0), pixel_arcmin, npix))
         yy, xx = np.mgrid[0:npix, 0:npix]
         ra, dec = wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
         nearest = hp.ang2pix(sky.nside, ra, dec, lonlat=True)
