@@ -2,9 +2,10 @@
 
 Every file clusterfw writes goes through :func:`write_atomic` (or :func:`atomic_path`): the
 data is written to a temporary file beside the target, named predictably
-``.<name>.clusterfw-tmp-<pid>.tmp``, and renamed over the target only when complete. A temporary file
-left behind by a killed process (``SIGKILL``) is removed by the next write to the same path once
-its process is gone. :func:`atomic_dir` does the same for whole folders (``clusterfw simulate``).
+``.<name>.clusterfw-tmp-<pid>.tmp``, and renamed over the target only when complete. A
+temporary file left behind by a killed process (``SIGKILL``) is removed by the next write to the
+same path once its process is gone. :func:`atomic_dir` does the same for whole folders
+(``clusterfw simulate``).
 
 Operating-system errors on the output side (read-only folder, full disk, the target is a folder,
 its parent is a file) become :class:`OutputError`, which the command line prints as one line
@@ -272,6 +273,30 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], object])
     return Path(path)
 
 
+def check_replaceable(path: str | os.PathLike[str], keep: Callable[[Path], bool]) -> None:
+    """Refuse an output folder that is a file or holds entries ``keep`` does not accept.
+
+    Called before any work by commands that replace a whole folder (see :func:`atomic_dir`).
+
+    Raises
+    ------
+    OutputError
+        Naming the folder and up to three of the foreign entries.
+    """
+    target = Path(path)
+    check_writable(target, folder=True)
+    if target.is_dir():
+        try:
+            foreign = sorted(p.name for p in target.iterdir() if not keep(p))
+        except OSError as exc:
+            raise OutputError(target, _reason(exc)) from None
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise OutputError(
+                target, f"exists and holds files this command did not write ({shown})"
+            )
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike[str], keep: Callable[[Path], bool]) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it replaces ``path``.
@@ -295,15 +320,7 @@ def atomic_dir(path: str | os.PathLike[str], keep: Callable[[Path], bool]) -> It
         ``path`` is a file, holds other files, or an operating-system error occurred.
     """
     target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise OutputError(target, os.strerror(errno.ENOTDIR))
-    if target.is_dir():
-        foreign = sorted(p.name for p in target.iterdir() if not keep(p))
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise OutputError(
-                target, f"exists and holds files this command did not write ({shown})"
-            )
+    check_replaceable(target, keep)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

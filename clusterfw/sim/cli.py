@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
+from typing import Any
 
 import click
+
+from clusterfw.core.cli import FiniteFloat
+
+#: Largest flat patch, in pixels (a 29.5 deg square at 0.25'), and largest HEALPix Nside:
+#: beyond these a simulation needs tens of GiB and hours.
+MAX_PATCH_PIXELS = 50_000_000
+MAX_NSIDE = 2048
+#: Largest cutout count and shard volume (cutouts x side^2) of ``simulate cutouts``.
+MAX_CUTOUTS = 10_000_000
+MAX_SHARD_PIXELS = 100_000_000
 
 _COMPONENTS = (
     "cmb",
@@ -39,6 +52,62 @@ def _components(enable: tuple[str, ...], disable: tuple[str, ...]) -> dict[str, 
     return out
 
 
+def _load_config(path: Path | None) -> dict[str, Any]:
+    """The ``--config`` JSON object (empty without one); one-line errors naming the file."""
+    from clusterfw.core.errors import InputError
+
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read ({exc})") from None
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            str(path), f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    if not isinstance(fields, dict):
+        raise InputError(str(path), "must hold a JSON object of simulation parameters")
+    return fields
+
+
+def _sim_output(prefix: str) -> Any:
+    """Which entries of an existing ``--out`` folder an earlier ``simulate mm`` wrote."""
+    pattern = re.compile(rf"^(?:{re.escape(prefix)}_[^/]+\.fits|truth_\w+\.(?:parquet|fits))$")
+
+    def keep(entry: Path) -> bool:
+        return entry.is_file() and bool(pattern.match(entry.name))
+
+    return keep
+
+
+def _check_patch(cfg: Any) -> None:
+    """Refuse non-finite or absurd patch geometry (from flags or the config file)."""
+    from clusterfw.core.errors import ClusterfwError
+
+    for name in ("size_deg", "height_deg", "pixel_arcmin", "ra_deg", "dec_deg"):
+        value = getattr(cfg, name)
+        if value is not None and not math.isfinite(value):
+            raise ClusterfwError(f"bad simulation parameter {name}: must be finite, got {value}")
+    ny, nx = cfg.shape
+    if ny * nx > MAX_PATCH_PIXELS:
+        raise ClusterfwError(
+            f"--size: a {cfg.size_deg:g} x {cfg.height_deg or cfg.size_deg:g} deg patch at "
+            f"{cfg.pixel_arcmin:g}' is {ny} x {nx} pixels (at most {MAX_PATCH_PIXELS})"
+        )
+
+
+def _check_nside(nside: int) -> None:
+    from clusterfw.core.errors import ClusterfwError
+
+    if nside < 1 or nside & (nside - 1) or nside > MAX_NSIDE:
+        raise ClusterfwError(
+            f"--healpix-nside: must be a power of 2 between 16 and {MAX_NSIDE}, got {nside}"
+        )
+
+
 @click.group("simulate")
 def simulate() -> None:
     """Simulate skies with truth catalogues (millimetre: ``mm``; training cutouts: ``cutouts``)."""
@@ -52,15 +121,44 @@ def simulate() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Output directory (created).",
 )
-@click.option("--size", type=float, default=2.0, show_default=True, help="Patch width, degrees.")
-@click.option("--height", type=float, default=None, help="Patch height, degrees (default: square).")
-@click.option("--pixel", type=float, default=0.25, show_default=True, help="Pixel side, arcmin.")
+@click.option(
+    "--size",
+    type=FiniteFloat(min=0.0, min_open=True, max=180.0),
+    default=2.0,
+    show_default=True,
+    help="Patch width, degrees.",
+)
+@click.option(
+    "--height",
+    type=FiniteFloat(min=0.0, min_open=True, max=160.0),
+    default=None,
+    help="Patch height, degrees (default: square).",
+)
+@click.option(
+    "--pixel",
+    type=FiniteFloat(min=0.0, min_open=True, max=600.0),
+    default=0.25,
+    show_default=True,
+    help="Pixel side, arcmin.",
+)
 @click.option("--projection", type=click.Choice(["CAR", "TAN"]), default="CAR", show_default=True)
-@click.option("--ra", type=float, default=60.0, show_default=True, help="Centre RA, degrees.")
-@click.option("--dec", type=float, default=-45.0, show_default=True, help="Centre Dec, degrees.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--ra", type=FiniteFloat(), default=60.0, show_default=True, help="Centre RA, degrees."
+)
+@click.option(
+    "--dec",
+    type=FiniteFloat(min=-80.0, max=80.0),
+    default=-45.0,
+    show_default=True,
+    help="Centre Dec, degrees.",
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."
+)
 @click.option("--prefix", default="sim", show_default=True, help="Band-map file prefix.")
-@click.option("--mass-min", type=float, default=None, help="M500c floor, Msun.")
+@click.option(
+    "--mass-min", type=FiniteFloat(min=0.0, min_open=True), default=None, help="M500c floor, Msun."
+)
 @click.option("--enable", multiple=True, help="Components to switch on (comma-separated).")
 @click.option("--disable", multiple=True, help="Components to switch off (comma-separated).")
 @click.option("--ellipticity/--no-ellipticity", default=False, show_default=True)
@@ -101,11 +199,23 @@ def mm(
     """
     from pydantic import ValidationError
 
+    from clusterfw.core.atomic import atomic_dir, check_replaceable, refuse_overwrite
     from clusterfw.core.errors import ClusterfwError
     from clusterfw.sim.config import HealpixConfig, PatchConfig
 
-    fields: dict = json.loads(config_path.read_text()) if config_path else {}
-    comps = dict(fields.get("components", {}))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
+        raise click.BadParameter(
+            f"must be a plain file-name prefix (letters, digits, _ . -), got {prefix!r}",
+            param_hint="--prefix",
+        )
+    refuse_overwrite([config_path], [], folders=[out])
+    keep = _sim_output(prefix)
+    check_replaceable(out, keep)
+    fields = _load_config(config_path)
+    comps = fields.get("components", {})
+    if not isinstance(comps, dict):
+        raise ClusterfwError(f"{config_path}: 'components' must be a JSON object")
+    comps = dict(comps)
     comps.update(_components(enable, disable))
     fields["components"] = comps
     fields["ellipticity"] = ellipticity
@@ -115,8 +225,10 @@ def mm(
         if healpix_nside is not None:
             from clusterfw.sim.healpix import simulate_healpix, write_healpix
 
-            cfg = HealpixConfig(**{**fields, "nside": healpix_nside})
-            written = write_healpix(simulate_healpix(cfg, seed), out, prefix)
+            _check_nside(healpix_nside)
+            hcfg = HealpixConfig(**{**fields, "nside": healpix_nside})
+            result: Any = simulate_healpix(hcfg, seed)
+            writer: Any = write_healpix
         else:
             from clusterfw.sim.patch import simulate_patch, write_patch
 
@@ -131,39 +243,74 @@ def mm(
                     "dec_deg": dec,
                 }
             )
-            written = write_patch(simulate_patch(cfg, seed), out, prefix)
+            _check_patch(cfg)
+            result = simulate_patch(cfg, seed)
+            writer = write_patch
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ClusterfwError(f"bad simulation parameter {loc}: {first['msg']}") from None
+    except TypeError as exc:  # e.g. a config value of the wrong JSON type deep inside
+        raise ClusterfwError(f"{config_path}: bad simulation parameters ({exc})") from None
+    with atomic_dir(out, keep) as tmp:
+        written = writer(result, tmp, prefix)
     for path in written["maps"]:
-        click.echo(str(path))
-    click.echo(str(written["halos"]))
-    click.echo(str(written["sources"]))
+        click.echo(str(out / Path(path).name))
+    click.echo(str(out / Path(written["halos"]).name))
+    click.echo(str(out / Path(written["sources"]).name))
 
 
 @simulate.command("cutouts")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("-n", "--n", "n", type=int, required=True, help="Number of cutouts.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--chunk", type=int, default=4096, show_default=True, help="Cutouts per shard.")
+@click.option(
+    "-n",
+    "--n",
+    "n",
+    type=click.IntRange(min=1, max=MAX_CUTOUTS),
+    required=True,
+    help="Number of cutouts.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Cutouts per shard.",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["npz", "parquet"]), default="npz", show_default=True
 )
 @click.option(
     "--mode", type=click.Choice(["balanced", "grid"]), default="balanced", show_default=True
 )
-@click.option("--positive-fraction", type=float, default=0.5, show_default=True)
-@click.option("--mass-cut", type=float, default=2e14, show_default=True)
+@click.option(
+    "--positive-fraction", type=FiniteFloat(min=0.0, max=1.0), default=0.5, show_default=True
+)
+@click.option(
+    "--mass-cut", type=FiniteFloat(min=0.0, min_open=True), default=2e14, show_default=True
+)
 @click.option(
     "--mass-definition",
     type=click.Choice(["mvir", "m200c", "m500c"]),
     default="mvir",
     show_default=True,
 )
-@click.option("--z-min", type=float, default=0.25, show_default=True)
-@click.option("--size", type=int, default=32, show_default=True, help="Cutout side, pixels.")
-@click.option("--pixel", type=float, default=0.25, show_default=True, help="Pixel side, arcmin.")
+@click.option("--z-min", type=FiniteFloat(min=0.0), default=0.25, show_default=True)
+@click.option(
+    "--size",
+    type=click.IntRange(min=8, max=1024),
+    default=32,
+    show_default=True,
+    help="Cutout side, pixels.",
+)
+@click.option(
+    "--pixel",
+    type=FiniteFloat(min=0.0, min_open=True, max=60.0),
+    default=0.25,
+    show_default=True,
+    help="Pixel side, arcmin.",
+)
 def cutouts(
     out: Path,
     n: int,
@@ -179,7 +326,17 @@ def cutouts(
     pixel: float,
 ) -> None:
     """Write labelled training cutouts (and Compton-y cutouts) in shards."""
+    from clusterfw.core.atomic import check_writable
+    from clusterfw.core.errors import ClusterfwError
     from clusterfw.sim.cutouts import write_cutout_shards
+
+    if min(chunk, n) * size * size > MAX_SHARD_PIXELS:
+        raise ClusterfwError(
+            f"--chunk: shards of {min(chunk, n)} cutouts of {size}x{size} pixels hold "
+            f"{min(chunk, n) * size * size} pixels per band (at most {MAX_SHARD_PIXELS}); "
+            "use a smaller --chunk"
+        )
+    check_writable(out, folder=True)
 
     paths = write_cutout_shards(
         out,

@@ -2,27 +2,96 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from clusterfw.core.cli import FiniteFloat
+
+if TYPE_CHECKING:
+    from clusterfw.core.evaluation.matching import Truth
+
 _DUPLICATES = click.Choice(["false_positive", "ignore"])
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Smallest ``--cutout`` side, arcmin, and most cutouts over the truth footprint: a 0.001'
+#: grid needed 26 GiB before these limits.
+MIN_CUTOUT_ARCMIN = 0.5
+MAX_CUTOUTS = 50_000_000
 
 
-def _selection_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--duplicates", type=_DUPLICATES, default="false_positive",
-                     show_default=True,
-                     help="Further candidates on an already-found cluster: false positives, "
-                          "or ignored.")(f)
-    f = click.option("--radius", default=1.0, show_default=True, type=float,
-                     help="Matching radius, arcmin (largest halo within it).")(f)
-    f = click.option("--z-min", default=0.25, show_default=True, type=float,
-                     help="Redshift cut of a true cluster.")(f)
-    f = click.option("--mass-col", default="mvir", show_default=True,
-                     help="Truth mass column used for the cut.")(f)
-    f = click.option("--mass-min", default=2e14, show_default=True, type=float,
-                     help="Mass cut of a true cluster, Msun.")(f)
+def _selection_options(f: _F) -> _F:
+    f = click.option(
+        "--duplicates",
+        type=_DUPLICATES,
+        default="false_positive",
+        show_default=True,
+        help="Further candidates on an already-found cluster: false positives, or ignored.",
+    )(f)
+    f = click.option(
+        "--radius",
+        default=1.0,
+        show_default=True,
+        type=FiniteFloat(min=0.0, min_open=True),
+        help="Matching radius, arcmin (largest halo within it).",
+    )(f)
+    f = click.option(
+        "--z-min",
+        default=0.25,
+        show_default=True,
+        type=FiniteFloat(),
+        help="Redshift cut of a true cluster.",
+    )(f)
+    f = click.option(
+        "--mass-col", default="mvir", show_default=True, help="Truth mass column used for the cut."
+    )(f)
+    f = click.option(
+        "--mass-min",
+        default=2e14,
+        show_default=True,
+        type=FiniteFloat(min=0.0),
+        help="Mass cut of a true cluster, Msun.",
+    )(f)
     return f
+
+
+def check_truth(truth: Truth, path: Path) -> None:
+    """Refuse a truth catalogue without halos or with non-finite positions.
+
+    Raises
+    ------
+    clusterfw.core.errors.InputError
+        Naming the truth file and the problem.
+    """
+    import numpy as np
+
+    from clusterfw.core.errors import InputError
+
+    if len(truth) == 0:
+        raise InputError(str(path), "truth catalogue has no halos")
+    bad = ~(np.isfinite(truth.ra) & np.isfinite(truth.dec))
+    if bad.any():
+        raise InputError(
+            str(path),
+            f"{int(bad.sum())} halos with non-finite ra/dec (first at row {int(np.argmax(bad))})",
+        )
+    if np.any(np.abs(truth.dec) > 90):
+        raise InputError(str(path), "dec outside [-90, 90] degrees")
+
+
+def cutout_count(truth: Truth, cutout_arcmin: float) -> int:
+    """Number of ``cutout_arcmin`` cutouts gridding the truth footprint (as ``evaluate`` does)."""
+    import numpy as np
+
+    ra_c = float(np.rad2deg(np.angle(np.mean(np.exp(1j * np.deg2rad(truth.ra))))) % 360.0)
+    dec_lo, dec_hi = float(truth.dec.min()), float(truth.dec.max())
+    dra = (truth.ra - ra_c + 180.0) % 360.0 - 180.0
+    x = dra * np.cos(np.deg2rad(truth.dec)) * 60.0
+    nx = max(1, int(np.ceil((float(x.max()) - float(x.min())) / cutout_arcmin)))
+    ny = max(1, int(np.ceil((dec_hi - dec_lo) * 60.0 / cutout_arcmin)))
+    return nx * ny
 
 
 def _command_line() -> str:
@@ -49,22 +118,49 @@ def _command_line() -> str:
 
 @click.command()
 @click.argument("catalogue", type=click.Path(path_type=Path))
-@click.option("--truth", "truth_path", required=True, type=click.Path(path_type=Path),
-              help="Truth halo catalogue (Parquet, FITS, CSV, ECSV, npz) with ra, dec, z, mass.")
+@click.option(
+    "--truth",
+    "truth_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Truth halo catalogue (Parquet, FITS, CSV, ECSV, npz) with ra, dec, z, mass.",
+)
 @_selection_options
-@click.option("--score", "scores", multiple=True,
-              help="Score column(s) to evaluate (repeatable). Default: score, plus every "
-                   "<finder>_score of a combined catalogue.")
-@click.option("--threshold", type=float, default=None,
-              help="Threshold on the first score column for the curves and maps "
-                   "(default: its F1-best threshold).")
-@click.option("--cutout", type=float, default=None,
-              help="Also give the cutout-level confusion matrix (DeepSZ Table 1) for square "
-                   "cutouts of this size, arcmin.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
-              help="Write the full evaluation as JSON here.")
-@click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default=None,
-              help="Write PNG figures into this directory.")
+@click.option(
+    "--score",
+    "scores",
+    multiple=True,
+    help="Score column(s) to evaluate (repeatable). Default: score, plus every "
+    "<finder>_score of a combined catalogue.",
+)
+@click.option(
+    "--threshold",
+    type=FiniteFloat(min=0.0),
+    default=None,
+    help="Threshold on the first score column for the curves and maps "
+    "(default: its F1-best threshold).",
+)
+@click.option(
+    "--cutout",
+    type=FiniteFloat(min=MIN_CUTOUT_ARCMIN),
+    default=None,
+    help="Also give the cutout-level confusion matrix (DeepSZ Table 1) for square "
+    "cutouts of this size, arcmin.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the full evaluation as JSON here.",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write PNG figures into this directory.",
+)
 def evaluate(
     catalogue: Path,
     truth_path: Path,
@@ -80,29 +176,51 @@ def evaluate(
     plots_dir: Path | None,
 ) -> None:
     """Match CATALOGUE to truth halos; report purity, completeness and F1."""
-    from clusterfw.core.errors import InputError
+    from clusterfw.core.atomic import check_writable, refuse_overwrite
+    from clusterfw.core.errors import ClusterfwError, InputError
     from clusterfw.core.evaluation.calibration import combined_finders
     from clusterfw.core.evaluation.io import read_table, write_json_atomic
     from clusterfw.core.evaluation.matching import read_truth
     from clusterfw.core.evaluation.metrics import evaluate as run_evaluation
 
+    refuse_overwrite([catalogue, truth_path], [json_out, plots_dir])
+    if json_out is not None:
+        check_writable(json_out)
+    if plots_dir is not None:
+        check_writable(plots_dir, folder=True)
     table = read_table(catalogue)
     truth = read_truth(truth_path, mass_col=mass_col)
+    check_truth(truth, truth_path)
+    if cutout is not None and (n_cut := cutout_count(truth, cutout)) > MAX_CUTOUTS:
+        raise ClusterfwError(
+            f"--cutout: {cutout:g} arcmin cutouts over the truth footprint make {n_cut} cutouts "
+            f"(at most {MAX_CUTOUTS}); use larger cutouts"
+        )
     cols = list(scores) or ["score"] + [f + "_score" for f in combined_finders(table.column_names)]
     for c in cols:
         if c not in table.column_names:
             raise InputError(str(catalogue), f"no column {c!r} to evaluate")
-    results = {}
+    results: dict[str, Any] = {}
     for k, col in enumerate(cols):
         results[col] = run_evaluation(
-            table, truth, score_column=col, mass_min=mass_min, z_min=z_min,
-            radius_arcmin=radius, duplicates=duplicates,  # type: ignore[arg-type]
-            threshold=threshold if k == 0 else None, cutout_arcmin=cutout,
+            table,
+            truth,
+            score_column=col,
+            mass_min=mass_min,
+            z_min=z_min,
+            radius_arcmin=radius,
+            duplicates=duplicates,  # type: ignore[arg-type]
+            threshold=threshold if k == 0 else None,
+            cutout_arcmin=cutout,
         )
-    click.echo(f"{catalogue}: {table.num_rows} candidates; {results[cols[0]].curve.n_true} true "
-               f"clusters ({mass_col} >= {mass_min:.3g}, z >= {z_min:g}) within {radius:g}'")
-    click.echo(f"{'score column':<22}{'threshold':>11}{'TP':>6}{'FP':>6}{'FN':>6}"
-               f"{'purity':>8}{'compl.':>8}{'F1':>7}")
+    click.echo(
+        f"{catalogue}: {table.num_rows} candidates; {results[cols[0]].curve.n_true} true "
+        f"clusters ({mass_col} >= {mass_min:.3g}, z >= {z_min:g}) within {radius:g}'"
+    )
+    click.echo(
+        f"{'score column':<22}{'threshold':>11}{'TP':>6}{'FP':>6}{'FN':>6}"
+        f"{'purity':>8}{'compl.':>8}{'F1':>7}"
+    )
     for col, ev in results.items():
         rows = [("F1-best", ev.best_threshold, ev.best)]
         if ev.threshold_source == "given":
@@ -111,12 +229,16 @@ def evaluate(
             rows.append(("is_cluster", float("nan"), ev.is_cluster))
         for what, t, c in rows:
             name = f"{col} [{what}]"
-            click.echo(f"{name:<22}{t:>11.4g}{c.tp:>6}{c.fp:>6}{c.fn:>6}"
-                       f"{c.purity:>8.3f}{c.completeness:>8.3f}{c.f1:>7.3f}")
+            click.echo(
+                f"{name:<22}{t:>11.4g}{c.tp:>6}{c.fp:>6}{c.fn:>6}"
+                f"{c.purity:>8.3f}{c.completeness:>8.3f}{c.f1:>7.3f}"
+            )
         if ev.cutouts is not None:
             m = ev.cutouts["at_threshold"]["matrix"]
-            click.echo(f"  cutouts {ev.cutouts['cutout_arcmin']:g}': TP {m['tp']} FP {m['fp']} "
-                       f"FN {m['fn']} TN {m['tn']}")
+            click.echo(
+                f"  cutouts {ev.cutouts['cutout_arcmin']:g}': TP {m['tp']} FP {m['fp']} "
+                f"FN {m['fn']} TN {m['tn']}"
+            )
     if json_out is not None:
         doc = {
             "catalogue": str(catalogue),
@@ -136,11 +258,21 @@ def evaluate(
 
 @click.command()
 @click.argument("catalogues", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--truth", "truths", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Truth catalogue: once for all catalogues, or once per catalogue in order.")
+@click.option(
+    "--truth",
+    "truths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Truth catalogue: once for all catalogues, or once per catalogue in order.",
+)
 @_selection_options
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Calibration file to write (JSON).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Calibration file to write (JSON).",
+)
 def calibrate(
     catalogues: tuple[Path, ...],
     truths: tuple[Path, ...],
@@ -157,6 +289,7 @@ def calibrate(
     its reference score distribution); combined catalogues (``run --combine ...``) give the
     reference distributions and the rankprod and and thresholds of their finder set.
     """
+    from clusterfw.core.atomic import check_writable, refuse_overwrite
     from clusterfw.core.errors import ClusterfwError
     from clusterfw.core.evaluation.calibration import calibrate as make_calibration
     from clusterfw.core.evaluation.io import read_table
@@ -164,27 +297,38 @@ def calibrate(
 
     if len(truths) not in (1, len(catalogues)):
         raise ClusterfwError(f"give --truth once, or once per catalogue ({len(catalogues)})")
+    refuse_overwrite([*catalogues, *truths], [out])
+    check_writable(out)
     truth_paths = list(truths) * len(catalogues) if len(truths) == 1 else list(truths)
-    cache: dict[Path, object] = {}
+    cache: dict[Path, Truth] = {}
     inputs = []
     for cat, tp in zip(catalogues, truth_paths, strict=True):
         if tp not in cache:
             cache[tp] = read_truth(tp, mass_col=mass_col)
+            check_truth(cache[tp], tp)
         inputs.append((read_table(cat), cache[tp]))
     cal = make_calibration(
-        inputs, labels=[(str(c), str(t)) for c, t in zip(catalogues, truth_paths, strict=True)],
-        mass_min=mass_min, z_min=z_min, radius_arcmin=radius, duplicates=duplicates,
+        inputs,
+        labels=[(str(c), str(t)) for c, t in zip(catalogues, truth_paths, strict=True)],
+        mass_min=mass_min,
+        z_min=z_min,
+        radius_arcmin=radius,
+        duplicates=duplicates,
         command=_command_line(),
     )
     cal.save(out)
     for name, e in cal.finders.items():
         m = e["metrics"]
-        click.echo(f"{name:<10} threshold {e['threshold']!s:<12.8} F1 {m['f1']:.3f} "
-                   f"(purity {m['purity']:.3f}, completeness {m['completeness']:.3f})")
+        click.echo(
+            f"{name:<10} threshold {e['threshold']!s:<12.8} F1 {m['f1']:.3f} "
+            f"(purity {m['purity']:.3f}, completeness {m['completeness']:.3f})"
+        )
     for cname, entries in cal.combiners.items():
         for key, e in entries.items():
             m = e["metrics"]
             th = e.get("thresholds", e.get("threshold"))
-            click.echo(f"{cname}[{key}] threshold {th} F1 {m['f1']:.3f} "
-                       f"(purity {m['purity']:.3f}, completeness {m['completeness']:.3f})")
+            click.echo(
+                f"{cname}[{key}] threshold {th} F1 {m['f1']:.3f} "
+                f"(purity {m['purity']:.3f}, completeness {m['completeness']:.3f})"
+            )
     click.echo(f"wrote {out}", err=True)
