@@ -240,25 +240,27 @@ def check_out_dir(out: str | Path, option: str = "--out") -> Path:
     return path
 
 
-def _write_layer(layer: str, obj: Any, tmp: Path) -> list[Path]:
+def _write_layer(layer: str, obj: Any, tmp: Path, flat: bool = False) -> list[Path]:
+    """Write one layer under ``tmp/<layer>/`` (or straight into ``tmp`` when ``flat``)."""
+    here = tmp if flat else tmp / layer
     if layer == "mm":
         from clusterfw.sim.patch import write_patch
 
-        w = write_patch(obj, tmp / "mm", prefix="mm")
+        w = write_patch(obj, here, prefix="mm")
         return [*w["maps"], w["halos"], w["sources"], *([w["ymap"]] if w["ymap"] else [])]
     if layer == "xray":
         from clusterfw.sim.xray import write_xray
 
-        return list(write_xray(obj, tmp / "xray").values())
+        return list(write_xray(obj, here).values())
     if layer == "ymap":
         from clusterfw.sim.ymap import write_stellar_mass, write_ymap
 
-        paths: list[Path] = [p for p in write_ymap(obj, tmp / "ymap").values() if p]
+        paths: list[Path] = [p for p in write_ymap(obj, here).values() if p]
         sm = write_stellar_mass(obj, tmp / "stellar_mass")
         return paths + ([sm] if sm else [])
     if layer == "optical":
         optical = _optical_module()
-        return [Path(p) for p in optical.write_optical(obj, tmp / "optical", "optical")]
+        return [Path(p) for p in optical.write_optical(obj, here, "optical")]
     raise ValueError(layer)
 
 
@@ -435,7 +437,7 @@ def render_layer(
     files: list[str] = []
 
     def build(tmp: Path) -> None:
-        files.extend(_relative(_write_layer(layer, obj, tmp), tmp))
+        files.extend(_relative(_write_layer(layer, obj, tmp, flat=True), tmp))
 
     out = _into_place(Path(out), build)
     return {"directory": out, "files": [out / f for f in files]}
@@ -453,11 +455,13 @@ def _validate_presets(config: UniverseConfig) -> None:
         getter = getattr(optical, "get_preset", None)
         if getter is not None:
             try:
-                getter(config.optical_preset)
+                preset = getter(config.optical_preset)
+                for band in config.optical_bands:
+                    preset.band(band)
             except ClusterfwError:
                 raise
             except Exception as exc:
-                raise ClusterfwError(f"--preset: {exc}") from None
+                raise ClusterfwError(f"--bands: {exc}") from None
 
 
 # --- demo -----------------------------------------------------------------------------------
