@@ -354,3 +354,9 @@ def cutouts(
     )
     for path in paths:
         click.echo(str(path))
+
+
+from clusterfw.sim.cli_universe import COMMANDS as _UNIVERSE_COMMANDS  # noqa: E402
+
+for _command in _UNIVERSE_COMMANDS:
+    simulate.add_command(_command)
