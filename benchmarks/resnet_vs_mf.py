@@ -164,7 +164,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from clusterfw.core.evaluation import calibrate
-    from clusterfw.core.evaluation.calibration import percentiles_for, rank_product
+    from clusterfw.core.evaluation.calibration import percentiles_for
+    from clusterfw.plugins.combiners.rankprod import rank_product
     from clusterfw.plugins.combiners.rankprod import RankProductCombiner
     from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
     from clusterfw.plugins.finders.resnet.finder import ResNetFinder

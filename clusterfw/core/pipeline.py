@@ -1,21 +1,42 @@
 """The run pipeline: tiles → finders → (forced scores) → combiner → estimators → one table.
 
 Every step is a plain call on a plain value; the CLI is a thin layer over :func:`run_pipeline`.
+
+Plugin contracts
+----------------
+Each plugin's output is checked where it comes back, and a broken contract is a
+:class:`~clusterfw.core.errors.PluginError` whose one-line message names the plugin:
+
+- a finder's ``find`` must return a ``pyarrow.Table`` that passes
+  :func:`~clusterfw.core.schema.validate_candidates` (required columns and types, finite
+  positions and scores, unique ids, prefixed extra columns) with ``finder`` set to its name;
+  its ``score_at`` must return one score per position;
+- a combiner's ``combine`` must return a valid candidate table with ``<finder>_score`` for every
+  input finder; each finder's ``flags`` are carried into it as ``<finder>_flags`` (added here from
+  ``<finder>_candidate_id`` when the combiner did not add them);
+- an estimator's ``estimate`` must return the table it got, rows in the same order
+  (``candidate_id`` unchanged), no column dropped, and exactly the ``columns`` it declares added.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from clusterfw.core.errors import ForcedScoringUnsupported, PluginError
+from clusterfw.core.errors import ForcedScoringUnsupported, PluginError, SchemaError
 from clusterfw.core.executors import InProcessExecutor, TileExecutor
 from clusterfw.core.plugin_api import Combiner, Estimator, Finder
-from clusterfw.core.schema import concat_candidates, empty_candidates, validate_candidates
+from clusterfw.core.schema import (
+    concat_candidates,
+    empty_candidates,
+    finder_flags_field,
+    required_columns,
+    validate_candidates,
+)
 from clusterfw.core.sky import HealpixSky, Sky, Tile
 
 
@@ -33,9 +54,57 @@ def _forced_scores(finder: Finder, tile: Tile, ra: np.ndarray, dec: np.ndarray) 
     if ra.size == 0:
         return np.zeros(0, dtype=np.float64)
     try:
-        return np.asarray(finder.score_at(tile, ra, dec), dtype=np.float64)
+        raw = finder.score_at(tile, ra, dec)
     except ForcedScoringUnsupported:
         return np.full(ra.size, np.nan)
+    try:
+        out = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PluginError(
+            f"finder {finder.name!r}: score_at returned {type(raw).__name__}, not numbers"
+        ) from None
+    if out.shape != ra.shape:
+        raise PluginError(
+            f"finder {finder.name!r}: score_at returned shape {out.shape} for {ra.size} positions"
+        )
+    return out
+
+
+def _type_name(obj: object) -> str:
+    return type(obj).__module__.split(".")[0] + "." + type(obj).__qualname__
+
+
+def check_finder_output(finder: Finder, table: object) -> pa.Table:
+    """``table`` if it is a valid candidate table of ``finder``, else :class:`PluginError`.
+
+    Parameters
+    ----------
+    finder : Finder
+    table : object
+        What ``finder.find`` returned.
+
+    Raises
+    ------
+    PluginError
+        ``finder 'x': find returned ...: <problem>`` on one line.
+    """
+    name = finder.name
+    if not isinstance(table, pa.Table):
+        raise PluginError(
+            f"finder {name!r}: find returned {_type_name(table)}, not a pyarrow.Table "
+            "(build it with clusterfw.core.schema.candidate_table)"
+        )
+    try:
+        validate_candidates(table, prefixes=(name,))
+    except SchemaError as exc:
+        raise PluginError(f"finder {name!r}: find returned an invalid table: {exc}") from None
+    if table.num_rows:
+        got = {str(v) for v in table.column("finder").unique().to_pylist()}
+        if got != {name}:
+            raise PluginError(
+                f"finder {name!r}: find returned rows with finder {sorted(got)}, not [{name!r}]"
+            )
+    return table
 
 
 def run_tile(finders: Sequence[Finder], tile: Tile, forced: bool) -> TileResult:
@@ -50,7 +119,7 @@ def run_tile(finders: Sequence[Finder], tile: Tile, forced: bool) -> TileResult:
     """
     tables = {}
     for finder in finders:
-        table = finder.find(tile)
+        table = check_finder_output(finder, finder.find(tile))
         if table.num_rows:
             keep = tile.in_core(table.column("ra").to_numpy(), table.column("dec").to_numpy())
             table = table.filter(pa.array(keep))
@@ -167,22 +236,113 @@ def run_pipeline(
     if combiner is not None:
         forced = ForcedScoreLookup(finders, tiles, results) if want_forced else None
         table = combiner.combine(tables, forced, calibration)
+        table = check_combiner_output(combiner, tables, table)
     else:
         table = concat_candidates(list(tables.values()))
         table = _apply_single_calibration(table, finders, calibration)
     for estimator in estimators:
-        before = set(table.column_names)
-        table = estimator.estimate(table, sky)
-        added = set(table.column_names) - before
-        declared = {f.name for f in estimator.columns}
-        if added != declared:
-            raise PluginError(
-                f"estimator {estimator.name!r} added columns {sorted(added)} but declares "
-                f"{sorted(declared)}"
-            )
+        table = check_estimator_output(estimator, table, estimator.estimate(table, sky))
     plugin_names = (*names, *([combiner.name] if combiner else []), *(e.name for e in estimators))
     validate_candidates(table, prefixes=plugin_names)
     return table
+
+
+def check_combiner_output(
+    combiner: Combiner, tables: Mapping[str, pa.Table], table: object
+) -> pa.Table:
+    """Check a combiner's output and carry each finder's ``flags`` as ``<finder>_flags``.
+
+    Parameters
+    ----------
+    combiner : Combiner
+    tables : mapping of str to pyarrow.Table
+        The finder tables it was given.
+    table : object
+        What ``combiner.combine`` returned.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``table``, with ``<finder>_flags`` added for every finder whose table has ``flags`` when
+        the combiner left it out but kept ``<finder>_candidate_id``.
+
+    Raises
+    ------
+    PluginError
+        ``combiner 'x': ...`` on one line.
+    """
+    name = combiner.name
+    if not isinstance(table, pa.Table):
+        raise PluginError(
+            f"combiner {name!r}: combine returned {_type_name(table)}, not a pyarrow.Table"
+        )
+    missing = [c for c in required_columns() if c not in table.column_names]
+    missing += [f"{f}_score" for f in tables if f"{f}_score" not in table.column_names]
+    if missing:
+        raise PluginError(
+            f"combiner {name!r}: combine returned a table without the required "
+            f"column(s) {', '.join(missing)}"
+        )
+    for f, t in tables.items():
+        col = f"{f}_flags"
+        if "flags" in t.column_names and col not in table.column_names:
+            ids = f"{f}_candidate_id"
+            if ids in table.column_names:
+                table = table.append_column(finder_flags_field(f), _flags_by_id(t, table[ids]))
+    try:
+        validate_candidates(table, prefixes=(name, *tables))
+    except SchemaError as exc:
+        raise PluginError(f"combiner {name!r}: combine returned an invalid table: {exc}") from None
+    return table
+
+
+def _flags_by_id(finder_table: pa.Table, ids: pa.ChunkedArray) -> pa.Array:
+    lookup = dict(
+        zip(
+            finder_table.column("candidate_id").to_pylist(),
+            finder_table.column("flags").to_pylist(),
+            strict=True,
+        )
+    )
+    return pa.array(
+        [lookup.get(i) if i is not None else None for i in ids.to_pylist()], pa.uint32()
+    )
+
+
+def check_estimator_output(estimator: Estimator, before: pa.Table, after: object) -> pa.Table:
+    """Check that an estimator returned ``before`` with exactly its declared columns appended.
+
+    Raises
+    ------
+    PluginError
+        ``estimator 'x': ...`` on one line: not a table, rows dropped, added or reordered
+        (``candidate_id`` compared), columns dropped, or added columns other than declared.
+    """
+    name = estimator.name
+    if not isinstance(after, pa.Table):
+        raise PluginError(
+            f"estimator {name!r}: estimate returned {_type_name(after)}, not a pyarrow.Table"
+        )
+    if after.num_rows != before.num_rows:
+        raise PluginError(
+            f"estimator {name!r}: estimate returned {after.num_rows} rows for "
+            f"{before.num_rows} (it must not drop or add rows)"
+        )
+    dropped = [c for c in before.column_names if c not in after.column_names]
+    if dropped:
+        raise PluginError(f"estimator {name!r}: estimate dropped column(s) {', '.join(dropped)}")
+    if not after.column("candidate_id").equals(before.column("candidate_id")):
+        raise PluginError(
+            f"estimator {name!r}: estimate reordered or changed the rows "
+            "(candidate_id differs; keep the rows in the order given)"
+        )
+    added = set(after.column_names) - set(before.column_names)
+    declared = {f.name for f in estimator.columns}
+    if added != declared:
+        raise PluginError(
+            f"estimator {name!r} added columns {sorted(added)} but declares {sorted(declared)}"
+        )
+    return after
 
 
 def _apply_single_calibration(

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from clusterfw.core.errors import ForcedScoringUnsupported
 
 if TYPE_CHECKING:
+    from clusterfw.core.evaluation.calibration import Calibration, ValidationSet
     from clusterfw.core.sky import HealpixSky, Sky, Tile
 
 
@@ -91,7 +92,19 @@ it cannot score)."""
 
 
 class Combiner(_Plugin, ABC):
-    """Merges the candidate tables of several finders into one."""
+    """Merges the candidate tables of several finders into one.
+
+    A combiner owns its maths, its calibration and its default calibration:
+
+    - :meth:`combine` merges the finders' tables (required);
+    - :meth:`calibrate` says how ``clusterfw calibrate`` picks its thresholds on validation
+      skies and returns the combiner's own section of the calibration file (optional: the
+      default returns ``None``, nothing to calibrate);
+    - :meth:`default_calibration` is the calibration ``clusterfw run`` uses when the user gives
+      none (optional: the default is ``None``, no default);
+    - :meth:`resolve_calibration` turns what :meth:`combine` receives (``None``, a path, a
+      :class:`~clusterfw.core.evaluation.calibration.Calibration`) into a ``Calibration``.
+    """
 
     @abstractmethod
     def combine(
@@ -108,15 +121,63 @@ class Combiner(_Plugin, ABC):
             Candidates of each finder, keyed by finder name.
         forced : callable or None
             Forced scorer giving any finder's score at any position.
-        calibration : object, optional
-            Thresholds and reference score distributions (see ``clusterfw calibrate``).
+        calibration : Calibration, path or None
+            Thresholds and reference score distributions (see ``clusterfw calibrate``); pass it
+            through :meth:`resolve_calibration`.
 
         Returns
         -------
         pyarrow.Table
-            One candidate table; keeps ``<finder>_score`` for every input finder and the
-            combined score as ``score``.
+            One candidate table: the required columns (``finder`` = the combiner's name,
+            ``tile_id`` = -1), the combined score as ``score``, and ``<finder>_score`` for every
+            input finder (``<finder>_ra``/``<finder>_dec`` too for ``clusterfw evaluate`` and
+            ``clusterfw calibrate`` to recognise it as a combined catalogue).
         """
+
+    def calibrate(
+        self, validation: Sequence[ValidationSet], reference: Calibration
+    ) -> dict[str, Any] | None:
+        """This combiner's section of a calibration file, made on validation skies.
+
+        Called by ``clusterfw calibrate`` (:func:`clusterfw.core.evaluation.calibration.calibrate`)
+        for every installed combiner.
+
+        Parameters
+        ----------
+        validation : sequence of ValidationSet
+            One per finder set found among the combined validation catalogues: each finder's
+            score per candidate, pooled over skies and matched to truth.
+        reference : Calibration
+            The per-finder part already made (thresholds and reference distributions).
+
+        Returns
+        -------
+        dict or None
+            A JSON-ready mapping stored as ``combiners.<name>`` and given back to
+            :meth:`combine` through :meth:`Calibration.section`; ``None`` when there is nothing
+            to calibrate (the default).
+        """
+        return None
+
+    @classmethod
+    def default_calibration(cls) -> Calibration | None:
+        """The calibration used when a run gives none (default: ``None``, no default)."""
+        return None
+
+    def resolve_calibration(self, calibration: Any | None) -> Calibration:
+        """The :class:`Calibration` to use for ``calibration`` as given to :meth:`combine`.
+
+        ``None`` and the placeholder of :func:`~clusterfw.core.evaluation.calibration.
+        default_calibration` become this combiner's :meth:`default_calibration` (an empty
+        calibration when it has none); a path is loaded; a ``Calibration`` is returned as is.
+        """
+        from clusterfw.core.evaluation.calibration import Calibration
+
+        cal = Calibration.coerce(calibration)
+        if cal.is_default_placeholder:
+            own = type(self).default_calibration()
+            return own if own is not None else Calibration(source="empty")
+        return cal
 
 
 class Estimator(_Plugin, ABC):

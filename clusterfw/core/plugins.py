@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
@@ -110,8 +111,56 @@ def _load_entrypoints(pm: ClusterfwPluginManager, builtins_only: bool) -> None:
                 stacklevel=2,
             )
             continue
-        pm.register(plugin, name=ep.name)
+        try:
+            pm.register(plugin, name=ep.name)
+            _check_pending_of(pm, plugin)
+        except pluggy.PluginValidationError as exc:  # e.g. a misspelt hook name
+            if pm.is_registered(plugin):
+                pm.unregister(plugin)
+            warnings.warn(
+                f"clusterfw plugin {ep.name!r} from distribution {dist!r} ignored: "
+                f"{' '.join(str(exc).split())}",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
+            continue
         pm.distributions[ep.name] = dist
+
+
+def _check_pending_of(pm: pluggy.PluginManager, plugin: object) -> None:
+    """``check_pending`` for one plugin: its hook implementations must match a hook spec."""
+    for name in pm.hook.__dict__:
+        if name.startswith("_"):
+            continue
+        caller = getattr(pm.hook, name)
+        if not caller.has_spec():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not impl.hookwrapper and not impl.optionalhook:
+                    raise pluggy.PluginValidationError(
+                        plugin,
+                        f"unknown hook {name!r} (a misspelt clusterfw_register_* name?)",
+                    )
+
+
+def check_plugin_class(cls: object, base: type) -> None:
+    """Check a class given to ``register``: a ``base`` subclass with a valid ``name``.
+
+    Raises
+    ------
+    PluginError
+        When ``cls`` is not a ``base`` subclass, or its ``name`` is not a valid Python identifier
+        (a name is typed on the command line and prefixes the plugin's columns).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(f"registered {cls!r}, which is not a {base.__name__} subclass")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str):
+        raise PluginError(f"{base.__name__} {cls.__qualname__} has no 'name' class attribute")
+    if not name.isidentifier():
+        raise PluginError(
+            f"{base.__name__} {cls.__qualname__} has name {name!r}, which is not a valid Python "
+            "identifier (letters, digits and _, not starting with a digit)"
+        )
 
 
 @dataclass(frozen=True)
@@ -150,12 +199,14 @@ class Registry:
 
             staged: list[PluginInfo] = []
 
-            def register(cls: type, _impl=impl, _dist=dist, _staged=staged) -> None:
-                if not (isinstance(cls, type) and issubclass(cls, base)):
-                    raise PluginError(
-                        f"registered {cls!r}, which is not a {base.__name__} subclass"
-                    )
-                _staged.append(PluginInfo(kind, cls.name, cls, _impl.plugin_name, _dist))
+            def register(
+                cls: type,
+                _impl: Any = impl,
+                _dist: str = dist,
+                _staged: list[PluginInfo] = staged,
+            ) -> None:
+                check_plugin_class(cls, base)
+                _staged.append(PluginInfo(kind, cls.name, cls, _impl.plugin_name, _dist))  # type: ignore[attr-defined]
 
             try:
                 impl.function(register)

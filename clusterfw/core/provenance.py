@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 import clusterfw
-from clusterfw.core.schema import schema_spec
+from clusterfw.core.schema import flags_metadata, schema_spec
 from clusterfw.core.sky import InputFile
 
 
@@ -59,7 +59,7 @@ def provenance_metadata(
         "clusterfw.inputs": json.dumps([asdict(i) for i in inputs]),
         "clusterfw.command": command if command is not None else " ".join(sys.argv),
         "clusterfw.schema": f"{spec['name']} {spec['schema_version']}",
-        "clusterfw.flags": json.dumps(spec["flags"]),
+        "clusterfw.flags": json.dumps(flags_metadata()),
     }
     for key, value in (extra or {}).items():
         meta[f"clusterfw.{key}"] = value if isinstance(value, str) else json.dumps(value)

@@ -39,6 +39,64 @@ def schema_spec() -> dict[str, Any]:
     return json.loads(text)
 
 
+@lru_cache(maxsize=1)
+def flag_spec() -> dict[str, Any]:
+    """The parsed flag declarations (``catalog_schema/flags.json``)."""
+    text = resources.files("clusterfw").joinpath("catalog_schema", "flags.json").read_text()
+    return json.loads(text)
+
+
+def flag_bits(plugin: str | None = None) -> dict[int, tuple[str, str]]:
+    """Declared flag bits: ``value -> (name, description)``.
+
+    Parameters
+    ----------
+    plugin : str, optional
+        Also the bits this plugin declares under ``plugins`` in ``flags.json``.
+    """
+    spec = flag_spec()
+    out = {int(k): (v["name"], v["description"]) for k, v in spec["global"].items()}
+    if plugin is not None:
+        for k, v in spec.get("plugins", {}).get(plugin, {}).items():
+            out[int(k)] = (v["name"], v["description"])
+    return out
+
+
+def flag_bit(name: str, plugin: str | None = None) -> int:
+    """The value of a declared flag bit by name (``flag_bit("merged") == 8``).
+
+    Raises
+    ------
+    KeyError
+        When no such bit is declared in ``catalog_schema/flags.json``.
+    """
+    for value, (bit_name, _) in flag_bits(plugin).items():
+        if bit_name == name:
+            return value
+    where = "global" if plugin is None else f"global or {plugin!r}"
+    raise KeyError(f"no {where} flag bit named {name!r} in catalog_schema/flags.json")
+
+
+def flags_metadata(plugins: tuple[str, ...] = ()) -> dict[str, str]:
+    """``bit value -> "name: description"`` (the ``clusterfw.flags`` provenance entry)."""
+    out: dict[int, tuple[str, str]] = {}
+    for p in (None, *plugins):
+        out.update(flag_bits(p))
+    return {str(k): f"{name}: {desc}" for k, (name, desc) in sorted(out.items())}
+
+
+def finder_flags_field(finder: str) -> pa.Field:
+    """The ``<finder>_flags`` field of a combined table (uint32, the finder's ``flags``)."""
+    return plugin_field(
+        f"{finder}_flags",
+        pa.uint32(),
+        "",
+        f"flags of finder {finder}'s detection (bits: catalog_schema/flags.json); null where it "
+        "did not detect the candidate",
+        "meta.code.qual",
+    )
+
+
 def _column_specs() -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in schema_spec()["columns"]}
 
@@ -212,6 +270,9 @@ def validate_candidates(table: pa.Table, prefixes: tuple[str, ...] | None = None
                 )
     if table.num_rows:
         dec = table.column("dec").to_numpy()
+        ra = table.column("ra").to_numpy()
+        if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
+            raise SchemaError("columns 'ra'/'dec' have NaN or infinite positions")
         if not np.all(np.isfinite(table.column("score").to_numpy())):
             raise SchemaError("column 'score' has NaN or infinite values")
         if np.any(np.abs(dec) > 90):

@@ -14,7 +14,10 @@ from clusterfw.core.evaluation.calibration import (
     default_calibration,
     in_sample_percentile,
     load_calibration,
+    percentile,
 )
+from clusterfw.plugins.combiners.and_ import AndCombiner, and_thresholds
+from clusterfw.plugins.combiners.rankprod import RankProductCombiner
 
 
 def test_reference_is_exact_ecdf_for_small_samples():
@@ -46,10 +49,14 @@ def test_reference_compaction_is_accurate():
 def test_calibration_roundtrip(tmp_path):
     ref = ReferenceECDF.from_scores(np.arange(10.0))
     cal = Calibration(
-        finders={"mf": {"threshold": 4.5, "reference": ref, "reference_info": {"from": ["v"]}},
-                 "cnn": {"threshold": 0.3}},
-        combiners={"and": {"cnn+mf": {"thresholds": {"mf": 3.0, "cnn": -np.inf}}},
-                   "rankprod": {"cnn+mf": {"threshold": 0.8}}},
+        finders={
+            "mf": {"threshold": 4.5, "reference": ref, "reference_info": {"from": ["v"]}},
+            "cnn": {"threshold": 0.3},
+        },
+        combiners={
+            "and": {"cnn+mf": {"thresholds": {"mf": 3.0, "cnn": -np.inf}}},
+            "rankprod": {"cnn+mf": {"threshold": 0.8}},
+        },
         meta={"command": "clusterfw calibrate ..."},
     )
     path = cal.save(tmp_path / "c.json")
@@ -60,13 +67,15 @@ def test_calibration_roundtrip(tmp_path):
     assert back.threshold("mf") == 4.5
     np.testing.assert_allclose(back.reference("mf").percentile([3.0]), ref.percentile([3.0]))
     assert back.reference("cnn") is None
-    assert back.and_thresholds(["mf", "cnn"]) == {"mf": 3.0, "cnn": -np.inf}
+    assert and_thresholds(back, ["mf", "cnn"]) == {"mf": 3.0, "cnn": -np.inf}
     assert back.combiner_entry("rankprod", ["mf", "cnn"])["threshold"] == 0.8
+    assert back.section("rankprod") == {"cnn+mf": {"threshold": 0.8}}
     # no jointly calibrated pair: fall back to each finder's own threshold
-    assert back.and_thresholds(["mf"]) == {"mf": 4.5}
-    assert back.and_thresholds(["mf", "other"]) is None
-    np.testing.assert_array_equal(back.apply_threshold("mf", np.array([4.0, 5.0, np.nan])),
-                                  [False, True, False])
+    assert and_thresholds(back, ["mf"]) == {"mf": 4.5}
+    assert and_thresholds(back, ["mf", "other"]) is None
+    np.testing.assert_array_equal(
+        back.apply_threshold("mf", np.array([4.0, 5.0, np.nan])), [False, True, False]
+    )
     assert Calibration.coerce(str(path)).source == str(path)
 
 
@@ -80,13 +89,46 @@ def test_bad_calibration_files(tmp_path):
     bad.write_text('{"format": "something else"}')
     with pytest.raises(InputError, match="not a clusterfw calibration"):
         load_calibration(bad)
-    bad.write_text('{"format": "clusterfw.calibration", "version": 1, '
-                   '"finders": {"mf": {"reference": {"n": 3, "values": [2, 1], "cdf": [0.5, 1]}}}}')
+    bad.write_text(
+        '{"format": "clusterfw.calibration", "version": 1, '
+        '"finders": {"mf": {"reference": {"n": 3, "values": [2, 1], "cdf": [0.5, 1]}}}}'
+    )
     with pytest.raises(InputError, match="malformed"):
         load_calibration(bad)
 
 
-def test_default_calibration_loads():
-    cal = default_calibration()
-    assert isinstance(cal, Calibration)
-    assert cal.source in ("empty",) or cal.source.startswith("default:")
+def test_default_calibration_is_the_combiners():
+    # the core ships none: its default is a placeholder each combiner replaces by its own
+    placeholder = default_calibration()
+    assert placeholder.is_default_placeholder and placeholder.finders == {}
+    assert Calibration.coerce(None).is_default_placeholder
+    for cls in (RankProductCombiner, AndCombiner):
+        cal = default_calibration(cls)
+        assert cal.source == "default:default_calibration.json"
+        assert set(cal.finders) == {"mf", "resnet"}
+        assert cal.reference("mf").n == 784  # merged candidates of the four validation skies
+        resolved = cls().resolve_calibration(None)
+        assert resolved.source == cal.source
+    # the shipped file (version 1, made before sections were opaque) reads as before
+    assert default_calibration(RankProductCombiner).combiner_entry("rankprod", ["resnet", "mf"])[
+        "threshold"
+    ] == pytest.approx(0.478, abs=5e-4)
+    assert and_thresholds(default_calibration(AndCombiner), ["mf", "resnet"]) == pytest.approx(
+        {"mf": 6.258, "resnet": 0.1163}, abs=5e-4
+    )
+
+
+def test_opaque_sections_roundtrip(tmp_path):
+    cal = Calibration(combiners={"vote": [1, 2.5, float("nan")], "x": {"k": {"t": -np.inf}}})
+    back = load_calibration(cal.save(tmp_path / "c.json"))
+    assert back.section("vote") == [1, 2.5, None]  # non-finite numbers are written as null
+    assert back.section("x") == {"k": {"t": None}}
+    assert back.combiner_entry("vote", ["a"]) is None  # not keyed by finder set
+    assert back.section("missing") is None
+
+
+def test_percentile_helper():
+    s = np.array([3.0, 1.0, 2.0, np.nan])
+    np.testing.assert_allclose(percentile(s), [1.0, 1 / 3, 2 / 3, 0.5 / 3])
+    ref = ReferenceECDF.from_scores(np.arange(1.0, 11.0))
+    np.testing.assert_allclose(percentile(s, ref), [0.3, 0.1, 0.2, 0.05])

@@ -1,9 +1,23 @@
-"""Calibration files: per-finder thresholds and reference score distributions, combiner thresholds.
+"""Calibration files: per-finder thresholds and reference score distributions, and one opaque
+section per combiner, owned by that combiner.
 
 A calibration is made by ``clusterfw calibrate`` on validation skies (simulated, with truth) and
-used by ``clusterfw run --calibration FILE``: it turns scores into ``is_cluster`` decisions and
-gives the ``rankprod`` and ``and`` combiners their reference percentiles, so that a score means
-the same in every run.
+used by ``clusterfw run --calibration FILE``: per-finder thresholds turn single-finder scores into
+``is_cluster`` decisions, reference distributions give combiners percentiles that mean the same in
+every run, and each combiner reads back the section it wrote.
+
+The typed API
+-------------
+- :class:`Calibration`: :meth:`~Calibration.threshold` and :meth:`~Calibration.reference` per
+  finder, :meth:`~Calibration.section` / :meth:`~Calibration.set_section` per combiner,
+  :meth:`~Calibration.combiner_entry` for sections keyed by finder set, ``source``;
+- :class:`ReferenceECDF`: a finder's reference distribution (:meth:`~ReferenceECDF.percentile`);
+- :func:`percentile` and :func:`percentiles_for`: the rank percentiles the built-in combiners use
+  (reference ECDF, else within the table);
+- :class:`ValidationSet`: what :meth:`Combiner.calibrate
+  <clusterfw.core.plugin_api.Combiner.calibrate>` receives;
+- :func:`calibrate`: the whole of ``clusterfw calibrate``; it calls ``calibrate`` on every installed
+  combiner and knows none by name.
 
 File format (JSON, never pickle)
 --------------------------------
@@ -14,21 +28,23 @@ File format (JSON, never pickle)
       "created": "...", "command": "clusterfw calibrate ...", "clusterfw_version": "...",
       "selection": {"mass_col": "mvir", "mass_min": 2e14, "z_min": 0.25,
                     "radius_arcmin": 1.0, "duplicates": "false_positive"},
-      "sources": [{"catalogue": "...", "truth": "...", "sha256": "..."}],
+      "sources": [{"catalogue": "...", "truth": "...", "kind": "single", "finders": ["mf"]}],
       "finders": {
-        "mf": {"score_kind": "snr", "threshold": 5.1, "threshold_from": "mf.parquet",
+        "mf": {"score_kind": "snr", "threshold": 5.1, "threshold_from": ["mf.parquet"],
                "metrics": {"tp": ..., "purity": ..., "completeness": ..., "f1": ...},
-               "reference": {"n": 5321, "values": [...], "cdf": [...], "from": "..."}}
+               "reference": {"n": 5321, "values": [...], "cdf": [...], "from": [...]}}
       },
       "combiners": {
-        "rankprod": {"mf+resnet": {"threshold": 0.93, "metrics": {...}}},
-        "and": {"mf+resnet": {"thresholds": {"mf": 4.2, "resnet": null}, "metrics": {...}}}
+        "<combiner name>": <any JSON value, written and read by that combiner>
       }
     }
 
-``threshold`` means ``score >= threshold`` is a cluster; ``null`` in an AND pair means *no cut*
-(the threshold at its minimum). Combiner entries are keyed by the sorted finder names joined by
-``+``.
+``threshold`` means ``score >= threshold`` is a cluster. Non-finite numbers are written as
+``null``. The built-in combiners key their sections by finder set (the sorted finder names joined
+by ``+``, :func:`finder_set_key`): ``"rankprod": {"mf+resnet": {"threshold": 0.48, ...}}`` and
+``"and": {"mf+resnet": {"thresholds": {"mf": 6.3, "resnet": null}, ...}}`` (``null``: no cut); see
+:mod:`clusterfw.plugins.combiners`. Files written before combiner sections were opaque have exactly
+this layout, so every version-1 file still loads.
 
 Reference distributions
 -----------------------
@@ -53,16 +69,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clusterfw.core.errors import ClusterfwError, InputError
+from clusterfw.core.errors import ClusterfwError, InputError, PluginError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from clusterfw.core.evaluation.metrics import Counts, Duplicates, MatchedSample
+    from clusterfw.core.plugin_api import Combiner
 
 FORMAT = "clusterfw.calibration"
 VERSION = 1
 MAX_KNOTS = 2048
-DEFAULT_CALIBRATION_RESOURCE = ("clusterfw.plugins.combiners", "default_calibration.json")
+DEFAULT_PLACEHOLDER_SOURCE = "default"
+"""``source`` of :func:`default_calibration`'s placeholder: "each combiner's own default"."""
 
 
 class CalibrationWarning(UserWarning):
@@ -168,26 +191,75 @@ def in_sample_percentile(scores: np.ndarray) -> np.ndarray:
     return out
 
 
+def percentile(scores: np.ndarray, reference: ReferenceECDF | None = None) -> np.ndarray:
+    """Rank percentiles of scores: under ``reference`` when given, else within ``scores``.
+
+    Parameters
+    ----------
+    scores : array_like
+        One finder's scores (NaN where missing).
+    reference : ReferenceECDF, optional
+        The finder's reference distribution (``Calibration.reference(finder)``).
+
+    Returns
+    -------
+    ndarray
+        In ``(0, 1]``; missing scores get the floor (``0.5 / n``).
+    """
+    if reference is not None:
+        return reference.percentile(scores)
+    return in_sample_percentile(scores)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Plain JSON values: numpy scalars/arrays to Python, non-finite floats to ``None``."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if np.isfinite(f) else None
+    return obj
+
+
 @dataclass
 class Calibration:
-    """Thresholds and reference distributions (see the module docstring for the file format).
+    """Per-finder thresholds and reference distributions, and one section per combiner.
+
+    See the module docstring for the file format.
 
     Attributes
     ----------
     finders : dict
-        ``name -> {"threshold": float|None, "reference": ReferenceECDF|None, ...}``.
+        ``name -> {"threshold": float|None, "reference": ReferenceECDF|None, ...}`` (further
+        keys: ``score_kind``, ``metrics``, ``threshold_from``, ``reference_info``).
     combiners : dict
-        ``combiner -> finder-set key -> entry``.
+        ``combiner name -> section``: any JSON value, written by that combiner's
+        :meth:`~clusterfw.core.plugin_api.Combiner.calibrate` and read by its
+        :meth:`~clusterfw.core.plugin_api.Combiner.combine`; the core never looks inside.
     meta : dict
         Everything else in the file (creation time, command, selection, sources).
     source : str
-        Where it came from (a path, ``"default"``, ``"empty"``).
+        Where it came from (a path, ``"default:<file>"``, ``"empty"``, ``"memory"``, or
+        ``"default"`` for the placeholder of :func:`default_calibration`).
     """
 
     finders: dict[str, dict[str, Any]] = field(default_factory=dict)
-    combiners: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    combiners: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = "memory"
+
+    @property
+    def is_default_placeholder(self) -> bool:
+        """Whether this is :func:`default_calibration`'s "use each combiner's default"."""
+        return self.source == DEFAULT_PLACEHOLDER_SOURCE and not (self.finders or self.combiners)
 
     def reference(self, finder: str) -> ReferenceECDF | None:
         """The finder's reference distribution, or None."""
@@ -199,23 +271,25 @@ class Calibration:
         t = self.finders.get(finder, {}).get("threshold")
         return None if t is None else float(t)
 
-    def combiner_entry(self, combiner: str, finders: Sequence[str]) -> dict[str, Any] | None:
-        """The entry for a combiner and finder set, or None."""
-        return self.combiners.get(combiner, {}).get(finder_set_key(finders))
+    def section(self, combiner: str) -> Any | None:
+        """The section a combiner wrote (its :meth:`Combiner.calibrate` result), or None."""
+        return self.combiners.get(combiner)
 
-    def and_thresholds(self, finders: Sequence[str]) -> dict[str, float] | None:
-        """Thresholds of the AND combiner for these finders: the jointly calibrated pair when
-        the calibration has one, else each finder's own F1-best threshold; None if any is
-        missing. ``-inf`` means no cut."""
-        entry = self.combiner_entry("and", finders)
-        if entry is not None and "thresholds" in entry:
-            th = entry["thresholds"]
-            if all(f in th for f in finders):
-                return {f: (-np.inf if th[f] is None else float(th[f])) for f in finders}
-        out = {f: self.threshold(f) for f in finders}
-        if any(v is None for v in out.values()):
+    def set_section(self, combiner: str, section: Any) -> None:
+        """Store a combiner's section (JSON-ready; non-finite floats are written as null)."""
+        self.combiners[str(combiner)] = section
+
+    def combiner_entry(self, combiner: str, finders: Sequence[str]) -> dict[str, Any] | None:
+        """``section(combiner)[finder_set_key(finders)]`` for sections keyed by finder set.
+
+        None when the combiner has no section, the section is not a mapping, or it has no entry
+        (a mapping) for this finder set.
+        """
+        sec = self.section(combiner)
+        if not isinstance(sec, Mapping):
             return None
-        return {f: float(v) for f, v in out.items() if v is not None}
+        entry = sec.get(finder_set_key(finders))
+        return dict(entry) if isinstance(entry, Mapping) else None
 
     def apply_threshold(self, finder: str, scores: np.ndarray) -> np.ndarray | None:
         """``scores >= threshold`` for a finder (None when the calibration has no threshold)."""
@@ -223,10 +297,19 @@ class Calibration:
         if t is None:
             return None
         s = np.asarray(scores, dtype=np.float64)
-        return np.nan_to_num(s, nan=-np.inf) >= t
+        return np.asarray(np.nan_to_num(s, nan=-np.inf) >= t)
+
+    def merged_with(self, other: Calibration) -> Calibration:
+        """A copy with ``other``'s finders and combiner sections added where this one lacks them."""
+        return Calibration(
+            finders={**other.finders, **self.finders},
+            combiners={**other.combiners, **self.combiners},
+            meta=dict(self.meta),
+            source=self.source,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document."""
+        """The JSON document (non-finite numbers become null)."""
         finders = {}
         for name, entry in self.finders.items():
             e = dict(entry)
@@ -234,24 +317,13 @@ class Calibration:
                 ref = e["reference"]
                 e["reference"] = {**ref.to_dict(), **e.get("reference_info", {})}
             e.pop("reference_info", None)
-            finders[name] = e
-        combiners: dict[str, Any] = {}
-        for cname, entries in self.combiners.items():
-            combiners[cname] = {}
-            for key, entry in entries.items():
-                e = dict(entry)
-                if "thresholds" in e:
-                    e["thresholds"] = {
-                        f: (None if (t is None or not np.isfinite(t)) else float(t))
-                        for f, t in e["thresholds"].items()
-                    }
-                combiners[cname][key] = e
+            finders[name] = _json_safe(e)
         return {
             "format": FORMAT,
             "version": VERSION,
-            **self.meta,
+            **_json_safe(self.meta),
             "finders": finders,
-            "combiners": combiners,
+            "combiners": {str(c): _json_safe(sec) for c, sec in self.combiners.items()},
         }
 
     @classmethod
@@ -265,7 +337,13 @@ class Calibration:
         """
         if not isinstance(d, Mapping) or d.get("format") != FORMAT:
             raise InputError(source, f"not a clusterfw calibration file (format != {FORMAT!r})")
-        if int(d.get("version", 0)) > VERSION:
+        try:
+            version = int(d.get("version", 0))
+        except (TypeError, ValueError):
+            raise InputError(
+                source, f"malformed calibration (version {d.get('version')!r})"
+            ) from None
+        if version > VERSION:
             raise InputError(
                 source,
                 f"calibration version {d.get('version')} is newer than "
@@ -273,7 +351,7 @@ class Calibration:
             )
         finders: dict[str, dict[str, Any]] = {}
         try:
-            for name, entry in dict(d.get("finders", {})).items():
+            for name, entry in dict(d.get("finders") or {}).items():
                 e = dict(entry)
                 if e.get("reference") is not None:
                     raw = e["reference"]
@@ -284,10 +362,7 @@ class Calibration:
                 if e.get("threshold") is not None:
                     e["threshold"] = float(e["threshold"])
                 finders[str(name)] = e
-            combiners = {
-                str(c): {str(k): dict(v) for k, v in dict(entries).items()}
-                for c, entries in dict(d.get("combiners", {})).items()
-            }
+            combiners = {str(c): sec for c, sec in dict(d.get("combiners") or {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(source, f"malformed calibration ({exc})") from exc
         meta = {
@@ -303,7 +378,7 @@ class Calibration:
 
     @classmethod
     def coerce(cls, obj: Any) -> Calibration:
-        """Accept a Calibration, a path, a parsed mapping, or None (the shipped default)."""
+        """Accept a Calibration, a path, a parsed mapping, or None (the default placeholder)."""
         if obj is None:
             return default_calibration()
         if isinstance(obj, Calibration):
@@ -333,21 +408,49 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
     return Calibration.from_dict(doc, source=str(p))
 
 
-def default_calibration() -> Calibration:
-    """The calibration shipped with clusterfw for its built-in finders.
+def load_calibration_resource(package: str, name: str) -> Calibration | None:
+    """A calibration shipped as package data (e.g. a combiner's default); None if absent.
 
-    Returns an empty calibration (``source == "empty"``) when the package has none.
+    Parameters
+    ----------
+    package : str
+        Importable package holding the file (``__package__`` of the combiner's module).
+    name : str
+        File name inside it.
     """
-    pkg, name = DEFAULT_CALIBRATION_RESOURCE
     try:
-        res = resources.files(pkg).joinpath(name)
+        res = resources.files(package).joinpath(name)
         if not res.is_file():
-            return Calibration(source="empty")
+            return None
         doc = json.loads(res.read_text())
     except (ModuleNotFoundError, FileNotFoundError):
-        return Calibration(source="empty")
-    cal = Calibration.from_dict(doc, source=f"default:{name}")
-    return cal
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{package}/{name}", f"not valid JSON ({exc})") from exc
+    return Calibration.from_dict(doc, source=f"default:{name}")
+
+
+def default_calibration(combiner: type[Combiner] | Combiner | None = None) -> Calibration:
+    """The calibration used when a run gives none.
+
+    Parameters
+    ----------
+    combiner : Combiner class or instance, optional
+        Whose default to return (:meth:`Combiner.default_calibration`; an empty calibration when
+        it has none).
+
+    Returns
+    -------
+    Calibration
+        Without ``combiner``: a placeholder (``source == "default"``, empty) that each combiner
+        replaces with its own default in :meth:`Combiner.resolve_calibration`. The core ships no
+        calibration: defaults belong to the combiners.
+    """
+    if combiner is None:
+        return Calibration(source=DEFAULT_PLACEHOLDER_SOURCE)
+    cls = combiner if isinstance(combiner, type) else type(combiner)
+    own = cls.default_calibration()
+    return own if own is not None else Calibration(source="empty")
 
 
 def percentiles_for(
@@ -370,9 +473,7 @@ def percentiles_for(
         ref = calibration.reference(name) if calibration is not None else None
         if ref is None:
             fallback.append(name)
-            out[name] = in_sample_percentile(s)
-        else:
-            out[name] = ref.percentile(s)
+        out[name] = percentile(s, ref)
     if fallback:
         src = calibration.source if calibration is not None else "none"
         warnings.warn(
@@ -383,22 +484,6 @@ def percentiles_for(
             stacklevel=3,
         )
     return out, fallback
-
-
-def rank_product(percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Product of rank percentiles over finders (DeepSZ EnsemblePROD), in ``(0, 1]``."""
-    arrays = list(percentiles.values())
-    out = np.ones_like(np.asarray(arrays[0], dtype=np.float64))
-    for a in arrays:
-        out = out * np.asarray(a, dtype=np.float64)
-    return out
-
-
-def min_percentile(percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Smallest rank percentile over finders (the AND combiner's score)."""
-    return np.min(
-        np.vstack([np.asarray(a, dtype=np.float64) for a in percentiles.values()]), axis=0
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,6 +502,66 @@ def combined_finders(column_names: Sequence[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class ValidationSet:
+    """The combined validation catalogues of one finder set, matched to truth and pooled.
+
+    What :meth:`Combiner.calibrate <clusterfw.core.plugin_api.Combiner.calibrate>` receives,
+    one per finder set.
+
+    Attributes
+    ----------
+    finders : tuple of str
+        The finders, in the order of the first catalogue's columns.
+    sample : MatchedSample
+        Per candidate (all skies pooled): ``sample.scores[f]`` is finder ``f``'s score (its
+        detection or forced score; NaN where missing) and ``sample.qhalo`` the true cluster it
+        matches (-1 for none); ``sample.n_true`` true clusters in all.
+    tables : tuple of pyarrow.Table
+        The catalogues as read (one per sky), for combiners that need more than the scores.
+    sources : tuple of str
+        Their file names.
+    producers : tuple of str
+        The combiner that wrote each catalogue (its ``finder`` column).
+    duplicates : str
+        ``"false_positive"`` or ``"ignore"``: how further candidates on a found cluster count.
+    """
+
+    finders: tuple[str, ...]
+    sample: MatchedSample
+    tables: tuple[pa.Table, ...]
+    sources: tuple[str, ...]
+    producers: tuple[str, ...]
+    duplicates: str = "false_positive"
+
+    @property
+    def key(self) -> str:
+        """The finder-set key (:func:`finder_set_key`)."""
+        return finder_set_key(self.finders)
+
+    def scores(self, finder: str) -> np.ndarray:
+        """One finder's score per candidate."""
+        return self.sample.scores[finder]
+
+    def best_threshold(self, values: np.ndarray) -> tuple[float, Counts]:
+        """F1-best threshold of any per-candidate score (``values >= t`` positive) and counts."""
+        from clusterfw.core.evaluation.metrics import threshold_curve
+
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != self.sample.qhalo.shape:
+            raise ValueError(f"{v.size} values for {self.sample.qhalo.size} candidates")
+        curve = threshold_curve(v, self.sample.qhalo, self.sample.n_true, self._dup)
+        return curve.best()
+
+    def counts(self, positive: np.ndarray) -> Counts:
+        """Purity/completeness counts of any per-candidate decision."""
+        return self.sample.counts(np.asarray(positive, dtype=bool), self._dup)
+
+    @property
+    def _dup(self) -> Duplicates:
+        return "ignore" if self.duplicates == "ignore" else "false_positive"
+
+
 @dataclass
 class _Input:
     path: str
@@ -425,6 +570,26 @@ class _Input:
     truth: Any
     kind: str  # "single" or "combined"
     finders: list[str]
+
+
+def installed_combiners() -> list[Combiner]:
+    """One instance (default options) of every installed combiner, sorted by name."""
+    from clusterfw.core.plugins import Registry
+
+    registry = Registry()
+    out = []
+    for name in registry.names("combiner"):
+        cls = registry.get("combiner", name)
+        try:
+            out.append(cls())
+        except Exception as exc:  # a combiner that cannot be built with defaults is skipped
+            warnings.warn(
+                f"combiner {name!r} not calibrated: cannot instantiate it with default options "
+                f"({type(exc).__name__}: {exc})",
+                CalibrationWarning,
+                stacklevel=2,
+            )
+    return out
 
 
 def calibrate(
@@ -436,6 +601,7 @@ def calibrate(
     radius_arcmin: float = 1.0,
     duplicates: str = "false_positive",
     command: str = "",
+    combiners: Sequence[Combiner] | None = None,
 ) -> Calibration:
     """Make a calibration from validation catalogues and their truth.
 
@@ -451,21 +617,28 @@ def calibrate(
         True-cluster selection and matching (see :mod:`~clusterfw.core.evaluation.metrics`).
     command : str
         Recorded in the file.
+    combiners : sequence of Combiner, optional
+        Combiners to calibrate; default: every installed one (:func:`installed_combiners`).
 
     Returns
     -------
     Calibration
         For each finder: the F1-best threshold (from its single catalogues when given, else from
         the combined ones) and the reference ECDF (from combined catalogues when given, else
-        from its single ones). For each finder set of the combined catalogues: the ``rankprod``
-        threshold (on the product of reference percentiles) and the ``and`` thresholds (grid
-        search, one per finder). Samples of several skies are pooled.
+        from its single ones). For each combiner whose :meth:`Combiner.calibrate` returns a
+        section (given a :class:`ValidationSet` per finder set of the combined catalogues and
+        the per-finder part): that section. Samples of several skies are pooled.
+
+    Raises
+    ------
+    clusterfw.core.errors.PluginError
+        When a combiner's ``calibrate`` fails (naming the combiner).
     """
     import datetime
 
     import clusterfw
     from clusterfw.core.evaluation.matching import as_columns
-    from clusterfw.core.evaluation.metrics import MatchedSample, and_grid_search
+    from clusterfw.core.evaluation.metrics import MatchedSample
 
     labels = (
         list(labels) if labels is not None else [(f"input{i}", "truth") for i in range(len(inputs))]
@@ -490,6 +663,7 @@ def calibrate(
             parsed.append(_Input(lab, tlab, table, truth, "single", [fvals.pop()]))
 
     sel = dict(mass_min=mass_min, z_min=z_min, radius_arcmin=radius_arcmin)
+    dup: Duplicates = "ignore" if duplicates == "ignore" else "false_positive"
 
     def sample_of(inp: _Input, cols: list[str]) -> MatchedSample:
         return MatchedSample.from_catalogue(inp.table, inp.truth, cols, **sel)
@@ -497,7 +671,7 @@ def calibrate(
     singles: dict[str, list[MatchedSample]] = {}
     single_src: dict[str, list[str]] = {}
     combined: dict[str, list[MatchedSample]] = {}
-    comb_src: dict[str, list[str]] = {}
+    comb_inputs: dict[str, list[_Input]] = {}
     score_kind: dict[str, str] = {}
     for inp in parsed:
         if inp.kind == "single":
@@ -514,7 +688,8 @@ def calibrate(
             s.scores = {f: s.scores[f + "_score"] for f in inp.finders}
             key = finder_set_key(inp.finders)
             combined.setdefault(key, []).append(s)
-            comb_src.setdefault(key, []).append(inp.path)
+            comb_inputs.setdefault(key, []).append(inp)
+    comb_src = {k: [i.path for i in v] for k, v in comb_inputs.items()}
 
     cal = Calibration(source="memory")
     all_finders = sorted(set(singles) | {f for k in combined for f in k.split("+")})
@@ -526,7 +701,7 @@ def calibrate(
         ref_samples = comb_samples or singles.get(f, [])
         ref_from = comb_paths if comb_samples else single_src.get(f, [])
         pooled = MatchedSample.concat([_only(s, f) for s in thr_samples])
-        curve = pooled.curve(f, duplicates)  # type: ignore[arg-type]
+        curve = pooled.curve(f, dup)
         t, counts = curve.best()
         ref_scores = np.concatenate([s.scores[f] for s in ref_samples])
         entry: dict[str, Any] = {
@@ -541,25 +716,29 @@ def calibrate(
             entry["reference_info"] = {"from": ref_from}
         cal.finders[f] = entry
 
-    for key, samples in combined.items():
-        names = key.split("+")
-        pooled = MatchedSample.concat(samples)
-        pct, _ = percentiles_for({f: pooled.scores[f] for f in names}, cal)
-        pooled.scores["__rankprod"] = rank_product(pct)
-        curve = pooled.curve("__rankprod", duplicates)  # type: ignore[arg-type]
-        t, counts = curve.best()
-        cal.combiners.setdefault("rankprod", {})[key] = {
-            "threshold": t,
-            "metrics": counts.to_dict(),
-            "from": comb_src[key],
-            "rank_percentile_of_threshold": float(np.mean(pooled.scores["__rankprod"] < t)),
-        }
-        thresholds, counts = and_grid_search(pooled, names, duplicates=duplicates)  # type: ignore[arg-type]
-        cal.combiners.setdefault("and", {})[key] = {
-            "thresholds": thresholds,
-            "metrics": counts.to_dict(),
-            "from": comb_src[key],
-        }
+    validation = [
+        ValidationSet(
+            finders=tuple(comb_inputs[key][0].finders),
+            sample=MatchedSample.concat(samples),
+            tables=tuple(i.table for i in comb_inputs[key]),
+            sources=tuple(comb_src[key]),
+            producers=tuple(_producer(i.table) for i in comb_inputs[key]),
+            duplicates=dup,
+        )
+        for key, samples in combined.items()
+    ]
+    if validation:
+        for combiner in installed_combiners() if combiners is None else combiners:
+            try:
+                section = combiner.calibrate(validation, cal)
+            except ClusterfwError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"combiner {combiner.name!r} failed to calibrate: {type(exc).__name__}: {exc}"
+                ) from exc
+            if section is not None:
+                cal.set_section(combiner.name, section)
 
     cal.meta = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -578,7 +757,51 @@ def calibrate(
     return cal
 
 
-def _only(sample: Any, name: str) -> Any:
+def calibration_summary(cal: Calibration) -> list[str]:
+    """Lines ``clusterfw calibrate`` prints: each finder's threshold, then each combiner's.
+
+    A combiner section keyed by finder set, with ``metrics`` (``tp``, ``purity``,
+    ``completeness``, ``f1``) and ``threshold`` or ``thresholds`` per entry, gets one line per
+    entry; any other section gets one line saying it was calibrated.
+    """
+    lines = []
+    for name, e in cal.finders.items():
+        m = e.get("metrics") or {}
+        lines.append(
+            f"{name:<10} threshold {e.get('threshold')!s:<12.8} F1 {_fmt(m.get('f1'))} "
+            f"(purity {_fmt(m.get('purity'))}, completeness {_fmt(m.get('completeness'))})"
+        )
+    for cname, section in cal.combiners.items():
+        entries = (
+            {k: v for k, v in section.items() if isinstance(v, Mapping) and "metrics" in v}
+            if isinstance(section, Mapping)
+            else {}
+        )
+        if not entries:
+            lines.append(f"{cname}: calibrated ({type(section).__name__} section)")
+        for key, e in entries.items():
+            m = e["metrics"]
+            th = e.get("thresholds", e.get("threshold"))
+            lines.append(
+                f"{cname}[{key}] threshold {th} F1 {_fmt(m.get('f1'))} "
+                f"(purity {_fmt(m.get('purity'))}, completeness {_fmt(m.get('completeness'))})"
+            )
+    return lines
+
+
+def _fmt(x: Any) -> str:
+    return "nan" if x is None else f"{float(x):.3f}"
+
+
+def _producer(table: Any) -> str:
+    names = list(getattr(table, "column_names", []))
+    if "finder" not in names or not table.num_rows:
+        return "unknown"
+    vals = {str(v) for v in table.column("finder").to_pylist()}
+    return vals.pop() if len(vals) == 1 else "unknown"
+
+
+def _only(sample: MatchedSample, name: str) -> MatchedSample:
     from clusterfw.core.evaluation.metrics import MatchedSample
 
     return MatchedSample(

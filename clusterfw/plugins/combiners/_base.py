@@ -17,11 +17,22 @@ Steps of :meth:`PercentileCombiner.combine`:
 5. The subclass turns the percentiles into ``score`` and the thresholds into ``is_cluster``.
 
 Output columns: the standard ones (``finder`` = combiner name, ``tile_id`` = -1, candidate ids
-``<combiner>-<index>``, ``flags`` bit 8 "merged" when further detections of a finder within the
-radius were merged into the candidate), ``is_cluster`` (null without a calibrated threshold),
-and for each finder ``f``: ``f_score`` (its detection or forced score), ``f_ra``/``f_dec``
-(its detection's position, null where it did not detect), ``f_candidate_id`` and
-``f_percentile``; plus ``<combiner>_n_detected``. Rows are sorted by decreasing combined score.
+``<combiner>-<index>``, ``flags`` bit ``merged`` (catalog_schema/flags.json) when further
+detections of a finder within the radius were merged into the candidate), ``is_cluster`` (null
+without a calibrated threshold), and for each finder ``f``: ``f_score`` (its detection or forced
+score), ``f_ra``/``f_dec`` (its detection's position, null where it did not detect),
+``f_candidate_id``,
+``f_percentile`` and, when ``f``'s table has a ``flags`` column, ``f_flags`` (uint32, its
+detection's flags, null where it did not detect); plus ``<combiner>_n_detected``. Rows are sorted
+by decreasing combined score.
+
+Calibration
+-----------
+Each percentile combiner owns one section of the calibration file, keyed by finder set
+(:func:`~clusterfw.core.evaluation.calibration.finder_set_key`): ``{"mf+resnet": {...}}``, made by
+its :meth:`~PercentileCombiner.calibrate_set` on the pooled validation candidates of that finder
+set. Their default calibration is ``default_calibration.json`` beside this module (see
+``DEFAULT_CALIBRATION.md``), loaded through :meth:`PercentileCombiner.default_calibration`.
 """
 
 from __future__ import annotations
@@ -29,8 +40,8 @@ from __future__ import annotations
 import json
 import warnings
 from abc import abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +49,11 @@ from pydantic import Field
 
 from clusterfw.core.errors import ForcedScoringUnsupported, PluginError
 from clusterfw.core.plugin_api import Combiner, ForcedScorer, PluginOptions
+
+if TYPE_CHECKING:
+    from clusterfw.core.evaluation.calibration import Calibration, ValidationSet
+
+DEFAULT_CALIBRATION_FILE = "default_calibration.json"
 
 
 class PercentileCombinerOptions(PluginOptions):
@@ -64,10 +80,34 @@ class PercentileCombiner(Combiner):
         self,
         scores: Mapping[str, np.ndarray],
         combined: np.ndarray,
-        calibration: Any,
+        calibration: Calibration,
         in_sample: list[str],
     ) -> tuple[np.ndarray | None, dict[str, Any]]:
         """The ``is_cluster`` decision (None when not calibrated) and what was used."""
+
+    @abstractmethod
+    def calibrate_set(
+        self, validation: ValidationSet, reference: Calibration
+    ) -> dict[str, Any] | None:
+        """This combiner's entry for one finder set (stored under its key), or None."""
+
+    def calibrate(
+        self, validation: Sequence[ValidationSet], reference: Calibration
+    ) -> dict[str, Any] | None:
+        """``{finder-set key: calibrate_set(...)}`` over the validation finder sets."""
+        section = {}
+        for vs in validation:
+            entry = self.calibrate_set(vs, reference)
+            if entry is not None:
+                section[vs.key] = entry
+        return section or None
+
+    @classmethod
+    def default_calibration(cls) -> Calibration | None:
+        """``default_calibration.json`` shipped beside the built-in combiners."""
+        from clusterfw.core.evaluation.calibration import load_calibration_resource
+
+        return load_calibration_resource(__package__ or __name__, DEFAULT_CALIBRATION_FILE)
 
     def combine(
         self,
@@ -84,25 +124,35 @@ class PercentileCombiner(Combiner):
         forced : callable or None
             ``forced(finder, ra, dec) -> scores`` (NaN where the finder cannot score).
         calibration : Calibration, path, mapping or None
-            None uses the calibration shipped with clusterfw.
+            None uses this combiner's :meth:`default_calibration`.
 
         Returns
         -------
         pyarrow.Table
         """
-        from clusterfw.core.evaluation.calibration import Calibration, in_sample_percentile
+        from clusterfw.core.evaluation.calibration import percentile, percentiles_for
         from clusterfw.core.evaluation.crossmatch import crossmatch
-        from clusterfw.core.schema import healpix29, plugin_field, schema_field, validate_candidates
+        from clusterfw.core.schema import (
+            finder_flags_field,
+            flag_bit,
+            healpix29,
+            plugin_field,
+            schema_field,
+            validate_candidates,
+        )
 
         names = list(tables)
         if not names:
             raise PluginError(f"combiner {self.name!r} needs at least one finder table")
-        cal = Calibration.coerce(calibration)
+        cal = self.resolve_calibration(calibration)
         radius = float(self.options.radius_arcmin)  # type: ignore[attr-defined]
 
         cols = {n: _columns(t) for n, t in tables.items()}
-        cm = crossmatch({n: (c["ra"], c["dec"]) for n, c in cols.items()}, radius,
-                        scores={n: c["score"] for n, c in cols.items()})
+        cm = crossmatch(
+            {n: (c["ra"], c["dec"]) for n, c in cols.items()},
+            radius,
+            scores={n: c["score"] for n, c in cols.items()},
+        )
         n_groups = len(cm)
 
         # 2. merged position: detecting finder with the best percentile of its own score
@@ -110,9 +160,7 @@ class PercentileCombiner(Combiner):
         for k, n in enumerate(names):
             m = cm.members[n]
             ok = m >= 0
-            ref = cal.reference(n)
-            own = cols[n]["score"]
-            p = ref.percentile(own) if ref is not None else in_sample_percentile(own)
+            p = percentile(cols[n]["score"], cal.reference(n))
             det_pct[k, ok] = p[m[ok]]
         best = np.argmax(det_pct, axis=0) if n_groups else np.zeros(0, dtype=np.int64)
         ra = np.empty(n_groups)
@@ -135,8 +183,6 @@ class PercentileCombiner(Combiner):
             scores[n] = s
 
         # 4. percentiles and 5. combined score / decision
-        from clusterfw.core.evaluation.calibration import percentiles_for
-
         pct, in_sample = percentiles_for(scores, cal)
         combined = self.combined_score(pct)
         decision, decision_info = self.decide(scores, combined, cal, in_sample)
@@ -150,18 +196,27 @@ class PercentileCombiner(Combiner):
             arrays.append(arr)
 
         n_out = n_groups
-        add(schema_field("candidate_id"),
-            pa.array([f"{self.name}-{i:06d}" for i in range(n_out)], pa.string()))
+        add(
+            schema_field("candidate_id"),
+            pa.array([f"{self.name}-{i:06d}" for i in range(n_out)], pa.string()),
+        )
         add(schema_field("ra"), pa.array(ra[order] % 360.0, pa.float64()))
         add(schema_field("dec"), pa.array(dec[order], pa.float64()))
         add(schema_field("score"), pa.array(combined[order].astype(np.float32), pa.float32()))
-        add(schema_field("score_kind"),
-            pa.array([self.score_kind] * n_out, pa.string()).dictionary_encode())
+        add(
+            schema_field("score_kind"),
+            pa.array([self.score_kind] * n_out, pa.string()).dictionary_encode(),
+        )
         add(schema_field("finder"), pa.array([self.name] * n_out, pa.string()).dictionary_encode())
         add(schema_field("tile_id"), pa.array(np.full(n_out, -1, np.int32), pa.int32()))
         add(schema_field("healpix_29"), pa.array(healpix29(ra[order], dec[order]), pa.int64()))
-        add(schema_field("flags"),
-            pa.array(np.where(cm.n_merged[order] > 0, 8, 0).astype(np.uint32), pa.uint32()))
+        add(
+            schema_field("flags"),
+            pa.array(
+                np.where(cm.n_merged[order] > 0, flag_bit("merged"), 0).astype(np.uint32),
+                pa.uint32(),
+            ),
+        )
         isc = schema_field("is_cluster")
         if decision is None:
             add(isc, pa.nulls(n_out, pa.bool_()))
@@ -172,32 +227,68 @@ class PercentileCombiner(Combiner):
             det = m >= 0
             kind = _score_kind(tables[n])
             s = scores[n][order]
-            add(plugin_field(f"{n}_score", pa.float32(), _score_unit(tables[n]),
-                             f"Score of finder {n} ({kind}): its detection score where it detected "
-                             "the candidate, else its forced score at the merged position; null "
-                             "where it cannot score"),
-                pa.array(s.astype(np.float32), pa.float32(), mask=~np.isfinite(s)))
+            add(
+                plugin_field(
+                    f"{n}_score",
+                    pa.float32(),
+                    _score_unit(tables[n]),
+                    f"Score of finder {n} ({kind}): its detection score where it detected "
+                    "the candidate, else its forced score at the merged position; null "
+                    "where it cannot score",
+                ),
+                pa.array(s.astype(np.float32), pa.float32(), mask=~np.isfinite(s)),
+            )
             for coord in ("ra", "dec"):
                 v = np.where(det, cols[n][coord][np.maximum(m, 0)], np.nan) if m.size else m * 1.0
-                add(plugin_field(f"{n}_{coord}", pa.float64(), "deg",
-                                 f"{coord.upper() if coord == 'ra' else 'Dec'} of finder {n}'s "
-                                 "detection (null where it did not detect the candidate)",
-                                 f"pos.eq.{coord}"),
-                    pa.array(v, pa.float64(), mask=~det))
+                add(
+                    plugin_field(
+                        f"{n}_{coord}",
+                        pa.float64(),
+                        "deg",
+                        f"{coord.upper() if coord == 'ra' else 'Dec'} of finder {n}'s "
+                        "detection (null where it did not detect the candidate)",
+                        f"pos.eq.{coord}",
+                    ),
+                    pa.array(v, pa.float64(), mask=~det),
+                )
             ids = cols[n]["candidate_id"]
-            add(plugin_field(f"{n}_candidate_id", pa.string(), "",
-                             f"candidate_id of finder {n}'s detection (null where it did not "
-                             "detect the candidate)", "meta.id"),
-                pa.array([ids[j] if j >= 0 else None for j in m], pa.string()))
-            add(plugin_field(f"{n}_percentile", pa.float32(), "",
-                             f"Rank percentile of {n}_score under the reference distribution "
-                             "(calibration) or, failing that, within this table"),
-                pa.array(pct[n][order].astype(np.float32), pa.float32()))
+            add(
+                plugin_field(
+                    f"{n}_candidate_id",
+                    pa.string(),
+                    "",
+                    f"candidate_id of finder {n}'s detection (null where it did not "
+                    "detect the candidate)",
+                    "meta.id",
+                ),
+                pa.array([ids[j] if j >= 0 else None for j in m], pa.string()),
+            )
+            add(
+                plugin_field(
+                    f"{n}_percentile",
+                    pa.float32(),
+                    "",
+                    f"Rank percentile of {n}_score under the reference distribution "
+                    "(calibration) or, failing that, within this table",
+                ),
+                pa.array(pct[n][order].astype(np.float32), pa.float32()),
+            )
+            if "flags" in tables[n].column_names:
+                col = tables[n].column("flags")
+                fl = np.r_[col.fill_null(0).to_numpy().astype(np.uint32), np.uint32(0)]
+                has = np.r_[col.is_valid().to_numpy(zero_copy_only=False), False]
+                j = np.where(det, m, fl.size - 1)
+                add(finder_flags_field(n), pa.array(fl[j], pa.uint32(), mask=~has[j]))
         n_det = np.sum([cm.members[n][order] >= 0 for n in names], axis=0).astype(np.int32)
-        add(plugin_field(f"{self.name}_n_detected", pa.int32(), "",
-                         "Number of finders that detected the candidate (the others gave a "
-                         "forced score)"),
-            pa.array(np.atleast_1d(n_det) if n_out else np.zeros(0, np.int32), pa.int32()))
+        add(
+            plugin_field(
+                f"{self.name}_n_detected",
+                pa.int32(),
+                "",
+                "Number of finders that detected the candidate (the others gave a forced score)",
+            ),
+            pa.array(np.atleast_1d(n_det) if n_out else np.zeros(0, np.int32), pa.int32()),
+        )
 
         info = {
             "name": self.name,
@@ -210,8 +301,10 @@ class PercentileCombiner(Combiner):
             "forced_scoring": forced is not None,
             **decision_info,
         }
-        schema = pa.schema(fields, metadata={
-            b"clusterfw.combiner": json.dumps(info, default=_json_default).encode()})
+        schema = pa.schema(
+            fields,
+            metadata={b"clusterfw.combiner": json.dumps(info, default=_json_default).encode()},
+        )
         table = pa.Table.from_arrays(arrays, schema=schema)
         validate_candidates(table, prefixes=(self.name, *names))
         return table
@@ -231,13 +324,15 @@ def _columns(table: pa.Table) -> dict[str, np.ndarray]:
         if need not in table.column_names:
             raise PluginError(f"finder table lacks column {need!r}")
     n = table.num_rows
-    ids = (table.column("candidate_id").to_pylist() if "candidate_id" in table.column_names
-           else [f"row-{i}" for i in range(n)])
+    ids = (
+        table.column("candidate_id").to_pylist()
+        if "candidate_id" in table.column_names
+        else [f"row-{i}" for i in range(n)]
+    )
     return {
         "ra": table.column("ra").to_numpy(zero_copy_only=False).astype(np.float64),
         "dec": table.column("dec").to_numpy(zero_copy_only=False).astype(np.float64),
-        "score": np.asarray(table.column("score").to_numpy(zero_copy_only=False),
-                            dtype=np.float64),
+        "score": np.asarray(table.column("score").to_numpy(zero_copy_only=False), dtype=np.float64),
         "candidate_id": np.asarray(ids, dtype=object),
     }
 
@@ -262,8 +357,9 @@ def _forced(forced: ForcedScorer, name: str, ra: np.ndarray, dec: np.ndarray) ->
     except ForcedScoringUnsupported:
         return np.full(ra.size, np.nan)
     if out.shape != ra.shape:
-        raise PluginError(f"forced scorer returned {out.shape} scores for {ra.size} positions "
-                          f"of finder {name!r}")
+        raise PluginError(
+            f"forced scorer returned {out.shape} scores for {ra.size} positions of finder {name!r}"
+        )
     return out
 
 
@@ -271,5 +367,8 @@ def warn_uncalibrated(combiner: str, what: str) -> None:
     """Warn that ``is_cluster`` is left null."""
     from clusterfw.core.evaluation.calibration import CalibrationWarning
 
-    warnings.warn(f"{combiner}: {what}; is_cluster left null (make thresholds with "
-                  "`clusterfw calibrate`)", CalibrationWarning, stacklevel=4)
+    warnings.warn(
+        f"{combiner}: {what}; is_cluster left null (make thresholds with `clusterfw calibrate`)",
+        CalibrationWarning,
+        stacklevel=4,
+    )

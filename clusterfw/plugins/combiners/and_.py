@@ -5,7 +5,9 @@
 or its forced score at the merged position; a missing score fails, unless ``t_f`` is ``-inf``,
 the threshold "at its minimum") and ``t_f`` comes from the calibration: the jointly grid-searched
 thresholds ``combiners.and["a+b"].thresholds`` when present, else each finder's own F1-best
-threshold. ``score = min_f p_f``, the smallest reference rank percentile over finders, in
+threshold (:meth:`AndCombiner.calibrate_set` grid-searches the pair for F1 on the pooled
+validation candidates, :func:`clusterfw.core.evaluation.metrics.and_grid_search`).
+``score = min_f p_f``, the smallest reference rank percentile over finders, in
 ``(0, 1]`` (``score_kind`` ``min_percentile``): a candidate is only as strong as its weakest
 finder. The decision is taken on the raw scores, not on ``score``.
 See :mod:`clusterfw.plugins.combiners._base` for cross-matching, positions and forced scoring.
@@ -13,13 +15,41 @@ See :mod:`clusterfw.plugins.combiners._base` for cross-matching, positions and f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clusterfw.core.hookspecs import hookimpl
 from clusterfw.plugins.combiners._base import PercentileCombiner, warn_uncalibrated
+
+if TYPE_CHECKING:
+    from clusterfw.core.evaluation.calibration import Calibration, ValidationSet
+
+
+def min_percentile(percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Smallest rank percentile over finders (the AND combiner's score)."""
+    return np.min(
+        np.vstack([np.asarray(a, dtype=np.float64) for a in percentiles.values()]), axis=0
+    )
+
+
+def and_thresholds(calibration: Calibration, finders: Sequence[str]) -> dict[str, float] | None:
+    """Thresholds of the AND combiner for these finders.
+
+    The jointly calibrated ones (``combiners.and[<finder set>].thresholds``) when the calibration
+    has them, else each finder's own F1-best threshold; None if any is missing. ``-inf`` (stored
+    as ``null``) means no cut.
+    """
+    entry = calibration.combiner_entry(AndCombiner.name, finders)
+    if entry is not None and isinstance(entry.get("thresholds"), Mapping):
+        th = entry["thresholds"]
+        if all(f in th for f in finders):
+            return {f: (-np.inf if th[f] is None else float(th[f])) for f in finders}
+    out = {f: calibration.threshold(f) for f in finders}
+    if any(v is None for v in out.values()):
+        return None
+    return {f: float(v) for f, v in out.items() if v is not None}
 
 
 class AndCombiner(PercentileCombiner):
@@ -32,23 +62,41 @@ class AndCombiner(PercentileCombiner):
 
     def combined_score(self, percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
         """``min_f p_f``."""
-        from clusterfw.core.evaluation.calibration import min_percentile
-
         return min_percentile(percentiles)
+
+    def calibrate_set(
+        self, validation: ValidationSet, reference: Calibration
+    ) -> dict[str, Any] | None:
+        """Thresholds, one per finder, maximising F1 of the AND decision (grid search)."""
+        from clusterfw.core.evaluation.metrics import and_grid_search
+
+        thresholds, counts = and_grid_search(
+            validation.sample,
+            list(validation.finders),
+            duplicates="ignore" if validation.duplicates == "ignore" else "false_positive",
+        )
+        return {
+            "thresholds": {f: (None if not np.isfinite(t) else t) for f, t in thresholds.items()},
+            "metrics": counts.to_dict(),
+            "from": list(validation.sources),
+        }
 
     def decide(
         self,
         scores: Mapping[str, np.ndarray],
         combined: np.ndarray,
-        calibration: Any,
+        calibration: Calibration,
         in_sample: list[str],
     ) -> tuple[np.ndarray | None, dict[str, Any]]:
         """``all_f (s_f >= t_f)`` with the calibrated thresholds."""
         names = list(scores)
-        thresholds = calibration.and_thresholds(names)
+        thresholds = and_thresholds(calibration, names)
         if thresholds is None:
-            warn_uncalibrated(self.name, f"calibration ({calibration.source}) lacks a threshold "
-                              f"for one of {', '.join(names)}")
+            warn_uncalibrated(
+                self.name,
+                f"calibration ({calibration.source}) lacks a threshold "
+                f"for one of {', '.join(names)}",
+            )
             return None, {"thresholds": None}
         return and_decision(scores, thresholds), {"thresholds": thresholds}
 
@@ -58,8 +106,11 @@ def and_decision(scores: Mapping[str, np.ndarray], thresholds: Mapping[str, floa
     out = None
     for name, s in scores.items():
         t = float(thresholds[name])
-        ok = np.ones(np.shape(s), dtype=bool) if t == -np.inf else (
-            np.nan_to_num(np.asarray(s, dtype=np.float64), nan=-np.inf) >= t)
+        ok = (
+            np.ones(np.shape(s), dtype=bool)
+            if t == -np.inf
+            else (np.nan_to_num(np.asarray(s, dtype=np.float64), nan=-np.inf) >= t)
+        )
         out = ok if out is None else out & ok
     return np.asarray(out, dtype=bool)
 

@@ -11,16 +11,18 @@ from pydantic import Field, field_validator
 
 from clusterfw.core.errors import PluginError
 from clusterfw.core.plugin_api import Finder, PluginOptions
+from clusterfw.core.schema import flag_bit
 
 if TYPE_CHECKING:  # the heavy modules (scipy, pyarrow) are imported when a tile is filtered
     import pyarrow as pa
 
     from clusterfw.plugins.finders.mf.filters import FilterResult, FilterSettings, MapPool
 
-FLAG_NEAR_EDGE = 1
-FLAG_NEAR_POINT_SOURCE = 2
-FLAG_MASKED_PIXELS = 4
-FLAG_MERGED = 8
+# flag bits are declared once, in catalog_schema/flags.json
+FLAG_NEAR_EDGE = flag_bit("near_edge")
+FLAG_NEAR_POINT_SOURCE = flag_bit("near_point_source")
+FLAG_MASKED_PIXELS = flag_bit("masked_pixels")
+FLAG_MERGED = flag_bit("merged")
 
 BETA_SCALES = tuple(float(s) for s in np.arange(1, 13) * 0.25)
 ARNAUD_SCALES = tuple(float(s) for s in np.round(np.geomspace(1.0, 10.0, 12), 3))
