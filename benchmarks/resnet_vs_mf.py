@@ -165,8 +165,7 @@ def main() -> None:
 
     from clusterfw.core.evaluation import calibrate
     from clusterfw.core.evaluation.calibration import percentiles_for
-    from clusterfw.plugins.combiners.rankprod import rank_product
-    from clusterfw.plugins.combiners.rankprod import RankProductCombiner
+    from clusterfw.plugins.combiners.rankprod import RankProductCombiner, rank_product
     from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
     from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
