@@ -317,18 +317,8 @@ def calibrate(
         command=_command_line(),
     )
     cal.save(out)
-    for name, e in cal.finders.items():
-        m = e["metrics"]
-        click.echo(
-            f"{name:<10} threshold {e['threshold']!s:<12.8} F1 {m['f1']:.3f} "
-            f"(purity {m['purity']:.3f}, completeness {m['completeness']:.3f})"
-        )
-    for cname, entries in cal.combiners.items():
-        for key, e in entries.items():
-            m = e["metrics"]
-            th = e.get("thresholds", e.get("threshold"))
-            click.echo(
-                f"{cname}[{key}] threshold {th} F1 {m['f1']:.3f} "
-                f"(purity {m['purity']:.3f}, completeness {m['completeness']:.3f})"
-            )
+    from clusterfw.core.evaluation.calibration import calibration_summary
+
+    for line in calibration_summary(cal):  # combiner sections are the combiners' own
+        click.echo(line)
     click.echo(f"wrote {out}", err=True)
