@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from clusterfw.core.cli import FiniteFloat
 from clusterfw.core.hookspecs import hookimpl
 from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
@@ -27,33 +28,57 @@ def clusterfw_register_finders(register: Any) -> None:
     required=True,
     help="Output folder (weights, platt.json, metrics.jsonl, MODEL.md).",
 )
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of data and training.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Seed of data and training.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Cache of simulated cutouts (default OUT/data).",
 )
-@click.option("--width", type=int, default=32, show_default=True, help="Network width (paper: 64).")
-@click.option("--n-train", type=int, default=120_000, show_default=True, help="Training cutouts.")
+@click.option(
+    "--width",
+    type=click.IntRange(min=1, max=1024),
+    default=32,
+    show_default=True,
+    help="Network width (paper: 64).",
+)
+@click.option(
+    "--n-train",
+    type=click.IntRange(min=2, max=10_000_000),
+    default=120_000,
+    show_default=True,
+    help="Training cutouts.",
+)
 @click.option(
     "--positive-fraction",
-    type=float,
+    type=FiniteFloat(min=0.0, max=1.0, min_open=True, max_open=True),
     default=0.15,
     show_default=True,
     help="Positives among the simulated training cutouts.",
 )
 @click.option(
     "--val-patches",
-    type=int,
+    type=click.IntRange(min=1, max=10_000),
     default=8,
     show_default=True,
     help="4°x4° validation patches (natural ratio).",
 )
-@click.option("--test-patches", type=int, default=6, show_default=True, help="4°x4° test patches.")
+@click.option(
+    "--test-patches",
+    type=click.IntRange(min=1, max=10_000),
+    default=6,
+    show_default=True,
+    help="4°x4° test patches.",
+)
 @click.option(
     "--grid-patch-arcmin",
-    type=float,
+    type=FiniteFloat(min=8.0, max=3600.0),
     default=240.0,
     show_default=True,
     help="Side of the validation/test patches.",
@@ -64,36 +89,42 @@ def clusterfw_register_finders(register: Any) -> None:
     show_default=True,
     help="Negative:positive ratio of each epoch.",
 )
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--first-epoch-batches", type=int, default=1500, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1, max=65536), default=64, show_default=True)
+@click.option("--first-epoch-batches", type=click.IntRange(min=1), default=1500, show_default=True)
 @click.option(
     "--max-batches",
-    type=int,
+    type=click.IntRange(min=1),
     default=500,
     show_default=True,
     help="Batch limit of the later epochs.",
 )
-@click.option("--lr", type=float, default=2e-2, show_default=True, help="Peak learning rate.")
-@click.option("--weight-decay", type=float, default=3e-3, show_default=True)
+@click.option(
+    "--lr",
+    type=FiniteFloat(min=0.0, min_open=True, max=10.0),
+    default=2e-2,
+    show_default=True,
+    help="Peak learning rate.",
+)
+@click.option("--weight-decay", type=FiniteFloat(min=0.0, max=1.0), default=3e-3, show_default=True)
 @click.option(
     "--warmup-fraction",
-    type=float,
+    type=FiniteFloat(min=0.0, max=1.0),
     default=0.2,
     show_default=True,
     help="Warm-up length, fraction of an epoch.",
 )
 @click.option(
     "--decay-fraction",
-    type=float,
+    type=FiniteFloat(min=0.0, max=1.0),
     default=0.5,
     show_default=True,
     help="Ten-fold learning-rate drop after this fraction of an epoch.",
 )
-@click.option("--eval-every", type=int, default=50, show_default=True)
-@click.option("--patience", type=int, default=4, show_default=True)
+@click.option("--eval-every", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option(
     "--threads",
-    type=int,
+    type=click.IntRange(min=1, max=1024),
     default=1,
     show_default=True,
     help="torch CPU threads (1 is fastest on a shared machine).",
@@ -107,7 +138,7 @@ def clusterfw_register_finders(register: Any) -> None:
 )
 @click.option(
     "--scale-multiplier",
-    type=float,
+    type=FiniteFloat(min=0.0, min_open=True),
     default=1.0,
     show_default=True,
     help="Normalisation scale = this x the robust sigma of training pixels.",
@@ -141,12 +172,26 @@ def train_resnet(
     """Train the resnet finder on simulated cutouts (DeepSZ dynamic stratified sampling)."""
     from pathlib import Path
 
+    from clusterfw.core.atomic import check_writable, refuse_overwrite
     from clusterfw.core.errors import PluginError
 
     try:
         ratio_list = tuple(int(r) for r in ratios.split(","))
-    except ValueError as err:
-        raise PluginError(f"--ratios: expected comma-separated integers, got {ratios!r}") from err
+    except ValueError:
+        raise PluginError(f"--ratios: expected comma-separated integers, got {ratios!r}") from None
+    if not ratio_list or min(ratio_list) < 1 or max(ratio_list) > 1000:
+        raise PluginError(f"--ratios: expected integers from 1 to 1000, got {ratios!r}")
+    # everything is checked before any simulation: a bad argument found after minutes of
+    # simulation used to leave a half-written folder
+    out_dir = Path(out)
+    check_writable(out_dir, folder=True)
+    if data_dir is not None:
+        check_writable(Path(data_dir), folder=True)
+        # the data cache is read and written in place; only the model files must not land on it
+        refuse_overwrite(
+            [Path(data_dir)],
+            [out_dir / name for name in ("resnet.safetensors", "platt.json", "MODEL.md")],
+        )
     from clusterfw.plugins.finders.resnet.card import write_model_card
     from clusterfw.plugins.finders.resnet.train import TrainConfig, train
 
