@@ -1,0 +1,347 @@
+"""Cutouts: a layer's pixels over a region, at the layer's own resolution.
+
+How the output grid is chosen (``grid`` not given):
+
+- :class:`FlatImage`: a pixel section of the layer's own grid (clipped at the image edge) —
+  for a :class:`BoxRegion` on that same grid this is exactly today's tile slice.
+- :class:`Mosaic` whose files are whole-pixel shifts of one grid: a section of that common
+  grid, filled by exact copies from every file that overlaps (the first file in the band's
+  order that covers a pixel wins; NaN where none does).
+- any other :class:`Mosaic`: a TAN grid centred on the region at the layer's median pixel
+  scale; every overlapping file is resampled onto it bilinearly (``scipy.ndimage``; the
+  ``reproject`` package would do the same ``reproject_interp`` step but pulls in dask, zarr and
+  dask-image, so it was not added). Bilinear resampling keeps surface brightness (nanomaggies
+  or counts per pixel of the same size), not integrated flux exactly.
+- :class:`HealpixMap`: a TAN grid at half the HEALPix resolution (``npix = ceil(2 *
+  half-width / pixel)``), values interpolated bilinearly from the 4 nearest HEALPix pixels,
+  masked where the nearest pixel is unseen — the same numbers as today's HEALPix tiles.
+
+With ``grid`` given, every kind is resampled (or copied, where the grids align) onto it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clusterfw.core.layers.footprint import (
+    BoxRegion,
+    Region,
+    TanRegion,
+    angular_distance_deg,
+    region_radius_deg,
+    tan_wcs,
+)
+from clusterfw.core.layers.model import Layer, LayerBand, get_kind
+from clusterfw.core.layers.pixelisation import (
+    FlatImage,
+    HealpixFile,
+    HealpixMap,
+    ImageFile,
+    Mosaic,
+    grid_offset,
+    wcs_from_header,
+)
+from clusterfw.core.layers.reading import read_healpix_pixels, read_section
+
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
+
+
+@dataclass
+class LayerCutout:
+    """A layer's pixels over a region.
+
+    Attributes
+    ----------
+    layer : str
+        Layer name.
+    kind : str
+        Layer kind.
+    unit : str
+        Unit of ``pixels`` (µK_CMB for mm, nanomaggy for optical, count for X-ray, Compton-y).
+    bands : tuple
+        Band facts, in the order of ``pixels``.
+    pixels : numpy.ndarray
+        ``(n_band, ny, nx)`` float32, NaN where there is no data.
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the pixels.
+    exposure, background : numpy.ndarray or None
+        X-ray only: ``(n_band, ny, nx)`` float32 seconds and expected counts (background NaN
+        where a file has none).
+    """
+
+    layer: str
+    kind: str
+    unit: str
+    bands: tuple[Any, ...]
+    pixels: np.ndarray
+    wcs: WCS
+    exposure: np.ndarray | None = None
+    background: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(ny, nx)``."""
+        return int(self.pixels.shape[1]), int(self.pixels.shape[2])
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(ny, nx)`` bool: every band has a finite value."""
+        return np.all(np.isfinite(self.pixels), axis=0)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Names of the bands, in order."""
+        return tuple(str(b.name) for b in self.bands)
+
+    def band_index(self, name: str) -> int:
+        """Index of the band called ``name``."""
+        return self.band_names.index(name)
+
+
+def _bbox(wcs: WCS, ra: np.ndarray, dec: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Pixel box ``(y0, y1, x0, x1)`` of ``wcs`` holding the points (unclipped)."""
+    x, y = wcs.world_to_pixel_values(ra, dec)
+    x, y = np.asarray(x), np.asarray(y)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return None
+    x, y = x[ok], y[ok]
+    return (
+        math.floor(y.min() + 0.5),
+        math.floor(y.max() + 0.5) + 1,
+        math.floor(x.min() + 0.5),
+        math.floor(x.max() + 0.5) + 1,
+    )
+
+
+def _clip(box: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    y0, y1, x0, x1 = box
+    ny, nx = shape
+    y0, x0 = max(0, y0), max(0, x0)
+    return y0, max(y0, min(ny, y1)), x0, max(x0, min(nx, x1))
+
+
+def _planes(layer: Layer) -> tuple[str, ...]:
+    return ("data", *get_kind(layer.kind).extra_planes)
+
+
+def _region_box(region: Region, wcs: WCS) -> tuple[int, int, int, int] | None:
+    """The box of grid ``wcs`` covering a region (exact for a box on a shifted grid)."""
+    if isinstance(region, BoxRegion):
+        off = grid_offset(wcs, region.wcs)
+        if off is not None:
+            dx, dy = off
+            return region.y0 + dy, region.y1 + dy, region.x0 + dx, region.x1 + dx
+    ra, dec = region.outline()
+    return _bbox(wcs, ra, dec)
+
+
+def resample_grid(region: Region, pixel_arcmin: float) -> tuple[WCS, int, int]:
+    """The TAN grid at ``pixel_arcmin`` covering a region: ``(wcs, ny, nx)``."""
+    if isinstance(region, TanRegion):
+        return region.grid(pixel_arcmin)
+    ra0, dec0 = region.center()
+    probe = tan_wcs(ra0, dec0, pixel_arcmin, 1)
+    ra, dec = region.outline()
+    x, y = probe.world_to_pixel_values(ra, dec)
+    half_x = float(np.max(np.abs(x))) + 0.5
+    half_y = float(np.max(np.abs(y))) + 0.5
+    nx, ny = 2 * math.ceil(half_x), 2 * math.ceil(half_y)
+    return tan_wcs(ra0, dec0, pixel_arcmin, nx, ny), ny, nx
+
+
+def _flat_cutout(layer: Layer, bands: Sequence[LayerBand], region: Region):
+    pix = layer.pixelisation
+    assert isinstance(pix, FlatImage)
+    box = _region_box(region, pix.wcs)
+    y0, y1, x0, x1 = _clip(box, pix.shape) if box is not None else (0, 0, 0, 0)
+    wcs = pix.wcs.slice((slice(y0, y1), slice(x0, x1)))
+    planes = {p: [] for p in _planes(layer)}
+    for band in bands:
+        (file,) = band.files
+        for plane in planes:
+            planes[plane].append(read_section(file, y0, y1, x0, x1, plane))
+    return wcs, {p: np.stack(v) for p, v in planes.items()}
+
+
+def _fill_from_image(
+    out: dict[str, np.ndarray],
+    file: ImageFile,
+    grid_wcs: WCS,
+    world: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fill the NaN pixels of ``out`` (planes of one band) from one file.
+
+    Returns the target pixels' world coordinates (computed on first need, then reused).
+    """
+    ny, nx = out["data"].shape
+    fny, fnx = file.shape
+    off = grid_offset(grid_wcs, file.wcs)
+    if off is not None:  # exact copy: target pixel = file pixel + off
+        dx, dy = off
+        ty0, ty1, tx0, tx1 = _clip((dy, dy + fny, dx, dx + fnx), (ny, nx))
+        if ty1 <= ty0 or tx1 <= tx0:
+            return world
+        hole = np.isnan(out["data"][ty0:ty1, tx0:tx1])
+        if not hole.any():
+            return world
+        for plane, arr in out.items():
+            values = read_section(file, ty0 - dy, ty1 - dy, tx0 - dx, tx1 - dx, plane)
+            arr[ty0:ty1, tx0:tx1][hole] = values[hole]
+        return world
+    from scipy.ndimage import map_coordinates
+
+    if world is None:
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        ra, dec = grid_wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
+        world = (np.asarray(ra), np.asarray(dec))
+    fx, fy = file.wcs.world_to_pixel_values(*world)
+    fx, fy = np.asarray(fx), np.asarray(fy)
+    hole = np.isnan(out["data"].ravel())
+    inside = hole & (fx >= -0.5) & (fx < fnx - 0.5) & (fy >= -0.5) & (fy < fny - 0.5)
+    if not inside.any():
+        return world
+    idx = np.flatnonzero(inside)
+    fx, fy = fx[idx], fy[idx]
+    y0, y1, x0, x1 = _clip(
+        (
+            math.floor(fy.min()),
+            math.floor(fy.max()) + 2,
+            math.floor(fx.min()),
+            math.floor(fx.max()) + 2,
+        ),
+        (fny, fnx),
+    )
+    coords = np.vstack(
+        [np.clip(fy, 0, fny - 1) - y0, np.clip(fx, 0, fnx - 1) - x0]
+    )  # the outer half pixel takes the edge value
+    for plane, arr in out.items():
+        section = read_section(file, y0, y1, x0, x1, plane).astype(np.float64)
+        values = map_coordinates(section, coords, order=1, mode="nearest", prefilter=False)
+        arr.reshape(-1)[idx] = values.astype(np.float32)
+    return world
+
+
+def _healpix_fill(out: dict[str, np.ndarray], file: HealpixFile, grid_wcs: WCS) -> None:
+    import healpy as hp
+
+    ny, nx = out["data"].shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ra, dec = grid_wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
+    ra, dec = np.asarray(ra), np.asarray(dec)
+    # RING neighbours and weights, as healpy.get_interp_val on a RING map (today's tiles)
+    p_ring, weights = hp.get_interpol(file.nside, ra, dec, lonlat=True)
+    nearest = hp.ang2pix(file.nside, ra, dec, lonlat=True)
+    need_ring = np.unique(np.concatenate([np.ravel(p_ring), nearest]))
+    need_file = hp.ring2nest(file.nside, need_ring) if file.nest else need_ring
+    values = read_healpix_pixels(file, need_file)
+    neigh = values[np.searchsorted(need_ring, p_ring)]
+    interp = np.sum(np.nan_to_num(neigh) * weights, axis=0)
+    interp[~np.isfinite(values[np.searchsorted(need_ring, nearest)])] = np.nan
+    out["data"][...] = interp.reshape(ny, nx).astype(np.float32)
+    if "exposure" in out:
+        out["exposure"][...] = np.float32(file.exposure_s if file.exposure_s else np.nan)
+
+
+def read_cutout(
+    layer: Layer,
+    region: Region,
+    bands: Sequence[str] | None = None,
+    grid: tuple[WCS, int, int] | None = None,
+) -> LayerCutout:
+    """Read a layer's pixels over a region, touching only the files and pixels it needs.
+
+    Parameters
+    ----------
+    layer : Layer
+    region : BoxRegion or TanRegion
+        Core plus margin, as made by a tile job's core.
+    bands : sequence of str, optional
+        Band names to read (all by default), in the order wanted.
+    grid : tuple, optional
+        ``(wcs, ny, nx)``: resample onto this grid instead of the layer's own.
+
+    Returns
+    -------
+    LayerCutout
+    """
+    chosen = [layer.band(b) for b in bands] if bands is not None else list(layer.bands)
+    plane_names = _planes(layer)
+    pix = layer.pixelisation
+    if grid is None and isinstance(pix, FlatImage):
+        wcs, arrays = _flat_cutout(layer, chosen, region)
+        return _make(layer, chosen, wcs, arrays)
+    if grid is None and isinstance(pix, Mosaic) and pix.common_wcs_header is not None:
+        common = wcs_from_header(pix.common_wcs_header)
+        box = _region_box(region, common)
+        extent = _mosaic_extent(chosen, common)
+        if box is None or extent is None:
+            box = (0, 0, 0, 0)
+        else:
+            y0, y1, x0, x1 = box
+            ey0, ey1, ex0, ex1 = extent
+            y0, x0 = max(y0, ey0), max(x0, ex0)
+            box = (y0, max(y0, min(y1, ey1)), x0, max(x0, min(x1, ex1)))
+        y0, y1, x0, x1 = box
+        grid = (common.slice((slice(y0, y1), slice(x0, x1))), y1 - y0, x1 - x0)
+    if grid is None:
+        grid = resample_grid(region, pix.pixel_arcmin)  # type: ignore[union-attr]
+    wcs, ny, nx = grid
+    ra0, dec0 = region.center()
+    reach = region_radius_deg(region)
+    arrays: dict[str, list[np.ndarray]] = {p: [] for p in plane_names}
+    for band in chosen:
+        out = {p: np.full((ny, nx), np.nan, dtype=np.float32) for p in plane_names}
+        world = None
+        for file in band.files:
+            if isinstance(file, HealpixFile):
+                _healpix_fill(out, file, wcs)
+                continue
+            dist = angular_distance_deg(ra0, dec0, file.center[0], file.center[1])
+            if dist > reach + file.radius_deg:
+                continue
+            world = _fill_from_image(out, file, wcs, world)
+        for p in plane_names:
+            arrays[p].append(out[p])
+    stacked = {
+        p: np.stack(v) if v else np.zeros((0, ny, nx), np.float32) for p, v in arrays.items()
+    }
+    return _make(layer, chosen, wcs, stacked)
+
+
+def _mosaic_extent(bands: Sequence[LayerBand], common: WCS) -> tuple[int, int, int, int] | None:
+    boxes = []
+    for band in bands:
+        for file in band.files:
+            off = grid_offset(common, file.wcs)
+            if off is not None:
+                dx, dy = off
+                boxes.append((dy, dy + file.shape[0], dx, dx + file.shape[1]))
+    if not boxes:
+        return None
+    b = np.array(boxes)
+    return int(b[:, 0].min()), int(b[:, 1].max()), int(b[:, 2].min()), int(b[:, 3].max())
+
+
+def _make(
+    layer: Layer, bands: Sequence[LayerBand], wcs: WCS, arrays: dict[str, np.ndarray]
+) -> LayerCutout:
+    return LayerCutout(
+        layer=layer.name,
+        kind=layer.kind,
+        unit=layer.unit,
+        bands=tuple(b.facts for b in bands),
+        pixels=arrays["data"],
+        wcs=wcs,
+        exposure=arrays.get("exposure"),
+        background=arrays.get("background"),
+    )
+
+
+__all__ = ["LayerCutout", "read_cutout", "resample_grid", "HealpixMap"]
