@@ -13,11 +13,54 @@ import time
 import numpy as np
 
 
+def universe_speed(size: float, seed: int) -> None:
+    """Seconds per deg² per layer of a universe at the default presets."""
+    from clusterfw.sim.config import PatchConfig
+    from clusterfw.sim.universe import (
+        UniverseConfig,
+        _optical_module,
+        _render,
+        sample_universe_halos,
+        universe_streams,
+    )
+
+    cfg = UniverseConfig(patch=PatchConfig(size_deg=size))
+    area = size * size
+    t0 = time.perf_counter()
+    halos, fp = sample_universe_halos(cfg, seed)
+    print(f"universe {size:g} deg: halos + observables {time.perf_counter() - t0:.2f} s")
+    from clusterfw.sim.patch import simulate_patch
+
+    t0 = time.perf_counter()
+    simulate_patch(cfg.patch, seed)
+    dt = time.perf_counter() - t0
+    print(f"  mm (3 bands, 0.25'): {dt / area:.2f} s/deg2")
+    _, rngs = universe_streams(seed)
+    layers = ["xray", "ymap"]
+    try:
+        _optical_module()
+        layers.append("optical")
+    except Exception as exc:  # noqa: BLE001 - optical renderer not installed
+        print(f"  optical: skipped ({exc})")
+    for layer in layers:
+        t0 = time.perf_counter()
+        _render(layer, halos, fp, cfg, rngs[layer])
+        dt = time.perf_counter() - t0
+        preset = getattr(cfg, f"{layer}_preset")
+        print(f"  {layer} ({preset}): {dt / area:.2f} s/deg2 ({halos.num_rows} halos)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=float, default=10.0, help="patch side in degrees")
     parser.add_argument("--cutouts", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--universe-size",
+        type=float,
+        default=1.0,
+        help="side (deg) of the universe timed per layer (0: skip)",
+    )
     args = parser.parse_args()
 
     from clusterfw.sim import Components, PatchConfig, simulate_patch
@@ -50,6 +93,8 @@ def main() -> None:
             f"{args.cutouts / dt:.0f} cutouts/s wall ({args.cutouts / cpu:.0f} per CPU-second; "
             f"positive fraction {np.mean(batch.labels):.3f})"
         )
+    if args.universe_size > 0:
+        universe_speed(args.universe_size, args.seed)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MiB")
 

@@ -156,3 +156,49 @@ def test_cli_refuses_a_non_empty_out_and_a_missing_catalogue(tmp_path):
     )
     assert res.exit_code == 2
     assert res.output.strip() == f"clusterfw: error: {tmp_path / 'nope.parquet'}: no such file"
+
+
+def test_optical_layer_uses_the_universe_richness(tmp_path):
+    from clusterfw.core.errors import ClusterfwError
+    from clusterfw.sim.universe import _optical_module
+
+    try:
+        _optical_module()
+    except ClusterfwError as exc:
+        pytest.skip(str(exc))
+    cfg = UniverseConfig(patch=PatchConfig(size_deg=0.12, m500c_min=1e14), layers=["optical"])
+    uni = simulate_universe(cfg, 4)
+    assert uni.halos.num_rows == 2
+    field = uni.layers["optical"]
+    # the optical renderer takes the universe's scattered richness, not its own draw
+    ids = field.halos.column("halo_id").to_numpy()
+    want = uni.halos.column("richness").to_numpy()[ids]
+    assert np.array_equal(field.halos.column("richness").to_numpy(), want)
+    info = write_universe(uni, tmp_path / "u")
+    names = {p.name for p in info["layers"]["optical"]}
+    assert {"optical_g.fits", "optical_r.fits", "optical_i.fits"} <= names
+    assert fits.getheader(tmp_path / "u" / "optical" / "optical_r.fits")["FILTER"] == "r"
+
+
+def test_demo_universe_is_cached(tmp_path, monkeypatch):
+    import clusterfw.sim.universe as universe_mod
+
+    monkeypatch.setenv("CLUSTERFW_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(
+        universe_mod,
+        "demo_universe_config",
+        lambda layers: UniverseConfig(patch=PatchConfig(size_deg=0.15), layers=["xray", "ymap"]),
+    )
+    monkeypatch.setattr(universe_mod, "_optical_module", _no_optical)
+    first = universe_mod.demo_universe()
+    stamp = first["manifest"].stat().st_mtime_ns
+    second = universe_mod.demo_universe()
+    assert second["manifest"].stat().st_mtime_ns == stamp
+    assert second["halos"].is_file()
+    assert [p.name for p in second["layers"]["xray"]] == ["xray_0.5-2keV.fits", "truth_agn.parquet"]
+
+
+def _no_optical():
+    from clusterfw.core.errors import ClusterfwError
+
+    raise ClusterfwError("--layers: no optical renderer in this test")
