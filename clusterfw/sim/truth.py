@@ -52,7 +52,6 @@ OBSERVABLE_COLUMNS: dict[str, tuple[pa.DataType, str, str, str]] = {
 }
 
 
-
 def halo_table(columns: dict[str, np.ndarray], metadata: dict[bytes, bytes]) -> pa.Table:
     """Build the halo truth table from arrays named as in :data:`HALO_COLUMNS`."""
     fields, arrays = [], []
