@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +23,19 @@ class FlatFitsReader(Reader):
     description = "2-D FITS images with a celestial WCS, one file per band"
 
     def can_read(self, paths: Sequence[Path]) -> bool:
-        """True unless the first file is a HEALPix map (this is the fallback reader)."""
+        """True unless the first file is a HEALPix map (this is the fallback reader).
+
+        A path that exists but is not a regular file (a FIFO, a device) is claimed without being
+        opened, so that :meth:`read` refuses it in one line instead of blocking on it.
+        """
         from clusterfw.core.fits_io import is_fits_file, is_healpix_fits
 
         path = Path(paths[0])
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return True
+        except OSError:
+            return False
         if not is_fits_file(path):
             return False
         return not is_healpix_fits(path)
