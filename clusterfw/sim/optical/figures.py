@@ -1,6 +1,6 @@
 """The figure of docs/sim-optical.md: a gri colour composite of a simulated cluster field.
 
-Run ``python -m clusterfw.sim.optical.figures [OUT.png]``; it renders an SDSS-like 6'×6' and a
+Run ``python -m clusterfw.sim.optical.figures [OUT.png]``; it renders an SDSS-like 15'×15' and a
 DES-like field around a single 5e14 Msun halo at z = 0.25 and composes i, r, g as R, G, B with
 the asinh stretch of Lupton et al. (2004, PASP 116, 133;
 :func:`astropy.visualization.make_lupton_rgb`).
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from clusterfw.sim import cosmology as cosmo
 from clusterfw.sim import halos as halo_mod
 from clusterfw.sim.optical.field import OpticalFootprint, render_optical
 from clusterfw.sim.optical.presets import get_preset
@@ -56,18 +57,32 @@ def make_figure(out: Path = DEFAULT_OUT, seed: int = 3) -> Path:
     import matplotlib.pyplot as plt
 
     halos = demo_halo()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
-    for ax, name in zip(axes, ("sdss", "des"), strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 10.6))
+    for col, name in enumerate(("sdss", "des")):
         p = get_preset(name)
-        fp = OpticalFootprint.from_center(150.0, 2.0, 0.1, p.pixel_arcsec)
+        fp = OpticalFootprint.from_center(150.0, 2.0, 0.25, p.pixel_arcsec)
         f = render_optical(halos, fp, p, seed)
-        rgb = gri_composite(f, stretch=0.4 if name == "sdss" else 0.25)
-        ax.imshow(rgb, origin="lower")
+        rgb = gri_composite(f, stretch=0.3 if name == "sdss" else 0.15)
         lam = float(f.halos["richness"][0].as_py())
+        r_lam = float(f.halos["r_lambda_mpc"][0].as_py())
+        theta_pix = np.degrees(r_lam / float(cosmo.angular_diameter_distance(0.25))) * 3600.0
+        x0, y0 = (float(v[0]) for v in fp.to_pixel(np.array([150.0]), np.array([2.0])))
+        ax = axes[0, col]
+        ax.imshow(rgb, origin="lower", interpolation="lanczos")
+        ax.add_patch(
+            plt.Circle((x0, y0), theta_pix / p.pixel_arcsec, fill=False, ec="w", ls="--", lw=0.6)
+        )
         ax.set_title(
-            f"{name.upper()}-like gri, 6'×6': M500c = 5e14, z = 0.25, λ = {lam:.0f}",
+            f"{name.upper()}-like gri, 15'×15', R_λ dashed\n"
+            f"M500c = 5e14 Msun, z = 0.25, λ = {lam:.0f}",
             fontsize=10,
         )
+        half = int(120.0 / p.pixel_arcsec)  # 4' × 4' around the centre
+        ys = slice(int(y0) - half, int(y0) + half)
+        xs = slice(int(x0) - half, int(x0) + half)
+        axes[1, col].imshow(rgb[ys, xs], origin="lower", interpolation="lanczos")
+        axes[1, col].set_title(f"centre, 4'×4' ({p.pixel_arcsec}\"/pixel)", fontsize=10)
+    for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
