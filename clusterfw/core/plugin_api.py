@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from clusterfw.core.errors import ForcedScoringUnsupported
+from clusterfw.core.errors import ForcedScoringUnsupported, PluginError
 
 if TYPE_CHECKING:
     from clusterfw.core.evaluation.calibration import Calibration, ValidationSet
@@ -41,11 +41,38 @@ class _Plugin:
     Options: ClassVar[type[PluginOptions]] = PluginOptions
 
     def __init__(self, options: PluginOptions | Mapping[str, Any] | None = None) -> None:
-        if options is None:
-            options = self.Options()
-        elif not isinstance(options, PluginOptions):
-            options = self.Options(**dict(options))
+        """Validate ``options`` (``None``, a mapping or an ``Options`` instance).
+
+        Raises
+        ------
+        clusterfw.core.errors.PluginError
+            ``bad option for <kind> '<name>': <name>.<key>: <problem>`` on one line.
+        """
+        try:
+            if options is None:
+                options = self.Options()
+            elif not isinstance(options, PluginOptions):
+                options = self.Options(**dict(options))
+        except ValidationError as exc:
+            raise PluginError(bad_options_message(type(self), exc)) from None
         self.options = options
+
+
+def plugin_kind(cls: type) -> str:
+    """``"finder"``, ``"combiner"``, ``"estimator"`` or ``"reader"`` (``"plugin"`` otherwise)."""
+    for kind, base in PLUGIN_KINDS.items():
+        if issubclass(cls, base):
+            return kind
+    return "plugin"
+
+
+def bad_options_message(cls: type, exc: ValidationError) -> str:
+    """One line naming the plugin and every bad option (``peak.threshold: ...``)."""
+    name = getattr(cls, "name", cls.__name__)
+    problems = "; ".join(
+        f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+    return f"bad option for {plugin_kind(cls)} {name!r}: {problems}"
 
 
 class Finder(_Plugin, ABC):

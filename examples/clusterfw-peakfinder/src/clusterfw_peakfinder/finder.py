@@ -70,28 +70,43 @@ class PeakFinder(Finder):
         ra, dec = tile.pixel_to_world(yx[:, 1], yx[:, 0])
         core = tile.in_core(ra, dec)
         npix = np.asarray(sizes)[keep][core]
+        # score = SNR at the reported position (what score_at gives there); the group's
+        # highest SNR goes into its own column
+        iy, ix = self._nearest_pixel(snr, yx[core, 1], yx[core, 0])
+        score = snr[iy, ix]
         return candidate_table(
             finder=self.name,
             score_kind=self.score_kind,
             ra=ra[core],
             dec=dec[core],
-            score=np.asarray(peaks)[keep][core],
+            score=score,
             tile_id=tile.tile_id,
-            optional={"snr": np.asarray(peaks)[keep][core]},
+            optional={"snr": score},
             extra={
                 "peak_npix": (
                     plugin_field(
                         "peak_npix", pa.int32(), "", "Pixels in the group above threshold"
                     ),
                     npix,
-                )
+                ),
+                "peak_max_snr": (
+                    plugin_field("peak_max_snr", pa.float32(), "", "Highest SNR in the group"),
+                    np.asarray(peaks)[keep][core],
+                ),
             },
         )
+
+    @staticmethod
+    def _nearest_pixel(
+        snr: np.ndarray, x: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        iy = np.clip(np.round(y).astype(int), 0, snr.shape[0] - 1)
+        ix = np.clip(np.round(x).astype(int), 0, snr.shape[1] - 1)
+        return iy, ix
 
     def score_at(self, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """SNR of the smoothed map at the given positions (nearest pixel)."""
         snr = self._snr_map(tile)
         x, y = tile.world_to_pixel(ra, dec)
-        iy = np.clip(np.round(y).astype(int), 0, snr.shape[0] - 1)
-        ix = np.clip(np.round(x).astype(int), 0, snr.shape[1] - 1)
+        iy, ix = self._nearest_pixel(snr, x, y)
         return snr[iy, ix]
