@@ -400,7 +400,7 @@ def render_optical(
     cols, n_counted = mem.sample_members(
         hsel, np.random.default_rng(ss["members"]), r_faint, bands_cat
     )
-    in_fp = fp.contains(cols["ra"], cols["dec"]) & (cols["mag_r"] >= r_bright)
+    in_fp = fp.contains(cols["ra"], cols["dec"])  # members of any brightness (low-z BCGs)
     cols = {k: v[in_fp] for k, v in cols.items()}
     hsel = hsel.append_column("richness_members", pa.array(n_counted)).append_column(
         "r_lambda_mpc", pa.array(mem.r_lambda_mpc(hsel["richness"].to_numpy()))

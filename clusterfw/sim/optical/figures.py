@@ -8,6 +8,7 @@ the asinh stretch of Lupton et al. (2004, PASP 116, 133;
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -87,8 +88,14 @@ def make_figure(out: Path = DEFAULT_OUT, seed: int = 3) -> Path:
         ax.set_yticks([])
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=80, format="png")
     plt.close(fig)
+    # a 256-colour palette keeps the noisy composite small in the repository
+    from PIL import Image
+
+    buf.seek(0)
+    Image.open(buf).convert("RGB").quantize(colors=256).save(out, optimize=True)
     return out
 
 

@@ -44,7 +44,7 @@ class OpticalPreset(BaseModel):
     seeing_scatter: float = Field(0.1, ge=0.0, description="fractional FWHM scatter per field")
     tile_deg: float = Field(0.7306, gt=0.0, description="coadd tile size for mosaics")
     tile_overlap_arcmin: float = Field(1.0, ge=0.0)
-    bright_limit: float = Field(14.0, description="no star or galaxy brighter than this (r)")
+    bright_limit: float = Field(14.0, description="brightest field galaxy and star drawn (r)")
     faint_margin: float = Field(1.0, description="sources drawn to MAGLIM(r) + faint_margin")
 
     def band(self, name: str) -> BandSetting:
