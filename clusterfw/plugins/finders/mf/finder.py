@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from clusterfw.core.errors import PluginError
+from clusterfw.core.errors import InputError, PluginError
 from clusterfw.core.plugin_api import Finder, PluginOptions
 from clusterfw.core.schema import flag_bit
 
@@ -36,19 +36,57 @@ def scale_tag(scale: float) -> str:
     return text.replace(".", "p")
 
 
-def _shipped_cmb_dl():
-    """D_ell (µK²) of the lensed CMB from the table the simulator ships (camb, Planck 2018)."""
+def _shipped_cmb_cl() -> tuple[np.ndarray, np.ndarray]:
+    """``(ell, C_ell)`` (µK²) of the lensed CMB the simulator ships (camb, Planck 2018)."""
     try:
         ref = resources.files("clusterfw.sim").joinpath("data/cmb_lensed_planck18.npz")
         with resources.as_file(ref) as path:
             data = np.load(path)
-            ell, cl = np.asarray(data["ell"], float), np.asarray(data["cl_tt"], float)
+            return np.asarray(data["ell"], float), np.asarray(data["cl_tt"], float)
     except (ModuleNotFoundError, FileNotFoundError, KeyError) as err:
         raise PluginError(
             "mf: noise='model' needs a CMB spectrum; pass -o mf.cmb_spectrum=FILE "
             "(columns: ell, C_ell in µK²)"
         ) from err
-    return _dl_function(ell, cl)
+
+
+def read_cmb_spectrum(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check a C_ell table for ``noise=model``: columns ell, C_ell (µK²).
+
+    Raises
+    ------
+    InputError
+        Naming the file: unreadable, fewer than two columns or rows, a non-finite value, ell
+        not increasing from ≥ 0, or a negative C_ell (a power spectrum is never negative).
+    """
+    from clusterfw.core.fits_io import check_regular_file, reading
+
+    check_regular_file(path)
+    try:
+        with reading(path, held=[]):
+            tab = np.loadtxt(path, ndmin=2)
+    except (OSError, ValueError) as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(str(path), f"unreadable C_ell table ({problem})") from None
+    if tab.shape[0] < 2 or tab.shape[1] < 2:
+        raise InputError(
+            str(path), f"needs two columns (ell, C_ell in µK²) and two rows, got {tab.shape}"
+        )
+    ell, cl = tab[:, 0], tab[:, 1]
+    bad = np.flatnonzero(~np.isfinite(ell) | ~np.isfinite(cl))
+    if bad.size:
+        raise InputError(str(path), f"non-finite value in row {bad[0] + 1}")
+    if ell[0] < 0 or np.any(np.diff(ell) <= 0):
+        raise InputError(str(path), "ell must start at >= 0 and increase from row to row")
+    neg = np.flatnonzero(cl < 0)
+    if neg.size:
+        i = neg[0]
+        raise InputError(
+            str(path),
+            f"negative C_ell ({cl[i]:g} at ell={ell[i]:g}, row {i + 1}): a power spectrum "
+            "is never negative",
+        )
+    return ell, cl
 
 
 def _dl_function(ell: np.ndarray, cl: np.ndarray):
@@ -58,6 +96,11 @@ def _dl_function(ell: np.ndarray, cl: np.ndarray):
         return np.interp(x, ell, dl, right=0.0)
 
     return cmb_dl
+
+
+#: Radius enclosing 90 % of the truncated unit profile's integrated signal (units of the scale):
+#: a scale is searched only if twice this fits inside a tile's apodisation plateau.
+SIGNAL_RADIUS_90 = {"beta": 4.216, "arnaud": 2.068}
 
 
 class MatchedFilterFinder(Finder):
@@ -86,9 +129,14 @@ class MatchedFilterFinder(Finder):
             "steps of 0.25 (beta) or 12 log-spaced values 1..10 (arnaud)",
         )
         ref_scale_arcmin: float = Field(
-            1.0, gt=0, description="scale of the fixed-scale columns mf_snr_<s>, mf_y_c_<s>"
+            1.0,
+            gt=0,
+            allow_inf_nan=False,
+            description="scale of the fixed-scale columns mf_snr_<s>, mf_y_c_<s>",
         )
-        snr_min: float = Field(4.0, description="detection threshold on the SNR")
+        snr_min: float = Field(
+            4.0, gt=0, allow_inf_nan=False, description="detection threshold on the SNR"
+        )
         noise: Literal["data", "model"] = Field(
             "data",
             description="noise covariance: estimated from the tile's apodised cross-spectra, "
@@ -104,21 +152,31 @@ class MatchedFilterFinder(Finder):
             description="experimental: re-measure the data covariance after subtracting "
             "detections above noise_mask_snr (removes the clusters' own signal)",
         )
-        noise_mask_snr: float = Field(5.0, gt=0, description="SNR of detections subtracted")
+        noise_mask_snr: float = Field(
+            5.0, gt=0, allow_inf_nan=False, description="SNR of detections subtracted"
+        )
         apod_arcmin: float = Field(
             10.0,
             ge=0,
+            allow_inf_nan=False,
             description="apodisation taper width; nothing is detected inside the taper (keep it "
             "below the tile margin)",
         )
         point_sources: Literal["subtract", "inpaint", "none"] = Field(
             "subtract", description="treatment of detected point sources"
         )
-        ps_snr_min: float = Field(5.0, gt=0, description="point-source detection threshold")
-        ps_flag_radius_arcmin: float = Field(
-            3.0, ge=0, description="flag candidates this close to a detected point source"
+        ps_snr_min: float = Field(
+            5.0, gt=0, allow_inf_nan=False, description="point-source detection threshold"
         )
-        merge_radius_arcmin: float = Field(1.5, ge=0, description="merge groups closer than this")
+        ps_flag_radius_arcmin: float = Field(
+            3.0,
+            ge=0,
+            allow_inf_nan=False,
+            description="flag candidates this close to a detected point source",
+        )
+        merge_radius_arcmin: float = Field(
+            1.5, ge=0, allow_inf_nan=False, description="merge groups closer than this"
+        )
         position: Literal["centroid", "peak"] = Field(
             "peak",
             description="sub-pixel peak of the best-scale map, or the SNR-weighted "
@@ -127,10 +185,14 @@ class MatchedFilterFinder(Finder):
         edge_flag_arcmin: float = Field(
             8.0,
             ge=0,
+            allow_inf_nan=False,
             description="flag candidates this close to the apodisation taper (tile edge or mask)",
         )
         mask_flag_radius_arcmin: float = Field(
-            3.0, ge=0, description="flag candidates with masked pixels this close"
+            3.0,
+            ge=0,
+            allow_inf_nan=False,
+            description="flag candidates with masked pixels this close",
         )
         snr_calibration: Literal["measured", "filter"] = Field(
             "measured",
@@ -142,16 +204,25 @@ class MatchedFilterFinder(Finder):
         @field_validator("scales_arcmin")
         @classmethod
         def _positive(cls, v: list[float] | None) -> list[float] | None:
-            if v is not None and (len(v) == 0 or min(v) <= 0):
-                raise ValueError("scales_arcmin must be a non-empty list of positive numbers")
+            if v is not None and (len(v) == 0 or not all(0 < s < float("inf") for s in v)):
+                raise ValueError(
+                    "scales_arcmin must be a non-empty list of positive, finite numbers"
+                )
             return v
 
     options: Options
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self._cache: tuple[tuple, FilterResult] | None = None
+        # (maps array, key, result): the maps are held so their id cannot be reused meanwhile
+        self._cache: tuple[np.ndarray, tuple, FilterResult] | None = None
         self._pool: MapPool | None = None  # result maps reused from tile to tile
+        self._cmb_cl: tuple[np.ndarray, np.ndarray] | None = None
+        if self.options.noise == "model":  # checked before any tile is read
+            o = self.options
+            self._cmb_cl = (
+                read_cmb_spectrum(Path(o.cmb_spectrum)) if o.cmb_spectrum else _shipped_cmb_cl()
+            )
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -166,17 +237,7 @@ class MatchedFilterFinder(Finder):
         from clusterfw.plugins.finders.mf.filters import FilterSettings
 
         o = self.options
-        cmb = None
-        if o.noise == "model":
-            if o.cmb_spectrum:
-                path = Path(o.cmb_spectrum)
-                try:
-                    tab = np.loadtxt(path)
-                except (OSError, ValueError) as err:
-                    raise PluginError(f"mf: cannot read cmb_spectrum {path}: {err}") from err
-                cmb = _dl_function(tab[:, 0], tab[:, 1])
-            else:
-                cmb = _shipped_cmb_dl()
+        cmb = None if self._cmb_cl is None else _dl_function(*self._cmb_cl)
         return FilterSettings(
             profile=o.profile,
             scales_arcmin=self.scales,
@@ -207,6 +268,52 @@ class MatchedFilterFinder(Finder):
                 raise PluginError(
                     f"mf: noise=model needs the white-noise depth of band {b.name!r} (set NOISE)"
                 )
+        self._check_scales_fit(tile)
+
+    def _check_scales_fit(self, tile) -> None:
+        """Refuse scales whose profile does not fit inside the tile's apodisation plateau.
+
+        A profile's signal must lie where the map is unweighted by the taper; otherwise its
+        SNR (filter σ and measured RMS alike) is meaningless: on 80' tiles, a 12' β scale gave
+        a measured/filter RMS ratio of 0.44 instead of ~0.7 and inflated SNRs.
+        """
+        o = self.options
+        plateau = min(tile.maps.shape[1:]) * tile.pixel_scale_arcmin - 2.0 * o.apod_arcmin
+        largest = max(self.scales)
+        need = 2.0 * SIGNAL_RADIUS_90[o.profile] * largest
+        if need > plateau:
+            which = (
+                "mf.scales_arcmin"
+                if o.scales_arcmin is not None
+                else f"mf.scales_arcmin (default of profile={o.profile})"
+            )
+            fits = plateau / (2.0 * SIGNAL_RADIUS_90[o.profile])
+            raise PluginError(
+                f"{which}: scale {largest:g}' does not fit in tile {tile.tile_id} (90% of a "
+                f"{o.profile} profile's signal lies within {need:.4g}', the tile has "
+                f"{max(plateau, 0.0):.4g}' inside its {o.apod_arcmin:g}' taper); use scales "
+                f"<= {max(fits, 0.0):.3g}' or a larger --tile-size"
+            )
+
+    @staticmethod
+    def blank_band(tile) -> str | None:
+        """Name of a band with no finite pixel, or a constant one, in ``tile``; else None.
+
+        Such a tile (a masked or zero-filled region of a larger map) has nothing to filter:
+        it gives no candidates and NaN forced scores.
+        """
+        maps = np.asarray(tile.maps)
+        for band, m in zip(tile.bands, maps, strict=True):
+            lo, hi = np.min(m), np.max(m)  # NaN as soon as one pixel is NaN
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                finite = np.isfinite(m)
+                if not finite.any():
+                    return band.name
+                lo = np.min(m, where=finite, initial=np.inf)
+                hi = np.max(m, where=finite, initial=-np.inf)
+            if lo == hi:
+                return band.name
+        return None
 
     def filter_tile(self, tile) -> FilterResult:
         """Filter ``tile`` at every scale (cached for the most recent tile).
@@ -219,9 +326,18 @@ class MatchedFilterFinder(Finder):
         from clusterfw.plugins.finders.mf.filters import MapPool, run_filter
 
         self._check(tile)
-        key = (tile.tile_id, id(tile.maps), tile.maps.shape, self.options.model_dump_json())
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        key = (
+            tile.tile_id,
+            tile.maps.shape,
+            str(tile.maps.dtype),
+            round(float(tile.pixel_scale_arcmin), 12),
+            tuple(tile.bands),
+            self.options.model_dump_json(),
+        )
+        # the cached result is this tile's only if its maps are the very array filtered then:
+        # the cache holds that array, so no other array can have its id meanwhile
+        if self._cache is not None and self._cache[0] is tile.maps and self._cache[1] == key:
+            return self._cache[2]
         maps = np.asarray(tile.maps, dtype=np.float32)
         bands = tile.bands
         if self._pool is None:
@@ -239,7 +355,7 @@ class MatchedFilterFinder(Finder):
             )
         except (ValueError, np.linalg.LinAlgError) as err:
             raise PluginError(f"mf: cannot filter tile {tile.tile_id}: {err}") from err
-        self._cache = (key, res)
+        self._cache = (tile.maps, key, res)
         return res
 
     # ------------------------------------------------------------------ API
@@ -252,6 +368,9 @@ class MatchedFilterFinder(Finder):
         from clusterfw.plugins.finders.mf.peaks import find_peaks, merge_peaks
 
         o = self.options
+        if self.blank_band(tile) is not None:
+            self._check(tile)
+            return empty_candidates(self.name, self.score_kind)
         res = self.filter_tile(tile)
         # a finite maximum means every value is finite (a NaN would make it NaN): one reduction
         if not (np.isfinite(res.max_snr.max()) or np.isfinite(res.max_snr).any()):
@@ -370,6 +489,9 @@ class MatchedFilterFinder(Finder):
 
         from clusterfw.plugins.finders.mf.filters import PLATEAU
 
+        if self.blank_band(tile) is not None:
+            self._check(tile)
+            return np.full(np.shape(np.atleast_1d(ra)), np.nan)
         res = self.filter_tile(tile)
         x, y = tile.world_to_pixel(np.atleast_1d(ra), np.atleast_1d(dec))
         ny, nx = res.max_snr.shape
