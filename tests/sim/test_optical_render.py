@@ -168,6 +168,19 @@ def test_mosaic_tiles_cover_the_field_with_overlap(tmp_path):
         assert (ra_w - ra_e) * np.cos(np.radians(2.0)) * 60 == pytest.approx(1.0, abs=0.05)
 
 
+def test_large_fields_become_a_mosaic_of_the_preset_tiles(tmp_path):
+    p = get_preset("sdss").model_copy(update={"tile_deg": 0.05})
+    fp = OpticalFootprint.from_center(150.0, 2.0, 0.12, p.pixel_arcsec)
+    f = render_optical(_halos(), fp, p, 2, bands=("r",))
+    assert f.images == {}  # 0.12° > one tile: nothing painted yet
+    paths = write_optical(f, tmp_path, "big", truth=False)
+    assert [x.name for x in paths] == [f"big_r_t{t:03d}.fits" for t in range(9)]
+    with fits.open(paths[0]) as h:  # 0.12° / 3 tiles + 2 × 0.5' overlap
+        assert h[0].data.shape[0] * 0.396 / 3600 == pytest.approx(0.04 + 1 / 60, abs=2e-4)
+    small = render_optical(_halos(), OpticalFootprint.from_center(150, 2, 0.06, 0.396), p, 2)
+    assert set(small.images) == {"g", "r", "i"}
+
+
 def test_pointed_fields_and_bad_input():
     fps = pointed_fields(_halos(), "sdss", size_pix=500, rng=1)
     assert len(fps) == 2 and fps[0].shape == (500, 500)

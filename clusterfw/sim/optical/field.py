@@ -195,6 +195,12 @@ class OpticalField:
         return img
 
 
+def fits_one_tile(fp: OpticalFootprint, preset: OpticalPreset) -> bool:
+    """Whether ``fp`` is at most one coadd tile of ``preset`` (plus its overlaps) on each side."""
+    side = max(fp.shape) * fp.pixel_arcsec / 3600.0
+    return side <= preset.tile_deg + 2.0 * preset.tile_overlap_arcmin / 60.0
+
+
 def render_band(field_: OpticalField, band: str, fp: OpticalFootprint, tile: int) -> np.ndarray:
     """The image of one band on ``fp``: galaxies ⊛ PSF + stars + noise (float32 nanomaggies)."""
     preset = field_.preset
@@ -321,7 +327,7 @@ def render_optical(
     seed_or_rng: Any = None,
     bands: tuple[str, ...] = ("g", "r", "i"),
     *,
-    render: bool = True,
+    render: bool | None = None,
     vary_seeing: bool = False,
     noise: bool = True,
     populations: tuple[str, ...] = POPULATIONS,
@@ -341,9 +347,11 @@ def render_optical(
     seed_or_rng : int, SeedSequence or numpy.random.Generator
     bands : tuple of str
         Filters, each in the preset.
-    render : bool
+    render : bool, optional
         Paint the images now (else call :meth:`OpticalField.render` per band, or
-        :func:`clusterfw.sim.optical.io.write_optical`, which renders tile by tile).
+        :func:`clusterfw.sim.optical.io.write_optical`, which renders tile by tile). The default
+        paints them when the footprint fits in one coadd tile of the preset (with overlaps)
+        (:func:`fits_one_tile`) and leaves larger areas to be written as a mosaic.
     vary_seeing : bool
         Draw the PSF FWHM of each band with the preset's log-normal ``seeing_scatter``.
     noise : bool
@@ -437,7 +445,7 @@ def render_optical(
             )
             fwhm[b] *= math.exp(p.seeing_scatter * r.standard_normal())
     out = OpticalField(p, fp, bands, fwhm, galaxies, stars, hsel, ss["noise"], seed, noise)
-    if render:
+    if render or (render is None and fits_one_tile(fp, p)):
         for b in bands:
             out.render(b)
     return out

@@ -19,7 +19,12 @@ from astropy.io import fits
 
 from clusterfw.core.atomic import write_atomic
 from clusterfw.core.errors import ClusterfwError
-from clusterfw.sim.optical.field import OpticalField, OpticalFootprint, render_band
+from clusterfw.sim.optical.field import (
+    OpticalField,
+    OpticalFootprint,
+    fits_one_tile,
+    render_band,
+)
 from clusterfw.sim.optical.presets import OpticalPreset, get_preset
 
 
@@ -47,13 +52,13 @@ def _write_image(path: Path, data: np.ndarray, header: fits.Header) -> Path:
 def mosaic_tiles(
     fp: OpticalFootprint, tile_deg: float, overlap_arcmin: float
 ) -> list[OpticalFootprint]:
-    """TAN coadd tiles covering ``fp``: a grid of ``tile_deg`` centres, each tile that size plus
-    the overlap, with its own tangent point (like DES coadd tiles)."""
+    """TAN coadd tiles covering ``fp``: the fewest tiles of at most ``tile_deg`` on a regular grid,
+    each with the overlap added on every side and its own tangent point (like DES coadd tiles)."""
     ny, nx = fp.shape
     pix = fp.pixel_arcsec
     step = tile_deg * 3600.0 / pix
     n_x, n_y = max(1, math.ceil(nx / step)), max(1, math.ceil(ny / step))
-    side_deg = tile_deg + 2.0 * overlap_arcmin / 60.0
+    side_deg = max(nx / n_x, ny / n_y) * pix / 3600.0 + 2.0 * overlap_arcmin / 60.0
     out = []
     for j in range(n_y):
         for i in range(n_x):
@@ -81,7 +86,10 @@ def write_optical(
     mosaic_tile_deg : float, optional
         Write a mosaic of TAN tiles of this size (plus the preset's overlap on each side) named
         ``<prefix>_<band>_t<NNN>.fits`` instead of one image per band; tiles are rendered one at a
-        time from the catalogues, so the whole field never sits in memory.
+        time from the catalogues, so the whole field never sits in memory. By default a field
+        whose images were not rendered and that is larger than one tile of the preset
+        (:func:`~clusterfw.sim.optical.field.fits_one_tile`) is written as a mosaic of the
+        preset's ``tile_deg``.
     truth : bool
         Also write ``<prefix>_truth_galaxies.parquet``, ``<prefix>_truth_stars.parquet`` and
         ``<prefix>_truth_halos.parquet`` (halos with ``richness`` and ``richness_members``).
@@ -94,6 +102,13 @@ def write_optical(
     if out_dir.exists() and not out_dir.is_dir():
         raise ClusterfwError(f"{out_dir}: not a directory")
     paths: list[Path] = []
+    rendered = all(b in field_.images for b in field_.bands)
+    if (
+        mosaic_tile_deg is None
+        and not rendered
+        and not fits_one_tile(field_.footprint, field_.preset)
+    ):
+        mosaic_tile_deg = field_.preset.tile_deg
     if mosaic_tile_deg is None:
         for b in field_.bands:
             img = field_.images.get(b)
