@@ -166,7 +166,8 @@ class ClusterfwGroup(click.Group):
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _raise_stopped)
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            main: Any = super().main
+            return main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except Stopped as exc:
@@ -330,10 +331,11 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """List the installed plugins with their versions, distributions and options."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     for info in cli_registry().all():
-        fields = {}
-        for key, f in info.cls.Options.model_fields.items():
+        fields: dict[str, dict[str, Any]] = {}
+        cls: Any = info.cls
+        for key, f in cls.Options.model_fields.items():
             default = None if f.is_required() else f.get_default(call_default_factory=True)
             fields[key] = {
                 "default": default,
@@ -344,7 +346,7 @@ def plugins(as_json: bool) -> None:
             {
                 "name": info.name,
                 "kind": info.kind,
-                "version": getattr(info.cls, "version", "0"),
+                "version": getattr(cls, "version", "0"),
                 "distribution": info.distribution,
                 "plugin": info.plugin,
                 "options": fields,

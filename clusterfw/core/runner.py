@@ -96,7 +96,7 @@ def check_tile_count(sky: Sky | HealpixSky, tile_size_arcmin: float) -> int:
 
 def instantiate(registry: Registry, kind: str, name: str, options: dict[str, Any]) -> Any:
     """Build a plugin instance, validating ``options`` against its ``Options`` model."""
-    cls = registry.get(kind, name)
+    cls: Any = registry.get(kind, name)
     try:
         return cls(cls.Options(**options))
     except ValidationError as exc:

@@ -57,7 +57,7 @@ def flat_tiles(sky: Sky, tile_size_arcmin: float, margin_arcmin: float) -> list[
     y_edges = _block_edges(ny, block)
     x_edges = _block_edges(nx, block)
     parent_wcs = portable_wcs(sky.wcs.celestial)
-    tiles = []
+    tiles: list[Tile] = []
     for j in range(len(y_edges) - 1):
         for i in range(len(x_edges) - 1):
             y0, y1, x0, x1 = y_edges[j], y_edges[j + 1], x_edges[i], x_edges[i + 1]
@@ -114,14 +114,17 @@ def healpix_tiles(
     if pixel_arcmin is None:
         pixel_arcmin = hp.nside2resol(sky.nside, arcmin=True) / 2.0
     maps = np.where(sky.maps == hp.UNSEEN, np.nan, sky.maps).astype(np.float64)
+    cores: Sequence[int]
     if region is None:
         valid = np.all(np.isfinite(maps), axis=0).astype(np.float64)
         coverage = hp.ud_grade(valid, nside_core, order_in="RING", order_out="NESTED")
-        region = np.flatnonzero(coverage > 0)
+        cores = [int(i) for i in np.flatnonzero(coverage > 0)]
+    else:
+        cores = region
     half_width = math.degrees(hp.max_pixrad(nside_core)) * 60.0 + margin_arcmin
     npix = int(math.ceil(2 * half_width / pixel_arcmin))
     tiles: list[Tile] = []
-    for ipix in region:
+    for ipix in cores:
         ra0, dec0 = hp.pix2ang(nside_core, int(ipix), nest=True, lonlat=True)
         wcs = portable_wcs(tan_wcs(float(ra0), float(dec0), pixel_arcmin, npix))
         yy, xx = np.mgrid[0:npix, 0:npix]

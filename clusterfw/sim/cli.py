@@ -6,7 +6,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -316,7 +316,7 @@ def cutouts(
     n: int,
     seed: int,
     chunk: int,
-    fmt: str,
+    fmt: Literal["npz", "parquet"],
     mode: str,
     positive_fraction: float,
     mass_cut: float,
