@@ -111,6 +111,15 @@ def _load_entrypoints(pm: ClusterfwPluginManager, builtins_only: bool) -> None:
                 stacklevel=2,
             )
             continue
+        if pm.is_registered(plugin):  # two entry points naming one module
+            warnings.warn(
+                f"clusterfw plugin {ep.name!r} from distribution {dist!r} ignored: its module "
+                f"{getattr(plugin, '__name__', plugin)!r} is already loaded as plugin "
+                f"{pm.get_name(plugin)!r}",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
+            continue
         try:
             pm.register(plugin, name=ep.name)
             _check_pending_of(pm, plugin)
