@@ -236,7 +236,7 @@ def _healpix_fill(out: dict[str, np.ndarray], file: HealpixFile, grid_wcs: WCS) 
     ra, dec = grid_wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
     ra, dec = np.asarray(ra), np.asarray(dec)
     # RING neighbours and weights, as healpy.get_interp_val on a RING map (today's tiles)
-    p_ring, weights = hp.get_interpol(file.nside, ra, dec, lonlat=True)
+    p_ring, weights = hp.get_interp_weights(file.nside, ra, dec, lonlat=True)
     nearest = hp.ang2pix(file.nside, ra, dec, lonlat=True)
     need_ring = np.unique(np.concatenate([np.ravel(p_ring), nearest]))
     need_file = hp.ring2nest(file.nside, need_ring) if file.nest else need_ring
@@ -290,6 +290,8 @@ def read_cutout(
             box = (y0, max(y0, min(y1, ey1)), x0, max(x0, min(x1, ex1)))
         y0, y1, x0, x1 = box
         grid = (common.slice((slice(y0, y1), slice(x0, x1))), y1 - y0, x1 - x0)
+    if grid is None and isinstance(pix, HealpixMap):
+        grid = resample_grid(region, pix.cutout_pixel_arcmin)
     if grid is None:
         grid = resample_grid(region, pix.pixel_arcmin)  # type: ignore[union-attr]
     wcs, ny, nx = grid
@@ -343,5 +345,3 @@ def _make(
         background=arrays.get("background"),
     )
 
-
-__all__ = ["LayerCutout", "read_cutout", "resample_grid", "HealpixMap"]

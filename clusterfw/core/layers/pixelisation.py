@@ -213,8 +213,15 @@ class HealpixMap:
 
     @property
     def pixel_arcmin(self) -> float:
-        """HEALPix resolution, arcmin."""
-        return math.degrees(math.sqrt(4 * math.pi / (12 * self.nside**2))) * 60.0
+        """HEALPix resolution (``healpy.nside2resol``), arcmin."""
+        import healpy as hp
+
+        return float(hp.nside2resol(self.nside, arcmin=True))
+
+    @property
+    def cutout_pixel_arcmin(self) -> float:
+        """Pixel side of the TAN grids cutouts are made on: half the resolution."""
+        return self.pixel_arcmin / 2.0
 
 
 Pixelisation = FlatImage | Mosaic | HealpixMap

@@ -159,7 +159,8 @@ def read_healpix_pixels(file: HealpixFile, pixels: np.ndarray) -> np.ndarray:
         raw = np.asarray(column[pixels[order]], dtype=np.float64)
     values = np.empty_like(raw)
     values[order] = raw
-    values = np.where(values == HEALPIX_UNSEEN, np.nan, values) * file.scale
+    unseen = np.isclose(values, HEALPIX_UNSEEN, rtol=1e-5, atol=0)  # as healpy.mask_bad
+    values = np.where(unseen, np.nan, values) * file.scale
     return values.astype(np.float32).astype(np.float64)
 
 
