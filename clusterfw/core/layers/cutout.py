@@ -344,4 +344,3 @@ def _make(
         exposure=arrays.get("exposure"),
         background=arrays.get("background"),
     )
-
