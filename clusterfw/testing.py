@@ -135,7 +135,7 @@ def _numpy_sky(seed: int, size_deg: float, pixel_arcmin: float) -> TestSky:
     for k, b in enumerate(bands):
         sigma_pix = b.beam_fwhm_arcmin / np.sqrt(8 * np.log(2)) / pixel_arcmin
         signal = ndimage.gaussian_filter(tsz[b.name] * profile, sigma_pix)
-        noise = rng.normal(0.0, b.noise_uk_arcmin / pixel_arcmin, (n, n))
+        noise = rng.normal(0.0, float(b.noise_uk_arcmin or 0.0) / pixel_arcmin, (n, n))
         maps[k] = (signal + noise).astype(np.float32)
     ra, dec = wcs.pixel_to_world_values(x, y)
     truth = pa.table(
@@ -162,7 +162,7 @@ def _fail(kind: str, name: str, rule: str) -> ContractError:
     return ContractError(f"{kind} {name!r}: {rule}")
 
 
-def _instance(obj: Any, base: type, options: Mapping[str, Any] | None) -> Any:
+def _instance(obj: Any, base: Any, options: Mapping[str, Any] | None) -> Any:
     if isinstance(obj, type):
         if not issubclass(obj, base):
             raise ContractError(f"{obj!r} is not a {base.__name__} subclass")
@@ -172,7 +172,7 @@ def _instance(obj: Any, base: type, options: Mapping[str, Any] | None) -> Any:
     return obj
 
 
-def _check_class_basics(cls: type, kind: str, report: ContractReport) -> None:
+def _check_class_basics(cls: Any, kind: str, report: ContractReport) -> None:
     from clusterfw.core.plugin_api import PluginOptions
     from clusterfw.core.plugins import check_plugin_class
 

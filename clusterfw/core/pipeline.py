@@ -248,7 +248,7 @@ def run_pipeline(
 
 
 def check_combiner_output(
-    combiner: Combiner, tables: Mapping[str, pa.Table], table: object
+    combiner: Combiner, tables: Mapping[str, pa.Table], result: object
 ) -> pa.Table:
     """Check a combiner's output and carry each finder's ``flags`` as ``<finder>_flags``.
 
@@ -257,7 +257,7 @@ def check_combiner_output(
     combiner : Combiner
     tables : mapping of str to pyarrow.Table
         The finder tables it was given.
-    table : object
+    result : object
         What ``combiner.combine`` returned.
 
     Returns
@@ -272,10 +272,11 @@ def check_combiner_output(
         ``combiner 'x': ...`` on one line.
     """
     name = combiner.name
-    if not isinstance(table, pa.Table):
+    if not isinstance(result, pa.Table):
         raise PluginError(
-            f"combiner {name!r}: combine returned {_type_name(table)}, not a pyarrow.Table"
+            f"combiner {name!r}: combine returned {_type_name(result)}, not a pyarrow.Table"
         )
+    table: pa.Table = result
     missing = [c for c in required_columns() if c not in table.column_names]
     missing += [f"{f}_score" for f in tables if f"{f}_score" not in table.column_names]
     if missing:

@@ -772,8 +772,8 @@ def calibration_summary(cal: Calibration) -> list[str]:
             f"(purity {_fmt(m.get('purity'))}, completeness {_fmt(m.get('completeness'))})"
         )
     for cname, section in cal.combiners.items():
-        entries = (
-            {k: v for k, v in section.items() if isinstance(v, Mapping) and "metrics" in v}
+        entries: dict[str, Any] = (
+            {str(k): v for k, v in section.items() if isinstance(v, Mapping) and "metrics" in v}
             if isinstance(section, Mapping)
             else {}
         )
