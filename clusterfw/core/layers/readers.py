@@ -266,8 +266,6 @@ class XrayLayerReader(LayerReader):
                     "no exposure: neither an EXPOSURE image extension nor an EXPOSURE keyword",
                 )
             facts["exposure_s"] = _float(info, "EXPOSURE")
-            if info.healpix:
-                facts["exposure_mode"] = "uniform"
         facts["exposure_mode"] = "map" if "exposure_hdu" in facts else "uniform"
         name = str(info.header.get("BANDNAME") or f"{e_min:g}-{e_max:g}keV")
         return name, facts, 1.0
