@@ -360,3 +360,8 @@ from clusterfw.sim.cli_universe import COMMANDS as _UNIVERSE_COMMANDS  # noqa: E
 
 for _command in _UNIVERSE_COMMANDS:
     simulate.add_command(_command)
+
+from clusterfw.sim.cli_shards import COMMANDS as _SHARD_COMMANDS  # noqa: E402
+
+for _command in _SHARD_COMMANDS:
+    simulate.add_command(_command)
