@@ -46,10 +46,37 @@ class Platt:
 
     @classmethod
     def load(cls, path: str | Path) -> Platt:
-        """Read a JSON file written by :meth:`save`."""
-        d = json.loads(Path(path).read_text())
-        n_fit, n_pos = int(d.get("n_fit", 0)), int(d.get("n_positive", 0))
-        return cls(float(d["a"]), float(d["b"]), n_fit, n_pos)
+        """Read a JSON file written by :meth:`save`.
+
+        Raises
+        ------
+        InputError
+            Naming the file: unreadable, not JSON, not a Platt object, ``a``/``b`` not finite
+            numbers, or ``a ≤ 0`` (the probability must grow with the network's logit).
+        """
+        from clusterfw.core.errors import InputError
+
+        name = str(path)
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                name, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(name, f"cannot read ({exc})") from None
+        if not isinstance(d, dict) or d.get("method", "platt") != "platt":
+            raise InputError(name, 'not a Platt calibration (expected {"method": "platt", ...})')
+        for key in ("a", "b"):
+            v = d.get(key)
+            if type(v) not in (int, float) or not np.isfinite(v):
+                raise InputError(name, f"Platt {key!r} must be a finite number, got {v!r}")
+        if not d["a"] > 0:
+            raise InputError(name, f"Platt slope 'a' must be positive, got {d['a']!r}")
+        counts = [d.get("n_fit", 0), d.get("n_positive", 0)]
+        if not all(type(c) is int and c >= 0 for c in counts) or counts[1] > counts[0]:
+            raise InputError(name, f"n_fit/n_positive {counts} are not counts")
+        return cls(float(d["a"]), float(d["b"]), counts[0], counts[1])
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray) -> Platt:

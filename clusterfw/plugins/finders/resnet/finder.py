@@ -118,6 +118,10 @@ class ResNetFinder(Finder):
             3.0, gt=0, description="localised candidates closer than this are merged"
         )
 
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self._net()  # weights and calibration checked (and cached) before any tile is read
+
     # ------------------------------------------------------------------ loading
     def _net(self) -> _Loaded:
         opts = self.options

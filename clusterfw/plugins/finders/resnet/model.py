@@ -164,25 +164,128 @@ def save_weights(model: DeepSZResNet, path: str, metadata: dict[str, object]) ->
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
+#: Bounds on a weights file's model config, checked before the model is built (a hostile or
+#: corrupt config must not allocate without limit).
+CONFIG_BOUNDS = {"in_channels": (1, 16), "size": (8, 256), "width": (1, 512), "fc": (1, 8192)}
+
+
+def _check_config(path: str, config: object) -> dict:
+    from clusterfw.core.errors import InputError
+
+    if not isinstance(config, dict) or set(config) - {*CONFIG_BOUNDS, "blocks"}:
+        raise InputError(path, f"model config is not a DeepSZResNet config ({config!r:.80})")
+    for key, (lo, hi) in CONFIG_BOUNDS.items():
+        v = config.get(key)
+        if v is not None and not (type(v) is int and lo <= v <= hi):
+            raise InputError(path, f"model config {key}={v!r} is not an integer in {lo}..{hi}")
+    blocks = config.get("blocks", [3, 4, 6])
+    if not (
+        isinstance(blocks, list)
+        and len(blocks) == 3
+        and all(type(b) is int and 1 <= b <= 64 for b in blocks)
+    ):
+        raise InputError(path, f"model config blocks={blocks!r} is not three integers in 1..64")
+    return config
+
+
+def _check_metadata(path: str, meta: object, config: dict) -> dict:
+    """The clusterfw metadata must give finite, positive normalisation scales (one per band)."""
+    from clusterfw.core.errors import InputError
+
+    if not isinstance(meta, dict):
+        raise InputError(path, "clusterfw metadata is not a JSON object")
+    n_band = int(config.get("in_channels", 3))
+    for key, n in (("scales_uk", n_band), ("freq_ghz", n_band)):
+        values = meta.get(key)
+        if values is None and key == "freq_ghz":
+            continue
+        if not (
+            isinstance(values, list)
+            and len(values) == n
+            and all(type(v) in (int, float) and 0 < v < float("inf") for v in values)
+        ):
+            raise InputError(path, f"metadata {key}={values!r} is not {n} finite positive numbers")
+    for key in ("pixel_arcmin", "stride_arcmin"):
+        v = meta.get(key)
+        if v is not None and not (type(v) in (int, float) and 0 < v < float("inf")):
+            raise InputError(path, f"metadata {key}={v!r} is not a finite positive number")
+    if meta.get("cutout_size", config.get("size", 32)) != config.get("size", 32):
+        raise InputError(
+            path,
+            f"metadata cutout_size={meta.get('cutout_size')!r} differs from the model's size "
+            f"{config.get('size', 32)}",
+        )
+    return meta
+
+
 def load_weights(path: str, device: str = "cpu") -> tuple[DeepSZResNet, dict[str, object]]:
     """Read weights written by :func:`save_weights` (safetensors: no pickle).
+
+    Everything is checked before the tensors are loaded: the file must be a complete
+    safetensors file, its metadata valid JSON with a bounded model config and the clusterfw
+    metadata (``scales_uk`` ...), and its tensor names and shapes exactly those of the model.
 
     Returns
     -------
     model : DeepSZResNet
         In eval mode, float32, on ``device``.
     metadata : dict
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and the first problem found.
     """
     import json
 
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(path, framework="pt") as fh:
-        header = fh.metadata() or {}
-    config = json.loads(header["config"])
+    from clusterfw.core.errors import InputError
+
+    path = str(path)
+    try:
+        with safe_open(path, framework="pt") as fh:
+            header = fh.metadata() or {}
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(path, f"not a readable safetensors file ({reason})") from None
+    if "config" not in header:
+        raise InputError(path, "no model config in the safetensors metadata")
+    try:
+        config = json.loads(header["config"])
+        meta = json.loads(header.get("clusterfw", "{}"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"safetensors metadata is not valid JSON ({exc.msg})") from None
+    config = _check_config(path, config)
+    meta = _check_metadata(path, meta, config)
     model = DeepSZResNet(**config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
+        raise InputError(path, f"tensors do not match the model: {', '.join(parts)}")
+    for key, shape in expected.items():
+        if shapes[key] != shape:
+            raise InputError(
+                path, f"tensor {key!r} has shape {list(shapes[key])}, the model needs {list(shape)}"
+            )
+    try:
+        tensors = load_file(path)
+    except Exception as exc:  # safetensors raises its own SafetensorError
+        raise InputError(path, f"unreadable tensors ({exc})") from None
+    state = {}
+    for key, value in tensors.items():
+        value = value.float() if value.is_floating_point() else value
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InputError(path, f"tensor {key!r} holds non-finite values")
+        state[key] = value
     model.load_state_dict(state)
     model.eval().to(device)
-    return model, json.loads(header.get("clusterfw", "{}"))
+    return model, meta
