@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -106,6 +106,42 @@ def dusty_population() -> SourcePopulation:
     )
 
 
+#: Pressure-profile families (:mod:`clusterfw.sim.profiles`); ``a10`` is the default.
+PROFILE_FAMILIES = ("a10", "planck13", "mcdonald14", "battaglia12", "beta")
+
+
+class ProfileSpec(BaseModel):
+    """Which pressure profile the halos get, and its concentration randomisation.
+
+    Every family is normalised to the same ``Y500`` (spherical Compton-Y inside R500, from the
+    Y500–M500 relation), so only the *shape* of the SZ signal changes with the family.
+
+    ``family``
+        ``a10`` (Arnaud et al. 2010 GNFW, default), ``planck13`` (Planck 2013 Int. V GNFW),
+        ``mcdonald14`` (McDonald et al. 2014 SPT-cluster GNFW; the z < 0.6 and z ≥ 0.6 fits),
+        ``battaglia12`` (Battaglia et al. 2012 AGN-feedback model: mass- and
+        redshift-dependent core radius and outer slope) or ``beta`` (isothermal β-model
+        ``P ∝ (1 + (r/r_c)²)^(-3β/2)`` with ``beta`` and ``rc_r500`` below).
+    ``c500_scale``, ``c500_scatter_ln``
+        Concentration randomisation: the profile's concentration (``c500`` of a GNFW,
+        ``1/x_c`` of Battaglia, ``1/r_c`` of the β-model) is multiplied by ``c500_scale``
+        times a per-halo lognormal factor of width ``c500_scatter_ln``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family: Literal["a10", "planck13", "mcdonald14", "battaglia12", "beta"] = "a10"
+    c500_scale: float = Field(1.0, gt=0.0, le=10.0)
+    c500_scatter_ln: float = Field(0.0, ge=0.0, le=1.0)
+    beta: float = Field(2.0 / 3.0, gt=1.0 / 3.0, le=3.0, description="β-model slope")
+    rc_r500: float = Field(0.2, gt=0.0, le=5.0, description="β-model core radius / R500")
+
+    @property
+    def is_default(self) -> bool:
+        """True for the plain A10 profile without concentration changes."""
+        return self.family == "a10" and self.c500_scale == 1.0 and self.c500_scatter_ln == 0.0
+
+
 class SimConfig(BaseModel):
     """Physics and instrument parameters shared by flat patches and HEALPix skies.
 
@@ -133,6 +169,7 @@ class SimConfig(BaseModel):
     y500_slope: float = 1.78
     y500_scatter_ln: float = Field(0.2, ge=0.0, description="lognormal scatter of Y500 (σ ln Y)")
     profile_rmax_r500: float = Field(5.0, gt=1.0, description="profile truncation radius / R500")
+    profile: ProfileSpec = Field(default_factory=ProfileSpec)
     ellipticity: bool = False
     axis_ratio_min: float = Field(0.6, gt=0.0, le=1.0)
 
@@ -163,6 +200,37 @@ class SimConfig(BaseModel):
     ell_knee: float = Field(1000.0, gt=0.0)
     alpha_knee: float = Field(3.5, gt=0.0)
     scan_filter_ell: float = Field(300.0, gt=0.0)
+
+    # named setting (clusterfw.sim.settings) these parameters were drawn from, and its draws
+    setting: str = Field("default", description="named setting the parameters were drawn from")
+    setting_draws: dict[str, float | str] = Field(
+        default_factory=dict, description="the setting's random draws (informational)"
+    )
+
+    @classmethod
+    def from_setting(cls, name: str, rng: Any, **fields: Any) -> Self:
+        """Parameters of the named setting, drawn with ``rng`` on top of ``fields``.
+
+        Parameters
+        ----------
+        name : str
+            A name of :data:`clusterfw.sim.settings.SETTINGS` (``default``, ``randomised``,
+            ``battaglia_hiradio``).
+        rng : int, numpy.random.SeedSequence or numpy.random.Generator
+            Seed of the draw (see :func:`clusterfw.sim.settings.setting_rng`): the same seed
+            gives the same parameters, and the draw does not disturb a simulation started from
+            the same seed or Generator.
+        **fields
+            Base parameters (geometry, components …) the setting modifies.
+
+        Returns
+        -------
+        SimConfig
+            The same class, with ``setting`` and ``setting_draws`` filled in.
+        """
+        from clusterfw.sim.settings import apply_setting
+
+        return apply_setting(cls(**fields), name, rng)
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:
@@ -206,3 +274,11 @@ class HealpixConfig(SimConfig):
     nside: int = Field(512, ge=16)
     m500c_min: float = Field(1e14, ge=10**12.9)
     lmax: int | None = None
+
+    @model_validator(mode="after")
+    def _flat_only(self) -> HealpixConfig:
+        if not self.profile.is_default:
+            raise ValueError(
+                "pressure-profile families other than a10 are flat-patch only (HEALPix paints A10)"
+            )
+        return self

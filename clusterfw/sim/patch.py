@@ -21,7 +21,7 @@ from astropy.wcs import WCS
 
 from clusterfw.core.sky import Band, Sky
 from clusterfw.sim import halos as halo_mod
-from clusterfw.sim import sz
+from clusterfw.sim import profiles, sz
 from clusterfw.sim.cmb import cmb_fourier, gaussian_field_fourier, white_noise_fourier
 from clusterfw.sim.config import PatchConfig, SimConfig
 from clusterfw.sim.cosmology import TCMB_K
@@ -59,6 +59,13 @@ STREAMS = (
     "spare",
 )
 C_KMS = 299792.458
+#: Per-halo GNFW shape columns added to the halo truth when the profile is not the default A10.
+PROFILE_COLUMNS: dict[str, str] = {
+    "profile_c500": "GNFW concentration of the halo's pressure shape (x = r/R500)",
+    "profile_gamma": "GNFW inner slope",
+    "profile_alpha": "GNFW transition sharpness",
+    "profile_beta": "GNFW outer slope",
+}
 
 
 @dataclass
@@ -163,13 +170,33 @@ def sample_halo_catalogue(
     th500 = sz.theta500_rad(m500, z)
     y_med = sz.y500_scaling(m500, z, config.y500_log10_norm, config.y500_slope)
     y500 = y_med * np.exp(config.y500_scatter_ln * eps)
-    profile = sz.projected_profile(config.profile_rmax_r500)
     t_kev = sz.temperature_kev(m500, z)
     v_los = v_unit * halo_mod.velocity_dispersion_kms(z, config.v_rms_kms)
     if not config.ellipticity:
         q = np.ones(n)
         pa_rad = np.zeros(n)
+    extra: dict[str, np.ndarray] = {}
+    if config.profile.is_default:
+        y0 = sz.central_y(y500, th500, sz.projected_profile(config.profile_rmax_r500))
+    else:
+        # drawn after every default draw, so the other halo properties stay the same
+        spec = config.profile
+        c_factor = (
+            np.exp(spec.c500_scatter_ln * props.standard_normal(n))
+            if spec.c500_scatter_ln > 0
+            else None
+        )
+        group, shapes = profiles.halo_shapes(spec, m500, z, conv["m200c"], c_factor)
+        y0 = np.empty(n)
+        for k, shape in enumerate(shapes):
+            sel = group == k
+            table = profiles.projected_table(shape, config.profile_rmax_r500)
+            y0[sel] = y500[sel] * profiles.y0_over_y500(table, th500[sel])
+        for name in PROFILE_COLUMNS:
+            attr = name.removeprefix("profile_")
+            extra[name] = np.array([getattr(s, attr) for s in shapes], dtype=float)[group]
     return {
+        **extra,
         "halo_id": np.arange(n, dtype=np.int64),
         "x_pix": x,
         "y_pix": y,
@@ -184,7 +211,7 @@ def sample_halo_catalogue(
         "y500_sr": y500,
         "y500": sz.arcmin2(y500),
         "y500_median": sz.arcmin2(y_med),
-        "y0": sz.central_y(y500, th500, profile),
+        "y0": y0,
         "t_kev": t_kev,
         "v_los": v_los,
         "axis_ratio": q,
@@ -280,6 +307,41 @@ def sample_sources(
     return out
 
 
+def profile_groups(
+    config: SimConfig, halos: dict[str, np.ndarray]
+) -> list[tuple[slice | np.ndarray, sz.ProjectedProfile]]:
+    """Halos that share a pressure shape, with its projected table.
+
+    The default A10 profile gives one group of all halos (``slice(None)``); other families give
+    one group per distinct (quantised) shape, read from the ``profile_*`` halo columns.
+    """
+    if config.profile.is_default:
+        return [(slice(None), sz.projected_profile(config.profile_rmax_r500))]
+    params = np.stack([halos[name] for name in PROFILE_COLUMNS], axis=1)
+    distinct, group = np.unique(params, axis=0, return_inverse=True)
+    group = np.asarray(group).reshape(-1)
+    return [
+        (
+            np.flatnonzero(group == k),
+            profiles.projected_table(
+                profiles.GNFWShape(*map(float, row)), config.profile_rmax_r500
+            ),
+        )
+        for k, row in enumerate(distinct)
+    ]
+
+
+def add_profile_columns(table: pa.Table, halos: dict[str, np.ndarray]) -> pa.Table:
+    """Append the per-halo GNFW shape columns (:data:`PROFILE_COLUMNS`) to a halo truth table."""
+    from clusterfw.core.schema import plugin_field
+
+    for name, desc in PROFILE_COLUMNS.items():
+        table = table.append_column(
+            plugin_field(name, pa.float64(), "", desc), pa.array(halos[name], pa.float64())
+        )
+    return table
+
+
 def _cib_cl(d3000: float):
     def cl(ell: np.ndarray) -> np.ndarray:
         ell = np.maximum(ell, 50.0)
@@ -348,19 +410,20 @@ def simulate_patch(
     ywork = np.zeros((nyp, nxp)) if (comp.tsz or comp.ksz) else None
     kwork = np.zeros((nyp, nxp)) if comp.ksz else None
     if ywork is not None and halos["m500c"].size:
-        sz.paint_halos(
-            ywork,
-            kwork,
-            halos["x_pix"] + ox,
-            halos["y_pix"] + oy,
-            halos["theta500_rad"] / (pix * ARCMIN),
-            halos["y500_sr"],
-            halos["ksz_uk_per_y"],
-            pix_sr,
-            sz.projected_profile(cfg.profile_rmax_r500),
-            halos["axis_ratio"] if cfg.ellipticity else None,
-            halos["position_angle_rad"] if cfg.ellipticity else None,
-        )
+        for sel, table in profile_groups(cfg, halos):
+            sz.paint_halos(
+                ywork,
+                kwork,
+                halos["x_pix"][sel] + ox,
+                halos["y_pix"][sel] + oy,
+                halos["theta500_rad"][sel] / (pix * ARCMIN),
+                halos["y500_sr"][sel],
+                halos["ksz_uk_per_y"][sel],
+                pix_sr,
+                table,
+                halos["axis_ratio"][sel] if cfg.ellipticity else None,
+                halos["position_angle_rad"][sel] if cfg.ellipticity else None,
+            )
 
     # --- point sources ----------------------------------------------------------------
     srcs = sample_sources(cfg, streams, area_sr, nx, ny, pix, halos)
@@ -472,6 +535,8 @@ def simulate_patch(
     sra, sdec = wcs.pixel_to_world_values(srcs["x_pix"], srcs["y_pix"])
     srcs["ra"], srcs["dec"] = np.asarray(sra) % 360.0, np.asarray(sdec)
     halo_tab, src_tab, bands = truth_and_bands(cfg, seed, halos, srcs)
+    if not cfg.profile.is_default:
+        halo_tab = add_profile_columns(halo_tab, halos)
     sky = Sky(maps, wcs, bands)
     return SimResult(sky, halo_tab, src_tab, cfg, ymap, components, seed)
 
