@@ -50,6 +50,37 @@ def universe_speed(size: float, seed: int) -> None:
         print(f"  {layer} ({preset}): {dt / area:.2f} s/deg2 ({halos.num_rows} halos)")
 
 
+def shard_speed(n: int, seed: int) -> None:
+    """Samples per minute and bytes per sample of each training-shard kind at the defaults."""
+    import tempfile
+    from pathlib import Path
+
+    from clusterfw.sim.shards.classifier import XrayCandidatesConfig, candidate_samples
+    from clusterfw.sim.shards.common import write_dataset
+    from clusterfw.sim.shards.detection import OpticalFieldsConfig, field_samples
+    from clusterfw.sim.shards.mass import MassCutoutConfig, mass_samples
+
+    kinds = (
+        ("mass-cutouts", MassCutoutConfig(), mass_samples, 4 * n),
+        ("optical-fields", OpticalFieldsConfig(), field_samples, n),
+        ("xray-candidates", XrayCandidatesConfig(), candidate_samples, 2 * n),
+    )
+    for kind, cfg, make, count in kinds:
+        list(make(cfg, seed + 1, 1))  # warm-up: tables
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            res = write_dataset(
+                Path(tmp) / "s", kind, seed, cfg.model_dump(mode="json"), count, count,
+                make(cfg, seed, count), progress=False,
+            )  # fmt: skip
+            dt = time.perf_counter() - t0
+        size = sum(s["bytes"] for s in res["shards"]) / count
+        print(
+            f"shards {kind}: {count} samples in {dt:.1f} s = {60 * count / dt:.1f} per minute, "
+            f"{size / 2**20:.2f} MiB per sample"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=float, default=10.0, help="patch side in degrees")
@@ -60,6 +91,12 @@ def main() -> None:
         type=float,
         default=1.0,
         help="side (deg) of the universe timed per layer (0: skip)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        help="samples of each training-shard kind to time at the defaults (0: skip)",
     )
     args = parser.parse_args()
 
@@ -95,6 +132,8 @@ def main() -> None:
         )
     if args.universe_size > 0:
         universe_speed(args.universe_size, args.seed)
+    if args.shards > 0:
+        shard_speed(args.shards, args.seed)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MiB")
 
