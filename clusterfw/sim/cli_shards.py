@@ -83,7 +83,9 @@ def _check_shard(shard_size: int, n: int, per_sample_pixels: int) -> None:
         )
 
 
-def _run(kind: str, out: Path, seed: int, n: int, shard: int, cfg: Any, samples: Any, q: bool):
+def _run(
+    kind: str, out: Path, seed: int, n: int, shard: int, cfg: Any, samples: Any, q: bool
+) -> None:
     from clusterfw.sim.shards.common import write_dataset
 
     res = write_dataset(
