@@ -20,6 +20,13 @@ MAX_NSIDE = 2048
 MAX_CUTOUTS = 10_000_000
 MAX_SHARD_PIXELS = 100_000_000
 
+#: Named settings of clusterfw.sim.settings (kept literal so the CLI imports stay light).
+SETTING_NAMES = ("default", "randomised", "battaglia_hiradio")
+_SETTING_HELP = (
+    "Named simulator setting: default (today's), randomised (training mixture: profile family, "
+    "Y-M, sources, noise, beams drawn from the seed) or battaglia_hiradio (held out)."
+)
+
 _COMPONENTS = (
     "cmb",
     "tsz",
@@ -163,6 +170,13 @@ def simulate() -> None:
 @click.option("--disable", multiple=True, help="Components to switch off (comma-separated).")
 @click.option("--ellipticity/--no-ellipticity", default=False, show_default=True)
 @click.option(
+    "--setting",
+    type=click.Choice(SETTING_NAMES),
+    default="default",
+    show_default=True,
+    help=_SETTING_HELP,
+)
+@click.option(
     "--healpix-nside",
     type=int,
     default=None,
@@ -189,6 +203,7 @@ def mm(
     enable: tuple[str, ...],
     disable: tuple[str, ...],
     ellipticity: bool,
+    setting: str,
     healpix_nside: int | None,
     config_path: Path | None,
 ) -> None:
@@ -221,6 +236,8 @@ def mm(
     fields["ellipticity"] = ellipticity
     if mass_min is not None:
         fields["m500c_min"] = mass_min
+    if setting != "default" and healpix_nside is not None:
+        raise ClusterfwError(f"--setting: {setting} is for flat patches (not --healpix-nside)")
     try:
         if healpix_nside is not None:
             from clusterfw.sim.healpix import simulate_healpix, write_healpix
@@ -243,6 +260,10 @@ def mm(
                     "dec_deg": dec,
                 }
             )
+            if setting != "default":
+                from clusterfw.sim.settings import apply_setting
+
+                cfg = apply_setting(cfg, setting, seed)
             _check_patch(cfg)
             result = simulate_patch(cfg, seed)
             writer = write_patch
@@ -288,15 +309,38 @@ def mm(
     "--positive-fraction", type=FiniteFloat(min=0.0, max=1.0), default=0.5, show_default=True
 )
 @click.option(
-    "--mass-cut", type=FiniteFloat(min=0.0, min_open=True), default=2e14, show_default=True
+    "--labels",
+    type=click.Choice(["deepsz", "sz"]),
+    default="deepsz",
+    show_default=True,
+    help="Label definition: deepsz (Mvir >= 2e14 Msun, z > 0.25) or sz (M500c >= 1.5e14 Msun, "
+    "any z); --mass-cut, --mass-definition and --z-min override its parts.",
+)
+@click.option(
+    "--mass-cut",
+    type=FiniteFloat(min=0.0, min_open=True),
+    default=None,
+    help="Mass cut, Msun (default: from --labels).",
 )
 @click.option(
     "--mass-definition",
     type=click.Choice(["mvir", "m200c", "m500c"]),
-    default="mvir",
-    show_default=True,
+    default=None,
+    help="Mass of the cut (default: from --labels).",
 )
-@click.option("--z-min", type=FiniteFloat(min=0.0), default=0.25, show_default=True)
+@click.option(
+    "--z-min",
+    type=FiniteFloat(min=0.0),
+    default=None,
+    help="Redshift cut (default: from --labels).",
+)
+@click.option(
+    "--setting",
+    type=click.Choice(SETTING_NAMES),
+    default="default",
+    show_default=True,
+    help=_SETTING_HELP + " Drawn per simulated patch (group of cutouts).",
+)
 @click.option(
     "--size",
     type=click.IntRange(min=8, max=1024),
@@ -319,16 +363,20 @@ def cutouts(
     fmt: Literal["npz", "parquet"],
     mode: str,
     positive_fraction: float,
-    mass_cut: float,
-    mass_definition: str,
-    z_min: float,
+    labels: str,
+    mass_cut: float | None,
+    mass_definition: str | None,
+    z_min: float | None,
+    setting: str,
     size: int,
     pixel: float,
 ) -> None:
     """Write labelled training cutouts (and Compton-y cutouts) in shards."""
     from clusterfw.core.atomic import check_writable
     from clusterfw.core.errors import ClusterfwError
-    from clusterfw.sim.cutouts import write_cutout_shards
+    from clusterfw.sim.cutouts import label_options, write_cutout_shards
+
+    cut = label_options(labels, mass_cut=mass_cut, mass_definition=mass_definition, z_min=z_min)
 
     if min(chunk, n) * size * size > MAX_SHARD_PIXELS:
         raise ClusterfwError(
@@ -346,11 +394,10 @@ def cutouts(
         fmt=fmt,
         mode=mode,
         positive_fraction=positive_fraction,
-        mass_cut=mass_cut,
-        mass_definition=mass_definition,
-        z_min=z_min,
         size=size,
         pixel_arcmin=pixel,
+        setting=setting,
+        **cut,
     )
     for path in paths:
         click.echo(str(path))

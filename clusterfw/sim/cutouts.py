@@ -18,10 +18,19 @@ Two sampling modes:
 
 Each patch is simulated with :func:`clusterfw.sim.patch.simulate_patch` (all components), so the
 cutouts see exactly the sky the full-map simulator makes.
+
+Labels: :data:`LABELS` names the two standard definitions — ``deepsz`` (Mvir ≥ 2e14 Msun and
+z > 0.25, DeepSZ §1.2; the defaults of :func:`make_cutouts`) and ``sz`` (M500c ≥ 1.5e14 Msun at
+any redshift, the mass cut SZ surveys quote).
+
+Settings: with ``setting="randomised"`` (or any name of :mod:`clusterfw.sim.settings`) every
+simulated patch — i.e. every group of cutouts cut from it — draws its own parameters (profile
+family, Y–M, sources, noise, beams …); the draws are recorded per patch in the metadata.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +42,36 @@ import pyarrow as pa
 
 from clusterfw.core.schema import plugin_field
 from clusterfw.sim.config import PatchConfig, SimConfig
+
+#: Standard label definitions: ``mass_cut`` (Msun), ``mass_definition`` and ``z_min``.
+LABELS: dict[str, dict[str, Any]] = {
+    "deepsz": {"mass_cut": 2e14, "mass_definition": "mvir", "z_min": 0.25},
+    "sz": {"mass_cut": 1.5e14, "mass_definition": "m500c", "z_min": 0.0},
+}
+SETTING_KEY = b"clusterfw.sim_setting"
+
+
+def label_options(labels: str = "deepsz", **overrides: Any) -> dict[str, Any]:
+    """``mass_cut``, ``mass_definition`` and ``z_min`` of a :data:`LABELS` preset.
+
+    Parameters
+    ----------
+    labels : {"deepsz", "sz"}
+        The preset.
+    **overrides
+        Values that replace the preset's (``None`` values are ignored).
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :func:`make_cutouts`.
+    """
+    if labels not in LABELS:
+        raise ValueError(f"unknown labels {labels!r} (choose from {', '.join(LABELS)})")
+    out = dict(LABELS[labels])
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    return out
+
 
 META_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "cutout_id": (pa.int64(), "", "index of the cutout in its batch"),
@@ -148,6 +187,7 @@ def make_cutouts(
     patch_arcmin: float = 96.0,
     abundance_boost: float | None = None,
     with_y: bool = True,
+    setting: str = "default",
 ) -> CutoutBatch:
     """Simulate ``n`` labelled cutouts.
 
@@ -180,13 +220,20 @@ def make_cutouts(
         and 1 in ``grid`` mode.
     with_y : bool
         Also return Compton-y cutouts.
+    setting : str
+        Named setting (:data:`clusterfw.sim.settings.SETTINGS`): ``default`` keeps ``config``;
+        others draw new parameters for every simulated patch (recorded in the metadata under
+        ``clusterfw.sim_setting``: one entry per patch with its draws).
 
     Returns
     -------
     CutoutBatch
     """
     from clusterfw.sim.patch import as_generator, simulate_patch
+    from clusterfw.sim.settings import SETTINGS, apply_setting
 
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown setting {setting!r} (choose from {', '.join(SETTINGS)})")
     rng, _seed = as_generator(rng)
     base = (config or SimConfig()).model_dump()
     for key in ("size_deg", "height_deg", "pixel_arcmin", "abundance_boost", "boost_m500c_min"):
@@ -207,8 +254,20 @@ def make_cutouts(
     metas: list[dict[str, np.ndarray]] = []
     n_pos = n_neg = n_total = 0
     patch_index = 0
+    drawn: list[dict[str, Any]] = []
     while n_total < n:
-        res = simulate_patch(pcfg, rng.spawn(1)[0], keep_ymap=with_y)
+        patch_rng = rng.spawn(1)[0]
+        cfg_i = pcfg
+        if setting != "default":
+            cfg_i = apply_setting(pcfg, setting, patch_rng)
+            drawn.append(
+                {
+                    "patch": patch_index,
+                    **cfg_i.setting_draws,
+                    "bands": [b.model_dump() for b in cfg_i.bands],
+                }
+            )
+        res = simulate_patch(cfg_i, patch_rng, keep_ymap=with_y)
         ny, nx = pcfg.shape
         if size > min(nx, ny):
             raise ValueError(f"cutout size {size} exceeds the patch ({nx}x{ny} pixels)")
@@ -301,6 +360,8 @@ def make_cutouts(
             )
         ).encode(),
     }
+    if setting != "default":
+        metadata[SETTING_KEY] = json.dumps({"setting": setting, "patches": drawn}).encode()
     return CutoutBatch(
         images,
         cols["label"].astype(np.int8),
@@ -355,6 +416,9 @@ def write_cutout_shards(
             }
             if batch.ymaps is not None:
                 arrays["ymaps"] = batch.ymaps
+            setting_json = (batch.meta.schema.metadata or {}).get(SETTING_KEY)
+            if setting_json is not None:
+                arrays["setting_json"] = np.array(setting_json.decode())
             for name in batch.meta.column_names:
                 arrays[f"meta_{name}"] = batch.meta.column(name).to_numpy()
 

@@ -27,7 +27,7 @@ the default A10 profile in :mod:`clusterfw.sim.sz`):
 The concentration ``c`` of every family is multiplied by ``ProfileSpec.c500_scale`` and, per
 halo, by ``exp(c500_scatter_ln · N(0, 1))``.
 
-Per-halo shape parameters are quantised (``c`` to 2 % in ln, the outer slope to 0.02) so that
+Per-halo shape parameters are quantised (``c`` to 4 % in ln, the outer slope to 0.1) so that
 halos share tabulated projections: each distinct shape is projected once, vectorised
 (Gauss–Legendre in ``t`` with ``l = X sinh t``), in ~10 ms, and cached; the plain A10 shape
 reuses :func:`clusterfw.sim.sz.projected_profile` (bit-identical to the default simulator).
@@ -57,8 +57,8 @@ GNFW_PARAMS: dict[str, tuple[float, float, float, float]] = {
 BATTAGLIA12_AGN = {"xc": (0.497, -0.00865, 0.731), "beta": (4.35, 0.0393, 0.415)}
 BATTAGLIA12_GAMMA = 0.3  # -γ of Battaglia's parametrisation (their γ = -0.3)
 #: Quantisation of per-halo shapes: ``ln c`` to this step, and the outer slope to ``_BETA_STEP``.
-_LNC_STEP = 0.02
-_BETA_STEP = 0.02
+_LNC_STEP = 0.04
+_BETA_STEP = 0.1
 _N_GAUSS = 64
 
 

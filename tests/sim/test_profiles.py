@@ -108,7 +108,7 @@ def test_halo_shapes_quantise_and_group() -> None:
     assert group.shape == (300,) and group.max() == len(shapes) - 1
     c_true = 1.177 * 1.2 * factor
     c_used = np.array([shapes[g].c500 for g in group])
-    assert np.all(np.abs(np.log(c_used / c_true)) <= 0.01 + 1e-9)  # half the 2 % ln-c step
+    assert np.all(np.abs(np.log(c_used / c_true)) <= 0.02 + 1e-9)  # half the 4 % ln-c step
     assert len(shapes) < 60
     g_b, s_b = P.halo_shapes(ProfileSpec(family="battaglia12"), m500, z, m200)
     betas = np.array([s_b[g].beta for g in g_b])
