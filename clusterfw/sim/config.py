@@ -107,7 +107,14 @@ def dusty_population() -> SourcePopulation:
 
 
 #: Pressure-profile families (:mod:`clusterfw.sim.profiles`); ``a10`` is the default.
-PROFILE_FAMILIES = ("a10", "planck13", "mcdonald14", "battaglia12", "beta")
+ProfileFamily = Literal["a10", "planck13", "mcdonald14", "battaglia12", "beta"]
+PROFILE_FAMILIES: tuple[ProfileFamily, ...] = (
+    "a10",
+    "planck13",
+    "mcdonald14",
+    "battaglia12",
+    "beta",
+)
 
 
 class ProfileSpec(BaseModel):
@@ -130,7 +137,7 @@ class ProfileSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    family: Literal["a10", "planck13", "mcdonald14", "battaglia12", "beta"] = "a10"
+    family: ProfileFamily = "a10"
     c500_scale: float = Field(1.0, gt=0.0, le=10.0)
     c500_scatter_ln: float = Field(0.0, ge=0.0, le=1.0)
     beta: float = Field(2.0 / 3.0, gt=1.0 / 3.0, le=3.0, description="β-model slope")

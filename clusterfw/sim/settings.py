@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from clusterfw.sim.config import BandSpec, ProfileSpec, SimConfig
+from clusterfw.sim.config import BandSpec, ProfileFamily, ProfileSpec, SimConfig
 
 C = TypeVar("C", bound=SimConfig)
 
@@ -46,7 +46,7 @@ C = TypeVar("C", bound=SimConfig)
 SETTING_SALT = 0x5E771E5
 
 #: Profile families ``randomised`` draws from; ``battaglia12`` is held out.
-RANDOMISED_FAMILIES = ("a10", "planck13", "beta")
+RANDOMISED_FAMILIES: tuple[ProfileFamily, ...] = ("a10", "planck13", "beta")
 
 #: Ranges of ``randomised`` (documented above; tests check draws stay inside them).
 RANGES: dict[str, tuple[float, float]] = {
