@@ -229,3 +229,33 @@ def test_cli_setting_and_labels(tmp_path) -> None:
             "battaglia12"
         )
         assert d["images"].shape == (6, 3, 32, 32)
+
+
+def test_cli_profile_family_from_config(tmp_path) -> None:
+    _add_optional_commands(cli)
+    runner = CliRunner()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"profile": {"family": "battaglia13"}}')
+    r = runner.invoke(
+        cli, ["simulate", "mm", "--out", str(tmp_path / "b"), "--size", "0.2", "--config", str(bad)]
+    )
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        "clusterfw: error: bad simulation parameter profile.family: Input should be 'a10', "
+        "'planck13', 'mcdonald14', 'battaglia12' or 'beta'"
+    ]
+    assert not (tmp_path / "b").exists()
+    good = tmp_path / "good.json"
+    good.write_text('{"profile": {"family": "battaglia12"}}')
+    out = tmp_path / "g"
+    r = runner.invoke(
+        cli, ["simulate", "mm", "--out", str(out), "--size", "0.3", "--config", str(good)]
+    )
+    assert r.exit_code == 0, r.output
+    halos = pq.read_table(out / "truth_halos.parquet")
+    assert halos.num_rows > 0
+    # Battaglia: the GNFW inner slope 0.3, α = 1, and a per-halo outer slope that grows with z
+    assert set(halos.column("profile_gamma").to_pylist()) == {0.3}
+    z = halos.column("z").to_numpy()
+    beta = halos.column("profile_beta").to_numpy()
+    assert beta[np.argmax(z)] > beta[np.argmin(z)]
