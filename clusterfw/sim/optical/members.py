@@ -32,12 +32,16 @@ import numpy as np
 import pyarrow as pa
 
 from clusterfw.sim import cosmology as cosmo
+from clusterfw.sim.observables import ObservablesConfig
+from clusterfw.sim.observables import richness_median as observables_richness_median
 from clusterfw.sim.optical import galaxies as gal
 
-RICHNESS_A = 76.9
-RICHNESS_B = 1.020
-RICHNESS_C = 0.29
-SIGMA_LN_RICHNESS = 0.20
+# The λ–M relation lives in one place, clusterfw.sim.observables (its defaults).
+_RICHNESS_DEFAULTS = ObservablesConfig()
+RICHNESS_A = _RICHNESS_DEFAULTS.richness_norm
+RICHNESS_B = _RICHNESS_DEFAULTS.richness_slope
+RICHNESS_C = _RICHNESS_DEFAULTS.richness_z_slope
+SIGMA_LN_RICHNESS = _RICHNESS_DEFAULTS.sigma_ln_richness
 LAMBDA_XMIN = 0.2
 P_MISCENTRED = 0.17
 MISCENTRE_TAU = 0.17
@@ -47,9 +51,8 @@ BCG_SCATTER_DEX = 0.15
 
 
 def richness_median(m500c: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Saro+15 mean richness at (M500c, z)."""
-    m = np.asarray(m500c, dtype=float) * cosmo.H70 / 3e14
-    return RICHNESS_A * m**RICHNESS_B * ((1.0 + np.asarray(z, dtype=float)) / 1.6) ** RICHNESS_C
+    """Saro+15 mean richness at (M500c, z) (:func:`clusterfw.sim.observables.richness_median`)."""
+    return observables_richness_median(m500c, np.asarray(z, dtype=float), _RICHNESS_DEFAULTS)
 
 
 def draw_richness(
