@@ -129,6 +129,9 @@ class ProfileSpec(BaseModel):
         ``battaglia12`` (Battaglia et al. 2012 AGN-feedback model: mass- and
         redshift-dependent core radius and outer slope) or ``beta`` (isothermal β-model
         ``P ∝ (1 + (r/r_c)²)^(-3β/2)`` with ``beta`` and ``rc_r500`` below).
+    ``mix``
+        When given, every halo draws its family uniformly from these (``family`` is then
+        ignored): a per-halo (per-cutout) mixture of profiles in one sky.
     ``c500_scale``, ``c500_scatter_ln``
         Concentration randomisation: the profile's concentration (``c500`` of a GNFW,
         ``1/x_c`` of Battaglia, ``1/r_c`` of the β-model) is multiplied by ``c500_scale``
@@ -138,6 +141,7 @@ class ProfileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     family: ProfileFamily = "a10"
+    mix: tuple[ProfileFamily, ...] = ()
     c500_scale: float = Field(1.0, gt=0.0, le=10.0)
     c500_scatter_ln: float = Field(0.0, ge=0.0, le=1.0)
     beta: float = Field(2.0 / 3.0, gt=1.0 / 3.0, le=3.0, description="β-model slope")
@@ -146,7 +150,12 @@ class ProfileSpec(BaseModel):
     @property
     def is_default(self) -> bool:
         """True for the plain A10 profile without concentration changes."""
-        return self.family == "a10" and self.c500_scale == 1.0 and self.c500_scatter_ln == 0.0
+        return (
+            self.family == "a10"
+            and not self.mix
+            and self.c500_scale == 1.0
+            and self.c500_scatter_ln == 0.0
+        )
 
 
 class SimConfig(BaseModel):

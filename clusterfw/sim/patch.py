@@ -186,7 +186,8 @@ def sample_halo_catalogue(
             if spec.c500_scatter_ln > 0
             else None
         )
-        group, shapes = profiles.halo_shapes(spec, m500, z, conv["m200c"], c_factor)
+        family_index = props.integers(len(spec.mix), size=n) if spec.mix else None
+        group, shapes = profiles.halo_shapes(spec, m500, z, conv["m200c"], c_factor, family_index)
         y0 = np.empty(n)
         for k, shape in enumerate(shapes):
             sel = group == k

@@ -25,7 +25,8 @@ the default A10 profile in :mod:`clusterfw.sim.sz`):
     GNFW β = 3β.
 
 The concentration ``c`` of every family is multiplied by ``ProfileSpec.c500_scale`` and, per
-halo, by ``exp(c500_scatter_ln · N(0, 1))``.
+halo, by ``exp(c500_scatter_ln · N(0, 1))``. With ``ProfileSpec.mix`` every halo draws its family
+uniformly from the listed ones (so neighbouring clusters — and training cutouts — differ).
 
 Per-halo shape parameters are quantised (``c`` to 4 % in ln, the outer slope to 0.1) so that
 halos share tabulated projections: each distinct shape is projected once, vectorised
@@ -147,12 +148,30 @@ def battaglia12_shape(m200c: float, z: float, r500_over_r200: float) -> GNFWShap
     return GNFWShape(1.0 / (xc / r500_over_r200), BATTAGLIA12_GAMMA, 1.0, beta + BATTAGLIA12_GAMMA)
 
 
+def family_shapes(
+    family: str, spec: ProfileSpec, m500c: np.ndarray, z: np.ndarray, m200c: np.ndarray
+) -> list[GNFWShape]:
+    """The unscaled shape of ``family`` for every halo (β-model parameters from ``spec``)."""
+    n = np.asarray(m500c).size
+    if family == "battaglia12":
+        ratio = (np.asarray(m500c) * 200.0 / (np.asarray(m200c, dtype=float) * 500.0)) ** (1 / 3)
+        return [battaglia12_shape(m2, zz, rr) for m2, zz, rr in zip(m200c, z, ratio, strict=True)]
+    if family == "beta":
+        return [GNFWShape(1.0 / spec.rc_r500, 0.0, 2.0, 3.0 * spec.beta)] * n
+    if family == "mcdonald14":
+        lo = GNFWShape(*GNFW_PARAMS["mcdonald14_lowz"])
+        hi = GNFWShape(*GNFW_PARAMS["mcdonald14_highz"])
+        return [lo if zz < 0.6 else hi for zz in np.asarray(z)]
+    return [GNFWShape(*GNFW_PARAMS[family])] * n
+
+
 def halo_shapes(
     spec: ProfileSpec,
     m500c: np.ndarray,
     z: np.ndarray,
     m200c: np.ndarray,
     c_factor: np.ndarray | None = None,
+    family_index: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[GNFWShape]]:
     """The (quantised) pressure shape of every halo.
 
@@ -164,6 +183,8 @@ def halo_shapes(
         Halo masses (Msun) and redshifts.
     c_factor : numpy.ndarray, optional
         Per-halo concentration factors (``exp(c500_scatter_ln · ε)``); default 1.
+    family_index : numpy.ndarray, optional
+        With ``spec.mix``: each halo's family as an index into ``spec.mix``.
 
     Returns
     -------
@@ -176,19 +197,13 @@ def halo_shapes(
     n = m500c.size
     z = np.asarray(z, dtype=float)
     scale = spec.c500_scale * (np.ones(n) if c_factor is None else np.asarray(c_factor, float))
-    if spec.family == "battaglia12":
-        ratio = (np.asarray(m500c) * 200.0 / (np.asarray(m200c, dtype=float) * 500.0)) ** (1 / 3)
-        per = [battaglia12_shape(m2, zz, rr) for m2, zz, rr in zip(m200c, z, ratio, strict=True)]
-    elif spec.family == "beta":
-        per = [GNFWShape(1.0 / spec.rc_r500, 0.0, 2.0, 3.0 * spec.beta)] * n
-    elif spec.family == "mcdonald14":
-        lo, hi = (
-            GNFWShape(*GNFW_PARAMS["mcdonald14_lowz"]),
-            GNFWShape(*GNFW_PARAMS["mcdonald14_highz"]),
-        )
-        per = [lo if zz < 0.6 else hi for zz in z]
+    if spec.mix:
+        if family_index is None or np.asarray(family_index).shape != (n,):
+            raise ValueError("a profile mix needs one family index per halo")
+        options = [family_shapes(f, spec, m500c, z, m200c) for f in spec.mix]
+        per = [options[k][i] for i, k in enumerate(np.asarray(family_index))]
     else:
-        per = [GNFWShape(*GNFW_PARAMS[spec.family])] * n
+        per = family_shapes(spec.family, spec, m500c, z, m200c)
     shapes_all = []
     for s, f in zip(per, scale, strict=True):
         shaped = GNFWShape(s.c500 * f, s.gamma, s.alpha, s.beta) if f != 1.0 else s

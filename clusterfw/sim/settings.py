@@ -7,9 +7,11 @@ A *setting* turns a base :class:`~clusterfw.sim.config.SimConfig` into the param
     Today's simulator, unchanged (no draw).
 ``randomised``
     The training mixture. Per sky: profile family uniform in {``a10``, ``planck13``, ``beta``}
-    with the concentration scaled by a log-uniform factor in [0.75, 1.33] and a per-halo
+    — or, with probability 0.5, drawn halo by halo from the three (so the cutouts of one sky
+    differ) — with the concentration scaled by a log-uniform factor in [0.75, 1.33] and a per-halo
     lognormal concentration scatter in [0, 0.25] (β-model: β in [0.6, 0.9], r_c/R500 in
-    [0.1, 0.35], truncated at 2–3 R500); Y–M normalisation ×[0.8, 1.2], σ_lnY in [0.1, 0.3];
+    [0.1, 0.35]; skies with β-model halos truncate every profile at 2–3 R500); Y–M
+    normalisation ×[0.8, 1.2], σ_lnY in [0.1, 0.3];
     ellipticity on, minimum axis ratio in [0.5, 0.8]; kSZ on with probability 0.75
     (v_rms in [200, 400] km/s); radio and dusty count amplitudes (and the clustered CIB)
     ×[0.5, 2] log-uniform; spectral-index means shifted by ±0.3 and widths in [0.2, 0.4];
@@ -72,6 +74,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "beam_factor": (0.85, 1.15),
 }
 KSZ_PROBABILITY = 0.75
+#: Probability that a ``randomised`` sky mixes the families halo by halo (else one per sky).
+PER_HALO_PROBABILITY = 0.5
 
 
 def setting_rng(rng_or_seed: Any) -> np.random.Generator:
@@ -165,29 +169,25 @@ def _nuisance(cfg: SimConfig, rng: np.random.Generator) -> tuple[dict[str, Any],
 def _randomised(cfg: SimConfig, rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
     draws: dict[str, Any] = {}
     family = RANDOMISED_FAMILIES[int(rng.integers(len(RANDOMISED_FAMILIES)))]
-    draws["profile"] = family
+    per_halo = bool(rng.random() < PER_HALO_PROBABILITY)
+    draws["profile"] = "mix" if per_halo else family
     draws["c500_scale"] = _log_u(rng, "c500_scale")
     draws["c500_scatter_ln"] = _u(rng, "c500_scatter_ln")
     beta = _u(rng, "beta_model_beta")
     rc = _u(rng, "beta_model_rc_r500")
     rmax = _u(rng, "beta_model_rmax_r500")
     fields: dict[str, Any] = {}
-    if family == "beta":
+    if per_halo or family == "beta":
         draws.update(beta_model_beta=beta, beta_model_rc_r500=rc, beta_model_rmax_r500=rmax)
         fields["profile_rmax_r500"] = rmax
-        spec = ProfileSpec(
-            family="beta",
-            beta=beta,
-            rc_r500=rc,
-            c500_scale=draws["c500_scale"],
-            c500_scatter_ln=draws["c500_scatter_ln"],
-        )
-    else:
-        spec = ProfileSpec(
-            family=family,
-            c500_scale=draws["c500_scale"],
-            c500_scatter_ln=draws["c500_scatter_ln"],
-        )
+    spec = ProfileSpec(
+        family=family,
+        mix=RANDOMISED_FAMILIES if per_halo else (),
+        beta=beta,
+        rc_r500=rc,
+        c500_scale=draws["c500_scale"],
+        c500_scatter_ln=draws["c500_scatter_ln"],
+    )
     fields["profile"] = spec
     draws["radio_amp"] = _log_u(rng, "radio_amp")
     draws["radio_alpha_shift"] = _u(rng, "radio_alpha_shift")

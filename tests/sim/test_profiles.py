@@ -200,3 +200,21 @@ def test_profiles_default_keeps_truth_columns() -> None:
 def test_healpix_refuses_other_families() -> None:
     with pytest.raises(ValueError, match="flat-patch only"):
         HealpixConfig(profile=ProfileSpec(family="planck13"))
+
+
+def test_per_halo_mix_of_families() -> None:
+    spec = ProfileSpec(mix=("a10", "planck13", "beta"), rc_r500=0.25, beta=0.8)
+    assert not spec.is_default
+    res = simulate_patch(PatchConfig(size_deg=0.5, profile=spec, profile_rmax_r500=3.0), 6)
+    h = res.halos.to_pydict()
+    pairs = set(zip(h["profile_gamma"], h["profile_alpha"], strict=True))
+    # every family is present: A10 (0.3081, 1.051), Planck13 (0.31, 1.33), β-model (0, 2)
+    assert pairs == {(0.3081, 1.051), (0.31, 1.33), (0.0, 2.0)}
+    beta_rows = [i for i, g in enumerate(h["profile_gamma"]) if g == 0.0]
+    assert all(h["profile_beta"][i] == pytest.approx(2.4) for i in beta_rows)
+    assert all(h["profile_c500"][i] == pytest.approx(4.0, rel=0.02) for i in beta_rows)
+    # the mix only adds draws after the default ones: halos and Y500 unchanged
+    plain = simulate_patch(PatchConfig(size_deg=0.5, profile_rmax_r500=3.0), 6)
+    assert res.halos.column("y500").equals(plain.halos.column("y500"))
+    with pytest.raises(ValueError, match="one family index per halo"):
+        P.halo_shapes(spec, np.ones(3) * 1e14, np.ones(3), np.ones(3) * 1.4e14)

@@ -93,12 +93,17 @@ def test_randomised_keeps_the_sky_realisation_and_changes_the_physics() -> None:
 
 def test_randomised_draws_vary_within_their_ranges_and_never_the_held_out() -> None:
     base = SimConfig()
-    families, seen = set(), {k: [] for k in S.RANGES}
+    families, seen, n_mix = set(), {k: [] for k in S.RANGES}, 0
     for seed in range(300):
         cfg = S.apply_setting(base, "randomised", seed)
         d = cfg.setting_draws
-        families.add(cfg.profile.family)
-        assert cfg.profile.family != "battaglia12"
+        if cfg.profile.mix:
+            assert cfg.profile.mix == S.RANDOMISED_FAMILIES and d["profile"] == "mix"
+            n_mix += 1
+        else:
+            families.add(cfg.profile.family)
+            assert d["profile"] == cfg.profile.family
+        assert cfg.profile.family != "battaglia12" and "battaglia12" not in cfg.profile.mix
         # the held-out radio model is never drawn: slopes fixed, spectral means ≤ −0.3
         assert (cfg.radio.beta_faint, cfg.radio.beta_bright) == (1.9, 2.5)
         assert -0.9 - 1e-12 <= cfg.radio.alpha_mean <= -0.3 + 1e-12
@@ -117,6 +122,7 @@ def test_randomised_draws_vary_within_their_ranges_and_never_the_held_out() -> N
             base.cluster_radio_per_halo * d["member_radio_factor"]
         )
     assert families == set(S.RANDOMISED_FAMILIES)
+    assert 100 < n_mix < 200  # half the skies mix the families halo by halo
     for key, values in seen.items():
         lo, hi = S.RANGES[key]
         assert len(values) >= 50, key
