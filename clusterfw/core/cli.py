@@ -366,11 +366,27 @@ def plugins(as_json: bool) -> None:
 @click.argument("catalogue", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(catalogue: Path, as_json: bool) -> None:
-    """Show a catalogue's schema (with units), provenance and row count."""
+    """Show a catalogue's schema (with units), provenance and row count.
+
+    Given a calibration file (``.json``): its thresholds and each combiner's section (the
+    weights of ``stack``).
+    """
     import pyarrow as pa
 
     from clusterfw.core.catalog_io import provenance, read_catalogue
 
+    if catalogue.suffix.lower() == ".json":
+        from clusterfw.core.evaluation.calibration import describe_calibration, load_calibration
+
+        cal = load_calibration(catalogue)
+        if as_json:
+            doc = cal.to_dict()
+            for entry in doc["finders"].values():
+                entry.pop("reference", None)  # the knots: thousands of numbers
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            click.echo("\n".join(describe_calibration(cal)))
+        return
     table = read_catalogue(catalogue)
     columns = []
     for f in table.schema:

@@ -23,9 +23,11 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clusterfw.core.errors import ForcedScoringUnsupported, PluginError
+from clusterfw.core.layers.requirements import LayerRequirement
 
 if TYPE_CHECKING:
     from clusterfw.core.evaluation.calibration import Calibration, ValidationSet
+    from clusterfw.core.pipeline import CutoutProvider
     from clusterfw.core.sky import HealpixSky, Sky, Tile
 
 
@@ -78,12 +80,18 @@ def bad_options_message(cls: type, exc: ValidationError) -> str:
 class Finder(_Plugin, ABC):
     """Finds cluster candidates in a tile.
 
-    Subclasses set ``score_kind`` (e.g. ``"snr"``) and ``margin_arcmin`` (the tile margin the
-    method needs so that candidates in the core are unaffected by the tile edge).
+    Subclasses set ``score_kind`` (e.g. ``"snr"``), ``margin_arcmin`` (the tile margin the
+    method needs so that candidates in the core are unaffected by the tile edge) and
+    ``requires``: the survey layers it reads, as
+    :class:`~clusterfw.core.layers.requirements.LayerRequirement` (default: one ``mm`` layer,
+    the finder reads ``tile.maps``). A run whose inputs lack them fails before any work; the
+    finder's tiles carry only these layers (``tile.layers``, ``tile.layer(kind)``), each read
+    with ``margin_arcmin`` around the core at its own resolution.
     """
 
     score_kind: ClassVar[str] = "score"
     margin_arcmin: ClassVar[float] = 10.0
+    requires: ClassVar[Sequence[LayerRequirement]] = (LayerRequirement("mm"),)
 
     @abstractmethod
     def find(self, tile: Tile) -> pa.Table:
@@ -191,6 +199,15 @@ class Combiner(_Plugin, ABC):
         """The calibration used when a run gives none (default: ``None``, no default)."""
         return None
 
+    @classmethod
+    def describe_section(cls, section: Any) -> list[str]:
+        """Lines ``clusterfw info calib.json`` prints for this combiner's section (optional).
+
+        The default is none: ``info`` then prints only the one-line summary of
+        :func:`~clusterfw.core.evaluation.calibration.calibration_summary`.
+        """
+        return []
+
     def resolve_calibration(self, calibration: Any | None) -> Calibration:
         """The :class:`Calibration` to use for ``calibration`` as given to :meth:`combine`.
 
@@ -210,14 +227,29 @@ class Combiner(_Plugin, ABC):
 class Estimator(_Plugin, ABC):
     """Adds columns (masses, redshifts, flags ...) to a candidate table.
 
-    ``columns`` lists the fields it adds; each name starts with ``<name>_``.
+    ``columns`` lists the fields it adds; each name starts with ``<name>_``. ``requires``
+    lists the layers it reads (default: none); a run whose inputs lack them fails before any
+    work.
     """
 
     columns: ClassVar[Sequence[pa.Field]] = ()
+    requires: ClassVar[Sequence[LayerRequirement]] = ()
 
     @abstractmethod
-    def estimate(self, table: pa.Table, sky: Sky | HealpixSky) -> pa.Table:
-        """Return ``table`` with this estimator's ``columns`` appended."""
+    def estimate(self, table: pa.Table, sky: Sky | HealpixSky | CutoutProvider) -> pa.Table:
+        """Return ``table`` with this estimator's ``columns`` appended.
+
+        Parameters
+        ----------
+        table : pyarrow.Table
+            The candidates.
+        sky : CutoutProvider, Sky or HealpixSky
+            For a run on files, a :class:`~clusterfw.core.pipeline.CutoutProvider`: call
+            ``sky.cutout(layer, ra, dec, size_arcmin)`` for a
+            :class:`~clusterfw.core.layers.cutout.LayerCutout` of a layer (name or kind)
+            around a candidate; only the pixels of that cutout are read. For a sky held in
+            memory (tests, simulations), that sky.
+        """
 
 
 class Reader(_Plugin, ABC):

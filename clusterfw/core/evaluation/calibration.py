@@ -789,6 +789,30 @@ def calibration_summary(cal: Calibration) -> list[str]:
     return lines
 
 
+def describe_calibration(cal: Calibration) -> list[str]:
+    """What ``clusterfw info calib.json`` prints: the file's provenance, the
+    :func:`calibration_summary` lines, then each installed combiner's own description of its
+    section (:meth:`clusterfw.core.plugin_api.Combiner.describe_section`; ``stack`` prints its
+    weights).
+    """
+    from clusterfw.core.plugins import Registry
+
+    lines = [f"{cal.source}: clusterfw calibration (format version {VERSION})"]
+    for key in ("created", "clusterfw_version", "command"):
+        if cal.meta.get(key):
+            lines.append(f"  {key}: {cal.meta[key]}")
+    if cal.meta.get("selection"):
+        lines.append(f"  selection: {json.dumps(cal.meta['selection'])}")
+    lines += calibration_summary(cal)
+    registry = Registry()
+    known = set(registry.names("combiner"))
+    for cname, section in cal.combiners.items():
+        if cname in known:
+            cls: type[Combiner] = registry.get("combiner", cname)
+            lines += cls.describe_section(section)
+    return lines
+
+
 def _fmt(x: Any) -> str:
     return "nan" if x is None else f"{float(x):.3f}"
 

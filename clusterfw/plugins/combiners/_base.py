@@ -75,6 +75,20 @@ class PercentileCombiner(Combiner):
     def combined_score(self, percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
         """The combined score from per-finder percentiles."""
 
+    def combined_score_of(
+        self,
+        percentiles: Mapping[str, np.ndarray],
+        scores: Mapping[str, np.ndarray],
+        calibration: Calibration,
+    ) -> np.ndarray:
+        """The combined score from percentiles, raw scores (NaN: the finder cannot score there)
+        and the calibration in use.
+
+        The default is :meth:`combined_score` (percentiles only); a combiner that needs more
+        (``stack``: which finders covered a candidate, and its fitted model) overrides this.
+        """
+        return self.combined_score(percentiles)
+
     @abstractmethod
     def decide(
         self,
@@ -184,7 +198,7 @@ class PercentileCombiner(Combiner):
 
         # 4. percentiles and 5. combined score / decision
         pct, in_sample = percentiles_for(scores, cal)
-        combined = self.combined_score(pct)
+        combined = self.combined_score_of(pct, scores, cal)
         decision, decision_info = self.decide(scores, combined, cal, in_sample)
 
         order = np.lexsort((np.arange(n_groups), -combined))
