@@ -253,7 +253,8 @@ class PercentileCombiner(Combiner):
                 pa.array(s.astype(np.float32), pa.float32(), mask=~np.isfinite(s)),
             )
             for coord in ("ra", "dec"):
-                v = np.where(det, cols[n][coord][np.maximum(m, 0)], np.nan) if m.size else m * 1.0
+                src = np.r_[cols[n][coord], np.nan]  # index -1 (not detected): NaN, also when
+                v = src[np.where(det, m, -1)]  # the finder detected nothing at all
                 add(
                     plugin_field(
                         f"{n}_{coord}",

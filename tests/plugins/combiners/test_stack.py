@@ -328,3 +328,16 @@ def test_combine_with_and_without_a_model(toy):
     lines = describe_calibration(cal)
     assert any(ln.startswith(f"stack[cnn+mf] model {entry['model']} threshold ") for ln in lines)
     assert any(ln.split()[0] == "mf:log_p" for ln in lines)
+
+
+def test_a_finder_without_any_detection(toy):
+    """A finder that detects nothing at all (forced scores only) is combined, not a crash."""
+    val, _ = toy
+    empty = val.tables["cnn"].slice(0, 0)
+    for combiner in (StackCombiner(), RankProductCombiner()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CalibrationWarning)
+            out = combiner.combine({"mf": val.tables["mf"], "cnn": empty}, val.forced, None)
+        assert out.num_rows == val.tables["mf"].num_rows
+        assert out.column("cnn_ra").null_count == out.num_rows
+        assert out.column("cnn_score").null_count == 0  # forced everywhere
