@@ -35,9 +35,10 @@ On the pooled validation candidates of a finder set (label: matched to a true cl
    ``f:log_p`` and ``-a`` on ``f:log_1mp``, zero elsewhere; ``model: "fallback"`` and a ``note``
    say so). Its decisions are then those of that finder's F1-best threshold.
 
-The section is ``combiners.stack["a+b"]`` = ``{"model", "finders", "feature_names",
-"coefficients", "intercept", "clip", "threshold", "metrics", "validation_f1", "fit", "note",
-"from"}``. ``clusterfw info calib.json`` prints it.
+The section is ``combiners.stack["a+b"]`` = ``{"model", "fallback_finder", "finders",
+"feature_names", "coefficients", "intercept", "clip", "threshold", "metrics", "validation_f1",
+"fit", "note", "from"}`` (plus ``"rejected_stacked_model"`` after a fallback).
+``clusterfw info calib.json`` prints it (:meth:`StackCombiner.describe_section`).
 
 Without a model for its finder set (no ``--calibration``, or a calibration made before ``stack``
 existed) ``stack`` still runs, with a warning: ``score = sigmoid(sum_f log p_f)`` (equal weights,
