@@ -1,0 +1,286 @@
+"""``clusterfw train vgg_mass``: fit the VGG mass network on simulated mass-cutout shards.
+
+Steps (:func:`train`):
+
+1. read the shards (:func:`clusterfw.plugins.estimators.vgg_mass.data.load_mass_data`, every
+   shard sha256-checked against its manifest), normalise the chosen channels;
+2. split train / validation / test (:func:`~clusterfw.plugins.estimators.vgg_mass.data.
+   split_indices`, seeded; 70/15/15);
+3. fix the seeds (``keras.utils.set_random_seed``; TensorFlow op determinism on) and the CPU
+   threads, build the network (:mod:`~clusterfw.plugins.estimators.vgg_mass.model`) and fit it
+   with Adam on the Gaussian NLL, batches of 50 (Yan et al.), one Keras progress line per epoch
+   on stderr, ``metrics.csv`` (one row per epoch: loss, val_loss, learning rate, seconds);
+4. early stopping on the validation NLL (``--patience`` epochs without improvement; the best
+   epoch's weights are kept); ``--max-minutes`` stops after the epoch that passes the budget;
+5. measure on the validation and test clusters: the median and the standard deviation of
+   ``ln(M_est / M_true)``, the robust scatter (half the 16–84 % range), the 68 % coverage of the
+   predicted σ, per mass and redshift bin, and the same for the Y–M inversion baseline
+   (:mod:`~clusterfw.plugins.estimators.vgg_mass.baseline`) on the same clusters;
+6. write ``OUT/`` atomically: ``vgg_mass_<channels>.weights.h5`` (Keras weights, HDF5, no
+   pickle), ``vgg_mass_<channels>.json`` (architecture and normalisation, checked when loaded),
+   ``metrics.csv``, ``metrics.json`` (everything measured) and ``MODEL.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONFIG_VERSION = 1
+OUTPUT_NAMES = ("metrics.csv", "metrics.json", "MODEL.md")
+
+
+def stem(channels: Sequence[str]) -> str:
+    """File stem of a channel set's network: ``vgg_mass_y``, ``vgg_mass_y_xray``, ..."""
+    return "vgg_mass_" + "_".join(channels)
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`train` (the CLI's)."""
+
+    data: Path
+    out: Path
+    channels: tuple[str, ...] = ("y",)
+    seed: int = 1
+    epochs: int = 200
+    batch_size: int = 50
+    lr: float = 1e-3
+    patience: int = 10
+    rebin: int = 1
+    limit: int | None = None
+    threads: int = 2
+    max_minutes: float = math.inf
+    baseline: bool = True
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def residual_stats(ln_ratio: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, float | int]:
+    """Median, mean, std and robust σ (half the 16–84 % range) of ``ln(M_est/M_true)``.
+
+    With ``sigma`` (predicted σ of ln M): the fraction of truths inside ±1σ (68 % coverage).
+    Non-finite entries are left out and counted.
+    """
+    ok = np.isfinite(ln_ratio)
+    r = ln_ratio[ok]
+    out: dict[str, float | int] = {"n": int(r.size), "n_failed": int((~ok).sum())}
+    if r.size == 0:
+        return out
+    p16, p50, p84 = np.percentile(r, [16, 50, 84])
+    out.update(
+        median=float(p50),
+        mean=float(r.mean()),
+        std=float(r.std(ddof=1)) if r.size > 1 else math.nan,
+        robust_sigma=float(0.5 * (p84 - p16)),
+    )
+    if sigma is not None:
+        s = np.asarray(sigma)[ok]
+        out["coverage68"] = float(np.mean(np.abs(r) <= s))
+        out["median_sigma"] = float(np.median(s))
+    return out
+
+
+def binned_stats(
+    ln_ratio: np.ndarray, m_true: np.ndarray, z: np.ndarray, sigma: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """:func:`residual_stats` in bins of true mass (0.25 dex from 1e14) and z (0.1–1 by 0.3)."""
+    rows = []
+    lm = np.log10(m_true)
+    for lo in np.arange(14.0, 15.0, 0.25):
+        sel = (lm >= lo) & (lm < lo + 0.25)
+        s = residual_stats(ln_ratio[sel], None if sigma is None else sigma[sel])
+        rows.append({"by": "log10_m500c", "lo": float(lo), "hi": float(lo + 0.25), **s})
+    for lo in (0.1, 0.4, 0.7):
+        sel = (z >= lo) & (z < lo + 0.3 + (1e-9 if lo == 0.7 else 0))
+        s = residual_stats(ln_ratio[sel], None if sigma is None else sigma[sel])
+        rows.append({"by": "z", "lo": lo, "hi": round(lo + 0.3, 2), **s})
+    return rows
+
+
+def _configure_tf(threads: int, seed: int) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hides spurious NodeDef errors
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this process
+        pass
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):
+        pass
+    return keras
+
+
+def _predict(model: Any, x: np.ndarray, z: np.ndarray, batch: int = 256) -> np.ndarray:
+    pred = model.predict(
+        {"image": x, "z": z[:, None].astype(np.float32)}, batch_size=batch, verbose=0
+    )
+    return np.asarray(pred, dtype=np.float64)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate and write ``cfg.out`` (see the module docstring); return the summary."""
+    from clusterfw.core.atomic import atomic_dir
+    from clusterfw.plugins.estimators.vgg_mass import data as data_mod
+    from clusterfw.plugins.estimators.vgg_mass.model import build_model, gaussian_nll
+
+    t0 = time.time()
+    d = data_mod.load_mass_data(
+        cfg.data, cfg.channels, rebin=cfg.rebin, limit=cfg.limit, keep_y=cfg.baseline
+    )
+    n = d.x.shape[0]
+    split = data_mod.split_indices(n, cfg.seed, cfg.fractions)
+    if min(len(v) for v in split.values()) < 2:
+        from clusterfw.core.errors import InputError
+
+        raise InputError(str(cfg.data), f"{n} samples are too few to split 70/15/15")
+    t_all = data_mod.target(d.m500c).astype(np.float32)
+    keras = _configure_tf(cfg.threads, cfg.seed)
+    model = build_model(d.x.shape[1], cfg.channels, seed=cfg.seed)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=gaussian_nll)
+    tr, va, te = split["train"], split["val"], split["test"]
+
+    def inputs(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {"image": d.x[idx], "z": d.z[idx, None].astype(np.float32)}
+
+    name = stem(cfg.channels)
+    names = {*OUTPUT_NAMES, f"{name}.weights.h5", f"{name}.json"}
+    with atomic_dir(cfg.out, lambda e: e.name in names) as tmp:
+        deadline = t0 + cfg.max_minutes * 60.0
+
+        class _Budget(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                if time.time() > deadline:
+                    self.model.stop_training = True
+
+        class _Clock(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self.t = time.time()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                if logs is not None:
+                    logs["seconds"] = time.time() - self.t
+
+        callbacks = [
+            _Clock(),
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+            ),
+            keras.callbacks.CSVLogger(str(tmp / "metrics.csv")),
+            _Budget(),
+        ]
+        stdout, sys.stdout = sys.stdout, sys.stderr  # Keras prints progress on stdout
+        try:
+            hist = model.fit(
+                inputs(tr), t_all[tr], validation_data=(inputs(va), t_all[va]),
+                epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True,
+                callbacks=callbacks, verbose=2 if progress else 0,
+            )  # fmt: skip
+        finally:
+            sys.stdout = stdout
+        train_seconds = time.time() - t0
+        val_losses = [float(v) for v in hist.history["val_loss"]]
+        best_epoch = int(np.argmin(val_losses)) + 1
+        evaluation: dict[str, Any] = {}
+        for key, idx in (("val", va), ("test", te)):
+            p = _predict(model, d.x[idx], d.z[idx])
+            ln_ratio = p[:, 0] - data_mod.target(d.m500c[idx])
+            ev: dict[str, Any] = {
+                "cnn": residual_stats(ln_ratio, p[:, 1]),
+                "cnn_bins": binned_stats(ln_ratio, d.m500c[idx], d.z[idx], p[:, 1]),
+            }
+            if cfg.baseline and d.y_raw is not None:
+                m_b, s_b = _baseline(d, idx)
+                lb = np.log(m_b / d.m500c[idx])
+                ev["ysz"] = residual_stats(lb, s_b / m_b)
+                ev["ysz_bins"] = binned_stats(lb, d.m500c[idx], d.z[idx], s_b / m_b)
+                both = np.isfinite(lb)
+                ev["same_clusters"] = {
+                    "n": int(both.sum()),
+                    "cnn_std": float(np.std(ln_ratio[both], ddof=1)),
+                    "ysz_std": float(np.std(lb[both], ddof=1)),
+                }
+            if "dln_y" in d.labels:
+                # the floor the simulator's Y–M scatter sets for a y-only estimate
+                ev["ym_scatter_floor"] = 0.2 / 1.78
+            evaluation[key] = ev
+        net_cfg = {
+            "config_version": CONFIG_VERSION,
+            "name": name,
+            "channels": list(cfg.channels),
+            "npix": int(d.x.shape[1]),
+            "rebin": cfg.rebin,
+            "pixel_arcmin": d.pixel_arcmin,
+            "cutout_arcmin": d.pixel_arcmin * d.x.shape[1],
+            "normalisation": {
+                "y_scale": data_mod.Y_SCALE,
+                "t_ref_s": data_mod.T_REF,
+                "mstar_scale": data_mod.MSTAR_SCALE,
+                "m_pivot": data_mod.M_PIVOT,
+            },
+            "z_range": [float(d.z.min()), float(d.z.max())],
+            "m500c_range": [float(d.m500c.min()), float(d.m500c.max())],
+            "ymap_preset": d.ymap_preset,
+            "xray_preset": str(d.manifest.get("config", {}).get("xray_preset", "")),
+        }
+        model.save_weights(str(tmp / f"{name}.weights.h5"))
+        (tmp / f"{name}.json").write_text(json.dumps(net_cfg, indent=1) + "\n")
+        summary = {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+            "network": net_cfg,
+            "data": {
+                "directory": str(cfg.data),
+                "seed": d.manifest.get("seed"),
+                "count": n,
+                "sim_config": d.manifest.get("config", {}),
+                "split": {k: int(len(v)) for k, v in split.items()},
+            },
+            "epochs_run": len(val_losses),
+            "best_epoch": best_epoch,
+            "best_val_loss": float(min(val_losses)),
+            "history": {k: [float(x) for x in v] for k, v in hist.history.items()},
+            "train_seconds": train_seconds,
+            "evaluation": evaluation,
+            "versions": _versions(),
+        }
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+        from clusterfw.plugins.estimators.vgg_mass.card import model_card
+
+        (tmp / "MODEL.md").write_text(model_card(summary, cfg.extra.get("command", "")))
+    return summary
+
+
+def _baseline(d: Any, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from clusterfw.plugins.estimators.vgg_mass.baseline import ysz_masses
+    from clusterfw.sim import ymap
+
+    preset = ymap.get_preset(d.ymap_preset)
+    noise = preset.noise_y_arcmin / d.raw_pixel_arcmin
+    m, s, _ = ysz_masses(d.y_raw[idx], d.z[idx], d.raw_pixel_arcmin, preset.beam_fwhm_arcmin, noise)
+    return m, s
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("clusterfw", "tensorflow-cpu", "keras", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
