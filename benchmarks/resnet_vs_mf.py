@@ -14,7 +14,11 @@ four methods at the *cutout level*, as DeepSZ §2.3 and Table 1:
   it; a cell's score is the highest score assigned to it;
 - methods: MF (its SNR), ResNet (calibrated probability), AND (MF ≥ a and ResNet ≥ b for the
   same candidate, (a, b) grid-searched), rankprod (product of the reference rank percentiles of
-  :func:`clusterfw.core.evaluation.calibrate` fitted on the validation catalogues).
+  :func:`clusterfw.core.evaluation.calibrate` fitted on the validation catalogues), stack (the
+  ``stack`` combiner's logistic model, fitted by the same ``calibrate`` on the validation
+  catalogues, :mod:`clusterfw.plugins.combiners.stack`), and as a diagnostic "stacked-LR", the
+  same logistic fit (:func:`~clusterfw.plugins.combiners.stack.fit_logistic`) on cell-level
+  features (MF SNR, ResNet logit, their product).
 
 Every threshold is the F1-best one on the pooled validation cells, then applied to the test
 cells. Usage::
@@ -166,6 +170,7 @@ def main() -> None:
     from clusterfw.core.evaluation import calibrate
     from clusterfw.core.evaluation.calibration import percentiles_for
     from clusterfw.plugins.combiners.rankprod import RankProductCombiner, rank_product
+    from clusterfw.plugins.combiners.stack import StackEntry, fit_logistic, stack_features
     from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
     from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
@@ -201,6 +206,9 @@ def main() -> None:
         from clusterfw.core.evaluation.io import write_json_atomic
 
         write_json_atomic(cal.to_dict(), args.calibration)
+    stack_entry = StackEntry.from_section(
+        cal.combiner_entry("stack", ["mf", "resnet"]) or {}, "validation calibration", "mf+resnet"
+    )
 
     def method_scores(split):
         ps = patches[split]
@@ -208,15 +216,17 @@ def main() -> None:
             "MF": cell_scores(ps, "cell_mf", [p.cand["mf_score"] for p in ps]),
             "ResNet": cell_scores(ps, "cell_resnet", [p.cand["resnet_score"] for p in ps]),
         }
-        rp = []
+        rp, st = [], []
         for p in ps:
+            raw = {"mf": p.cand["mf_score"], "resnet": p.cand["resnet_score"]}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pct, _ = percentiles_for(
-                    {"mf": p.cand["mf_score"], "resnet": p.cand["resnet_score"]}, cal
-                )
+                pct, _ = percentiles_for(raw, cal)
             rp.append(rank_product(pct))
+            x = stack_features(pct, raw, stack_entry.finders, stack_entry.clip)
+            st.append(stack_entry.model.predict(x))
         out["rankprod"] = cell_scores(ps, "cell_merged", rp)
+        out["stack"] = cell_scores(ps, "cell_merged", st)
         return out
 
     val, test = method_scores("val"), method_scores("test")
@@ -245,11 +255,9 @@ def main() -> None:
         return mf_rank * pct(grid["val"][0], grid[split][0]), grid[split][1]
 
     # upper-bound diagnostic: logistic regression on (MF SNR, ResNet logit, product) of the
-    # cells, fitted once on validation: roughly the best any monotone combiner of the two
-    # scores can do
-    from sklearn.linear_model import LogisticRegression
-
-    def stack_features(split):
+    # cells, fitted once on validation (the stack combiner's fit: regularisation by
+    # cross-validation): roughly the best any monotone combiner of the two scores can do
+    def cell_features(split):
         mf, lab = cell_max(split, "mf_score")
         rn, _ = cell_max(split, "resnet_score")
         mf = np.where(np.isfinite(mf), mf, 0.0)
@@ -257,12 +265,12 @@ def main() -> None:
         lg = np.log(rn / (1 - rn))
         return np.c_[mf, lg, mf * lg], lab
 
-    features = {"val": stack_features("val"), "test": stack_features("test")}
-    stack = LogisticRegression(max_iter=2000).fit(*features["val"])
+    features = {"val": cell_features("val"), "test": cell_features("test")}
+    upper, _ = fit_logistic(*features["val"], ["mf_snr", "resnet_logit", "product"])
 
     def stacked(split):
         x, y = features[split]
-        return stack.predict_proba(x)[:, 1], y
+        return upper.predict(x), y
 
     val["ResNet-grid"], test["ResNet-grid"] = grid_cells("val"), grid_cells("test")
     val["ResNet+forced"], test["ResNet+forced"] = (
@@ -273,7 +281,7 @@ def main() -> None:
     val["stacked-LR"], test["stacked-LR"] = stacked("val"), stacked("test")
     results: dict[str, dict] = {}
     single = ("MF", "ResNet", "ResNet-grid")
-    combined = ("rankprod", "rankprod-grid", "ResNet+forced", "stacked-LR")
+    combined = ("rankprod", "stack", "rankprod-grid", "ResNet+forced", "stacked-LR")
     for name in single + combined:
         t = best_threshold(*val[name])
         results[name] = {
@@ -319,7 +327,7 @@ def main() -> None:
     top_mass = np.concatenate([p.top_mass for p in patches["test"]])
     top_z = np.concatenate([p.top_z for p in patches["test"]])
     fp_kinds = {}
-    for name in single + ("rankprod", "ResNet+forced"):
+    for name in single + ("rankprod", "stack", "ResNet+forced"):
         s_t, lab = test[name]
         fp = (s_t >= results[name]["threshold"]) & ~lab.astype(bool)
         fp_kinds[name] = {
@@ -338,6 +346,12 @@ def main() -> None:
         "resnet_grid_minus_mf": f1["ResNet-grid"] - f1["MF"],
         "gain_over_best_single": {k: f1[k] - better for k in ("AND",) + combined},
         "false_positive_kinds": fp_kinds,
+        "stack_model": {
+            "model": stack_entry.kind,
+            "weights": stack_entry.model.weights(),
+            "intercept": stack_entry.model.intercept,
+            "threshold": stack_entry.threshold,
+        },
         "seconds": time.perf_counter() - t0,
     }
     print()
@@ -357,6 +371,9 @@ def main() -> None:
     )
     for name, k in fp_kinds.items():
         print(f"  {name:14s} {k['near_mass_cut']:5d} {k['below_z_cut']:5d} {k['other']:5d}")
+    sm = summary["stack_model"]
+    weights = ", ".join(f"{k} {v:+.3f}" for k, v in sm["weights"].items())
+    print(f"\nstack model ({sm['model']}): intercept {sm['intercept']:+.3f}, {weights}")
     gains = ", ".join(f"{k} {v:+.3f}" for k, v in summary["gain_over_best_single"].items())
     print(
         f"\nResNet − MF F1: {summary['resnet_minus_mf']:+.3f} (catalogue), "
