@@ -1,0 +1,105 @@
+"""``clusterfw train vgg_mass``: a two-epoch run on a few cutouts, its files, its errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from clusterfw.core.cli import cli as core_cli
+from clusterfw.plugins.estimators.vgg_mass.data import (
+    load_mass_data,
+    normalise_xray,
+    normalise_y,
+    parse_channels,
+    split_indices,
+)
+from clusterfw.plugins.estimators.vgg_mass.plugin import train_vgg_mass
+
+
+def _group() -> click.Group:
+    grp = type(core_cli)("train")  # the project's group class: one-line errors, exit 2
+    grp.add_command(train_vgg_mass)
+    return grp
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    pytest.importorskip("scipy")
+    from clusterfw.sim.shards.common import write_dataset
+    from clusterfw.sim.shards.mass import KIND, MassCutoutConfig, mass_samples
+
+    cfg = MassCutoutConfig(size_arcmin=12.0, npix=24)
+    out = tmp_path_factory.mktemp("shards") / "mass"
+    write_dataset(out, KIND, 3, cfg.model_dump(), 40, 16, mass_samples(cfg, 3, 40), progress=False)
+    return out
+
+
+def test_channels_normalisation_and_split(shards):
+    assert parse_channels("y, xray") == ("y", "xray")
+    d = load_mass_data(shards, ("y", "xray", "optical"), rebin=2, keep_y=True)
+    assert d.x.shape == (40, 12, 12, 3) and d.y_raw.shape == (40, 24, 24)
+    assert d.pixel_arcmin == pytest.approx(1.0) and d.raw_pixel_arcmin == pytest.approx(0.5)
+    # y: block mean / 1e-4; X-ray: asinh of counts per 2 ks (exposure 2 ks: asinh of the counts)
+    assert d.x[0, 0, 0, 0] == pytest.approx(d.y_raw[0, :2, :2].mean() / 1e-4, rel=1e-5)
+    c = np.array([[0.0, 3.0], [1.0, 0.0]])
+    t = np.full((2, 2), 4000.0)
+    assert normalise_xray(c, t, 2)[0, 0] == pytest.approx(np.arcsinh(4 * 2000 / 4000))
+    assert normalise_y(np.full((4, 4), 2e-4), 2).tolist() == [[2.0, 2.0], [2.0, 2.0]]
+    s = split_indices(40, 1)
+    assert [len(s[k]) for k in ("train", "val", "test")] == [28, 6, 6]
+    assert sorted(np.concatenate(list(s.values())).tolist()) == list(range(40))
+    ra = np.repeat([10.0, 100.0, 200.0, 300.0], 10)  # four far-apart sky regions
+    p = split_indices(40, 1, (0.5, 0.25, 0.25), ra=ra, dec=np.zeros(40))
+    for k in ("train", "val", "test"):  # no region straddles two splits
+        for other in {"train", "val", "test"} - {k}:
+            assert not set(ra[p[k]]) & set(ra[p[other]])
+
+
+def test_two_epoch_run_writes_weights_card_and_metrics(shards, tmp_path):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "run"
+    args = ["vgg_mass", "--data", str(shards), "--out", str(out), "--epochs", "2", "--smoke"]
+    res = CliRunner().invoke(_group(), [*args, "--threads", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MODEL.md", "metrics.csv", "metrics.json", "vgg_mass_y.json", "vgg_mass_y.weights.h5",
+    ]  # fmt: skip
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and all(float(r["seconds"]) > 0 for r in rows)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["data"]["split"] == {"train": 28, "val": 6, "test": 6}
+    val = m["evaluation"]["val"]
+    assert val["cnn"]["n"] == 6 and 0 <= val["cnn"]["coverage68"] <= 1
+    assert val["ysz"]["n"] + val["ysz"]["n_failed"] == 6
+    card = (out / "MODEL.md").read_text()
+    assert "**SMOKE RUN**" in card and "not* the estimator's final weights" in card
+    assert "validation | 6 |" in card
+    # the estimator reads what training wrote
+    from clusterfw.plugins.estimators.vgg_mass.plugin import VggMassEstimator
+
+    model, cfg = VggMassEstimator({"weights": str(out)}).network(("y",))
+    assert cfg["npix"] == 24 and cfg["pixel_arcmin"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--channels", "y,foo"], "--channels: expected one of y, y,xray, y,xray,optical"),
+        (["--data", "{tmp}/nowhere"], "{tmp}/nowhere/manifest.json: no such file"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2_nothing_written(shards, tmp_path, args, message):
+    out = tmp_path / "o"
+    base = ["vgg_mass", "--data", str(shards), "--out", str(out)]
+    full = base + [a.replace("{tmp}", str(tmp_path)) for a in args]
+    res = CliRunner().invoke(_group(), full)
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("clusterfw: error: " + message.replace("{tmp}", str(tmp_path)))
+    assert not out.exists()
