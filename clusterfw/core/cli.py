@@ -272,6 +272,14 @@ def _split_values(values: tuple[str, ...]) -> list[str]:
 @click.option("--bunit", multiple=True, help="Map units: uK_CMB, K_CMB, Jy/sr (per file, or one).")
 @click.option("--noise", multiple=True, help="White-noise depths in uK-arcmin (per file, or one).")
 @click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="[GLOB:]KEY=VALUE",
+    help="Header keyword of the optical, X-ray and y-map inputs (all, or those matching GLOB); "
+    "KIND, LAYER, BANDNAME and HDU too (repeatable).",
+)
+@click.option(
     "--tile-size",
     type=FiniteFloat(min=0.0, min_open=True),
     default=240.0,
@@ -298,6 +306,7 @@ def run(
     beam: tuple[str, ...],
     bunit: tuple[str, ...],
     noise: tuple[str, ...],
+    headers: tuple[str, ...],
     tile_size: float,
     workers: int,
     quiet: bool,
@@ -320,11 +329,23 @@ def run(
         out=out,
         calibration=calibration,
         overrides=overrides,
+        header_overrides=_parse_headers(headers),
         tile_size_arcmin=tile_size,
         workers=workers,
         quiet=quiet,
     )
     execute_run(request, cli_registry())
+
+
+def _parse_headers(values: tuple[str, ...]) -> dict[str, str]:
+    """``--header [GLOB:]KEY=VALUE`` pairs as the overrides of ``sort_into_layers``."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.rpartition(":")[2].strip():
+            raise ClusterfwError(f"--header: {item!r} must look like [GLOB:]KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
 
 
 @cli.command()
@@ -442,13 +463,14 @@ def export(catalogue: Path, output: Path) -> None:
 
 
 def _add_optional_commands(group: click.Group) -> None:
-    """Core commands living in other modules, then plugin-provided commands."""
+    """Core commands living in other modules, then plugin-provided commands.
+
+    ``simulate`` comes from the simulator's plugin (``clusterfw.sim.demo``), through the
+    ``clusterfw_register_commands`` hook: the core does not import the simulator.
+    """
     import importlib
 
-    for module, names in (
-        ("clusterfw.sim.cli", ("simulate",)),
-        ("clusterfw.core.evaluation.cli", ("evaluate", "calibrate")),
-    ):
+    for module, names in (("clusterfw.core.evaluation.cli", ("evaluate", "calibrate")),):
         try:
             mod = importlib.import_module(module)
         except ImportError:

@@ -603,3 +603,211 @@ def write_healpix_sky_fits(
         )
         paths.append(path)
     return paths
+
+
+# --------------------------------------------------------------------------- lazy mm layers
+#: Pixels per block when a map's content is checked without holding it in memory.
+SCAN_BLOCK_PIXELS = 1 << 20
+
+
+class _ValueScan:
+    """Running "any finite, lowest, highest" over blocks of a map (:func:`_check_values`)."""
+
+    def __init__(self) -> None:
+        self.any_finite = False
+        self.low: Any = None
+        self.high: Any = None
+
+    def add(self, values: np.ndarray) -> None:
+        finite = np.isfinite(values)
+        if not finite.any():
+            return
+        low = np.min(values, where=finite, initial=np.inf)
+        high = np.max(values, where=finite, initial=-np.inf)
+        self.low = low if self.low is None or low < self.low else self.low
+        self.high = high if self.high is None or high > self.high else self.high
+        self.any_finite = True
+
+    def check(self, path: Path) -> None:
+        """The same refusals as :func:`_check_values`, with the same messages."""
+        if not self.any_finite:
+            raise InputError(str(path), "no finite pixel values (all blank, NaN or infinite)")
+        if self.low == self.high:
+            raise InputError(
+                str(path), f"constant map (every finite pixel is {self.low:g}): no signal"
+            )
+
+
+def _scan_flat_values(path: Path, hdu_index: int, factor: float) -> None:
+    """Check a flat map's pixels block by block (memory-mapped; nothing held)."""
+    scan = _ValueScan()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=True) as hdul:
+            data = np.squeeze(hdul[hdu_index].data)
+            rows = max(1, SCAN_BLOCK_PIXELS // max(1, data.shape[1]))
+            for r0 in range(0, data.shape[0], rows):
+                scan.add(np.asarray(data[r0 : r0 + rows], dtype=np.float32) * np.float32(factor))
+    scan.check(path)
+
+
+def _scan_healpix_values(path: Path, hdu_index: int, factor: float) -> None:
+    """Check a HEALPix map's pixels block by block, as :func:`read_healpix_fits` reads them."""
+    import healpy as hp
+
+    scan = _ValueScan()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=True) as hdul:
+            column = hdul[hdu_index].data.field(0).reshape(-1)
+            for start in range(0, column.size, SCAN_BLOCK_PIXELS):
+                raw = np.asarray(column[start : start + SCAN_BLOCK_PIXELS], dtype=np.float64)
+                scan.add((np.where(raw == hp.UNSEEN, np.nan, raw) * factor).astype(np.float32))
+    scan.check(path)
+
+
+def scan_flat_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None = None) -> Any:
+    """Check flat mm maps exactly as :func:`read_flat_fits` does, without holding their pixels.
+
+    Every structural check (file, HDU, WCS, band keywords, beam, geometry, band names) runs in
+    the same order and with the same messages; the content checks (no finite pixel, constant
+    map) run block by block on memory-mapped data, so memory does not follow the map size.
+
+    Returns
+    -------
+    clusterfw.core.layers.model.Layer
+        The lazy ``mm`` layer: a :class:`~clusterfw.core.layers.pixelisation.FlatImage`, one
+        file per band, each with its unit factor; and the tuple of :class:`InputFile`.
+    """
+    from clusterfw.core.layers.footprint import Footprint
+    from clusterfw.core.layers.model import Layer, LayerBand, MmBand
+    from clusterfw.core.layers.pixelisation import (
+        FlatImage,
+        ImageFile,
+        image_center_radius,
+        wcs_to_header,
+    )
+
+    overrides = overrides or {}
+    paths = [Path(p) for p in paths]
+    check_distinct(paths)
+    held: HeldWarnings = []
+    found: list[tuple[Path, int, tuple[int, int], WCS, Band, float]] = []
+    bands: list[Band] = []
+    for i, path in enumerate(paths):
+        check_readable_fits(path)
+        size = path.stat().st_size
+        with reading(path, held):
+            try:
+                hdul = fits.open(path, memmap=True)
+            except (OSError, ValueError, TypeError) as exc:
+                raise InputError(str(path), f"unreadable FITS ({exc})") from None
+            with hdul:
+                try:
+                    hdu_index, hdu = _image_hdu(path, hdul)
+                except (OSError, ValueError, TypeError) as exc:
+                    raise InputError(str(path), f"unreadable FITS ({exc})") from None
+                _check_complete(path, hdul, hdu_index, size)
+                try:
+                    data = np.squeeze(hdu.data)
+                except (OSError, ValueError, TypeError) as exc:
+                    raise InputError(str(path), f"unreadable image data ({exc})") from None
+                if data.ndim != 2:
+                    raise InputError(str(path), f"expected a 2-D image, got shape {hdu.data.shape}")
+                shape = (int(data.shape[0]), int(data.shape[1]))
+                wcs = celestial_wcs(path, hdu.header, shape)
+                band, factor = band_from_header(path, hdu.header, overrides, i, len(paths))
+                del data
+        check_beam_fits(path, band, wcs, shape)
+        if found:
+            ref = found[0]
+            if shape != ref[2]:
+                raise InputError(str(path), f"shape {shape} differs from {paths[0]} {ref[2]}")
+            if not _same_geometry(ref[3], wcs):
+                raise InputError(str(path), f"WCS differs from {paths[0]}")
+        _check_band_name(path, band, bands, paths)
+        bands.append(band)
+        found.append((path, hdu_index, shape, wcs, band, factor))
+    for path, hdu_index, _, _, _, factor in found:
+        _scan_flat_values(path, hdu_index, factor)
+    reissue(held)
+    ref_wcs, ref_shape = found[0][3], found[0][2]
+    header = wcs_to_header(ref_wcs)
+    layer_bands = []
+    inputs = []
+    for path, hdu_index, shape, wcs, band, factor in found:
+        center, radius = image_center_radius(wcs, shape)
+        entry = ImageFile(
+            path=str(path),
+            hdu=hdu_index,
+            shape=shape,
+            wcs_header=header,
+            scale=float(factor),
+            compression="none",
+            center=center,
+            radius_deg=radius,
+        )
+        facts = MmBand(band.name, band.freq_ghz, band.beam_fwhm_arcmin, band.noise_uk_arcmin)
+        layer_bands.append(LayerBand(facts, (entry,)))
+        inputs.append(InputFile(str(path), sha256_of(path), band.name))
+    footprint = Footprint.from_image(ref_wcs, ref_shape)
+    layer = Layer("mm", "mm", tuple(layer_bands), FlatImage(header, ref_shape), footprint)
+    return layer, tuple(inputs)
+
+
+def scan_healpix_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None = None) -> Any:
+    """Check HEALPix mm maps as :func:`read_healpix_fits` does, without holding their pixels.
+
+    Returns
+    -------
+    tuple
+        The lazy ``mm`` :class:`~clusterfw.core.layers.model.Layer` (a
+        :class:`~clusterfw.core.layers.pixelisation.HealpixMap`) and the :class:`InputFile`
+        tuple.
+    """
+    from clusterfw.core.layers.footprint import FOOTPRINT_ORDER, Footprint
+    from clusterfw.core.layers.model import Layer, LayerBand, MmBand
+    from clusterfw.core.layers.pixelisation import HealpixFile, HealpixMap
+    from clusterfw.core.layers.reading import healpix_coverage
+
+    overrides = overrides or {}
+    paths = [Path(p) for p in paths]
+    check_distinct(paths)
+    held: HeldWarnings = []
+    found: list[tuple[Path, int, int, bool, Band, float]] = []
+    bands: list[Band] = []
+    for i, path in enumerate(paths):
+        check_readable_fits(path)
+        nside = check_healpix_layout(path, held)
+        if found and found[0][2] != nside:
+            raise InputError(
+                str(path), f"Nside {nside} differs from {paths[0]} (Nside {found[0][2]})"
+            )
+        with reading(path, held):
+            try:
+                with fits.open(path, memmap=True) as hdul:
+                    index = _healpix_hdu_index(hdul)
+                    assert index is not None
+                    header = fits.Header(hdul[index].header)
+            except (OSError, ValueError, TypeError) as exc:
+                raise InputError(str(path), f"unreadable HEALPix map ({exc})") from None
+            band, factor = band_from_header(path, header, overrides, i, len(paths))
+        nest = str(header.get("ORDERING", "RING")).strip().upper() == "NESTED"
+        _check_band_name(path, band, bands, paths)
+        bands.append(band)
+        found.append((path, index, nside, nest, band, factor))
+    for path, index, _, _, _, factor in found:
+        _scan_healpix_values(path, index, factor)
+    reissue(held)
+    layer_bands, inputs, prints = [], [], []
+    for path, index, nside, nest, band, factor in found:
+        entry = HealpixFile(str(path), index, nside, nest, float(factor), None)
+        facts = MmBand(band.name, band.freq_ghz, band.beam_fwhm_arcmin, band.noise_uk_arcmin)
+        layer_bands.append(LayerBand(facts, (entry,)))
+        inputs.append(InputFile(str(path), sha256_of(path), band.name))
+        order = min(FOOTPRINT_ORDER, nside.bit_length() - 1)
+        prints.append(Footprint(order, healpix_coverage(entry, FOOTPRINT_ORDER)))
+    layer = Layer(
+        "mm", "mm", tuple(layer_bands), HealpixMap(found[0][2]), Footprint.union_all(prints)
+    )
+    return layer, tuple(inputs)

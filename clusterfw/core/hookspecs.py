@@ -22,6 +22,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from clusterfw.core.layers.readers import LayerReader
     from clusterfw.core.plugin_api import Combiner, Estimator, Finder, Reader
 
 PROJECT_NAME = "clusterfw"
@@ -48,6 +49,24 @@ def clusterfw_register_combiners(register: Callable[[type[Combiner]], None]) -> 
 @hookspec
 def clusterfw_register_readers(register: Callable[[type[Reader]], None]) -> None:
     """Register :class:`~clusterfw.core.plugin_api.Reader` subclasses (input formats)."""
+
+
+@hookspec
+def clusterfw_register_layer_readers(register: Callable[[type[LayerReader]], None]) -> None:
+    """Register :class:`~clusterfw.core.layers.readers.LayerReader` subclasses.
+
+    Each sets ``kind`` and an explicit integer ``priority`` (higher is asked first; the
+    built-ins use 10-40): ``clusterfw run`` sorts its input files into layers with them.
+    """
+
+
+@hookspec(firstresult=True)
+def clusterfw_demo_inputs() -> list[str] | None:
+    """Paths of the demo sky's files, used by ``clusterfw run`` without inputs.
+
+    Implemented by the simulator (:mod:`clusterfw.sim.demo`), so the core does not import it.
+    The first implementation returning a list wins.
+    """
 
 
 @hookspec

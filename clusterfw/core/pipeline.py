@@ -22,13 +22,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from clusterfw.core.errors import ForcedScoringUnsupported, PluginError, SchemaError
 from clusterfw.core.executors import InProcessExecutor, TileExecutor
+from clusterfw.core.layers.model import Layer, LayerBand, LayerSky, MmBand
+from clusterfw.core.layers.requirements import (
+    LayerRequirement,
+    check_requirements,
+    matching_layers,
+)
 from clusterfw.core.plugin_api import Combiner, Estimator, Finder
 from clusterfw.core.schema import (
     concat_candidates,
@@ -37,7 +43,13 @@ from clusterfw.core.schema import (
     required_columns,
     validate_candidates,
 )
-from clusterfw.core.sky import HealpixSky, Sky, Tile
+from clusterfw.core.sky import Band, HealpixCore, HealpixSky, PixelBoxCore, Sky, Tile
+
+AnySky = Sky | HealpixSky | LayerSky
+
+if TYPE_CHECKING:
+    from clusterfw.core.layers.cutout import LayerCutout
+    from clusterfw.core.layers.jobs import TileJob
 
 
 @dataclass
@@ -50,9 +62,46 @@ class TileResult:
     forced: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
+def covered(tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Whether every layer of ``tile`` has data (a finite pixel in every band) at each position.
+
+    The nearest pixel of each layer is looked at; a position outside a layer's cutout is not
+    covered.
+    """
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    ok = np.ones(ra.shape, dtype=bool)
+    cutouts = list(tile.layers.values()) or [tile.layer("mm")]
+    for cutout in cutouts:
+        if ra.size == 0:
+            break
+        x, y = cutout.wcs.world_to_pixel_values(ra, dec)
+        ix = np.floor(np.asarray(x) + 0.5)
+        iy = np.floor(np.asarray(y) + 0.5)
+        ny, nx = cutout.shape
+        inside = np.isfinite(ix) & np.isfinite(iy) & (ix >= 0) & (iy >= 0) & (ix < nx) & (iy < ny)
+        has = np.zeros(ra.shape, dtype=bool)
+        idx = np.flatnonzero(inside)
+        has[idx] = cutout.valid[iy[idx].astype(int), ix[idx].astype(int)]
+        ok &= has
+    return ok
+
+
 def _forced_scores(finder: Finder, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """``finder``'s scores at the positions; NaN (no data) where its layers do not cover them."""
     if ra.size == 0:
         return np.zeros(0, dtype=np.float64)
+    if tile.layers:
+        where = covered(tile, ra, dec)
+        if not where.all():
+            out = np.full(ra.shape, np.nan)
+            if where.any():
+                out[where] = _forced_scores_all(finder, tile, ra[where], dec[where])
+            return out
+    return _forced_scores_all(finder, tile, ra, dec)
+
+
+def _forced_scores_all(finder: Finder, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     try:
         raw = finder.score_at(tile, ra, dec)
     except ForcedScoringUnsupported:
@@ -107,43 +156,238 @@ def check_finder_output(finder: Finder, table: object) -> pa.Table:
     return table
 
 
-def run_tile(finders: Sequence[Finder], tile: Tile, forced: bool) -> TileResult:
+def run_tile(finders: Sequence[Finder], tile: Tile | Sequence[Tile], forced: bool) -> TileResult:
     """Run every finder on one tile, keep core candidates, and optionally force-score them.
 
     Parameters
     ----------
     finders : sequence of Finder
-    tile : Tile
+    tile : Tile, or sequence of Tile
+        The tile, or one view of it per finder (each holding only that finder's layers).
     forced : bool
-        Also compute each finder's score at the positions found by all finders in this tile.
+        Also compute each finder's score at the positions found by all finders in this tile
+        (NaN where the finder's layers have no data).
     """
+    views = [tile] * len(finders) if isinstance(tile, Tile) else list(tile)
     tables = {}
-    for finder in finders:
-        table = check_finder_output(finder, finder.find(tile))
+    for finder, view in zip(finders, views, strict=True):
+        table = check_finder_output(finder, finder.find(view))
         if table.num_rows:
-            keep = tile.in_core(table.column("ra").to_numpy(), table.column("dec").to_numpy())
+            keep = view.in_core(table.column("ra").to_numpy(), table.column("dec").to_numpy())
             table = table.filter(pa.array(keep))
         tables[finder.name] = table
-    result = TileResult(tile.tile_id, tables)
+    result = TileResult(views[0].tile_id, tables)
     if forced and len(finders) > 1:
         ra = np.concatenate([t.column("ra").to_numpy() for t in tables.values()])
         dec = np.concatenate([t.column("dec").to_numpy() for t in tables.values()])
-        for finder in finders:
-            result.forced[finder.name] = (ra, dec, _forced_scores(finder, tile, ra, dec))
+        for finder, view in zip(finders, views, strict=True):
+            result.forced[finder.name] = (ra, dec, _forced_scores(finder, view, ra, dec))
     return result
+
+
+# --------------------------------------------------------------------------- tile jobs
+def _as_band(facts: Any) -> Any:
+    if isinstance(facts, MmBand):
+        return Band(facts.name, facts.freq_ghz, facts.beam_fwhm_arcmin, facts.noise_uk_arcmin)
+    return facts
+
+
+def _finite(pixels: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(pixels)
+    if finite.all():
+        return pixels
+    return np.where(finite, pixels, np.float32(np.nan)).astype(np.float32, copy=False)
+
+
+def _tile_core(job: TileJob) -> PixelBoxCore | HealpixCore:
+    from clusterfw.core.layers.jobs import BoxCore
+    from clusterfw.core.tiling import portable_wcs
+
+    core = job.core
+    if isinstance(core, BoxCore):
+        return PixelBoxCore(portable_wcs(core.wcs), core.y0, core.y1, core.x0, core.x1)
+    return HealpixCore(core.order, core.ipix)
+
+
+def read_job_layers(job: TileJob, names: Sequence[str]) -> dict[str, LayerCutout]:
+    """Cutouts of the named layers over the job's core plus each layer's margin.
+
+    Non-finite pixels are NaN (masked), as in the whole-map readers.
+    """
+    from dataclasses import replace
+
+    from clusterfw.core.tiling import portable_wcs
+
+    out = {}
+    for name in names:
+        cutout = job.read(name)
+        out[name] = replace(cutout, pixels=_finite(cutout.pixels), wcs=portable_wcs(cutout.wcs))
+    return out
+
+
+def tile_from_cutouts(
+    tile_id: int, core: PixelBoxCore | HealpixCore, cutouts: Mapping[str, LayerCutout]
+) -> Tile:
+    """The :class:`Tile` a finder sees: its primary layer (the first ``mm`` one, else the
+    first) as ``maps``/``wcs``/``bands``, and every cutout in ``layers``."""
+    primary = next((c for c in cutouts.values() if c.kind == "mm"), None)
+    if primary is None:
+        primary = next(iter(cutouts.values()))
+    bands = tuple(_as_band(b) for b in primary.bands)
+    return Tile(tile_id, primary.pixels, primary.wcs, bands, core, dict(cutouts))
+
+
+def run_tile_job(
+    finders: Sequence[Finder],
+    job: TileJob,
+    finder_layers: Sequence[Sequence[str]],
+    forced: bool,
+) -> TileResult:
+    """One tile job: read the layers the finders need (each once), run every finder on a tile
+    holding only its own layers, keep core candidates, optionally force-score them."""
+    needed = list(dict.fromkeys(n for names in finder_layers for n in names))
+    cutouts = read_job_layers(job, needed)
+    core = _tile_core(job)
+    views = [
+        tile_from_cutouts(job.tile_id, core, {n: cutouts[n] for n in names})
+        for names in finder_layers
+    ]
+    return run_tile(finders, views, forced)
+
+
+def plugin_layers(
+    plugin_name: str, requirements: Sequence[LayerRequirement], sky: LayerSky
+) -> tuple[str, ...]:
+    """The layers of ``sky`` a plugin uses: for each requirement, the first matching layer.
+
+    Raises
+    ------
+    PluginError
+        One line naming the plugin and the missing layer or band (before any work).
+    """
+    check_requirements(plugin_name, requirements, sky)
+    names = [matching_layers(req, sky)[0] for req in requirements]
+    return tuple(dict.fromkeys(names))
+
+
+def _in_memory_layer_sky(sky: Sky | HealpixSky) -> LayerSky:
+    """What an in-memory sky offers, as a layer list (for the requirement check only)."""
+    bands = tuple(
+        LayerBand(MmBand(b.name, b.freq_ghz, b.beam_fwhm_arcmin, b.noise_uk_arcmin), ())
+        for b in sky.bands
+    )
+    return LayerSky((Layer("mm", "mm", bands, None),))  # type: ignore[arg-type]
+
+
+def check_plugins(
+    sky: AnySky, finders: Sequence[Finder], estimators: Sequence[Estimator] = ()
+) -> list[tuple[str, ...]]:
+    """Check every finder's and estimator's ``requires`` against ``sky``; each finder's layers.
+
+    Raises
+    ------
+    PluginError
+        ``<plugin>: needs a 'optical' layer; ...`` on one line, before any work.
+    """
+    layered = sky if isinstance(sky, LayerSky) else _in_memory_layer_sky(sky)
+    out = [plugin_layers(f.name, f.requires, layered) for f in finders]
+    for estimator in estimators:
+        plugin_layers(estimator.name, estimator.requires, layered)
+    return out
+
+
+def plan_jobs(
+    sky: LayerSky,
+    finders: Sequence[Finder],
+    finder_layers: Sequence[Sequence[str]],
+    tile_size_arcmin: float,
+) -> list[TileJob]:
+    """Tile jobs over the layers the finders use, each layer with the largest margin asked."""
+    from clusterfw.core.layers.jobs import plan_tile_jobs
+
+    margins: dict[str, float] = {}
+    for finder, names in zip(finders, finder_layers, strict=True):
+        for name in names:
+            margins[name] = max(margins.get(name, 0.0), float(finder.margin_arcmin))
+    return plan_tile_jobs(sky, margins, tile_size_arcmin)
+
+
+class CutoutProvider:
+    """Cutouts of a layered sky around positions: what estimators get instead of a whole sky.
+
+    Parameters
+    ----------
+    sky : LayerSky
+    """
+
+    def __init__(self, sky: LayerSky) -> None:
+        self.sky = sky
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Names of the layers."""
+        return self.sky.names
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input files."""
+        return self.sky.inputs
+
+    def cutout(
+        self,
+        layer: str,
+        ra: float,
+        dec: float,
+        size_arcmin: float,
+        bands: Sequence[str] | None = None,
+    ) -> LayerCutout:
+        """A square cutout of side ``size_arcmin`` around (ra, dec), at the layer's resolution.
+
+        Parameters
+        ----------
+        layer : str
+            A layer name, or a kind (the first layer of that kind).
+        ra, dec : float
+            Centre, degrees.
+        size_arcmin : float
+        bands : sequence of str, optional
+
+        Returns
+        -------
+        LayerCutout
+            Only the pixels of the cutout are read.
+        """
+        from clusterfw.core.layers.cutout import read_cutout
+        from clusterfw.core.layers.footprint import TanRegion
+
+        name = layer if layer in self.sky else None
+        if name is None:
+            kinds = self.sky.of_kind(layer)
+            if not kinds:
+                raise KeyError(f"no layer or layer kind {layer!r} (layers: {self.layers})")
+            name = kinds[0].name
+        region = TanRegion(float(ra), float(dec), float(size_arcmin) / 2.0)
+        return read_cutout(self.sky[name], region, bands)
 
 
 class ForcedScoreLookup:
     """A :data:`~clusterfw.core.plugin_api.ForcedScorer` over the tiles of a run.
 
     Positions reported by any finder were scored in their tile job and are looked up; any
-    other position is scored on demand in the tile whose core contains it.
+    other position is scored on demand in the tile whose core contains it. ``tiles`` are
+    :class:`Tile` objects (in-memory skies) or :class:`~clusterfw.core.layers.jobs.TileJob`
+    descriptions, read again on demand (then ``finder_layers`` gives each finder's layers).
     """
 
     def __init__(
-        self, finders: Sequence[Finder], tiles: Sequence[Tile], results: Iterable[TileResult]
+        self,
+        finders: Sequence[Finder],
+        tiles: Sequence[Tile] | Sequence[TileJob],
+        results: Iterable[TileResult],
+        finder_layers: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self._finders = {f.name: f for f in finders}
+        self._layers = dict(zip([f.name for f in finders], finder_layers or [], strict=False))
         self._tiles = list(tiles)
         self._known: dict[str, dict[tuple[float, float], float]] = {f.name: {} for f in finders}
         for result in results:
@@ -169,9 +413,14 @@ class ForcedScoreLookup:
                 inside = tile.in_core(ra[todo], dec[todo])
                 if inside.any():
                     idx = todo[inside]
-                    out[idx] = _forced_scores(finder, tile, ra[idx], dec[idx])
+                    view = tile if isinstance(tile, Tile) else self._view(finder_name, tile)
+                    out[idx] = _forced_scores(finder, view, ra[idx], dec[idx])
                     todo = todo[~inside]
         return out
+
+    def _view(self, finder_name: str, job: TileJob) -> Tile:
+        names = self._layers[finder_name]
+        return tile_from_cutouts(job.tile_id, _tile_core(job), read_job_layers(job, names))
 
 
 def tiles_for(
@@ -183,7 +432,7 @@ def tiles_for(
 
 
 def run_pipeline(
-    sky: Sky | HealpixSky,
+    sky: AnySky,
     finders: Sequence[Finder],
     combiner: Combiner | None = None,
     estimators: Sequence[Estimator] = (),
@@ -196,9 +445,11 @@ def run_pipeline(
 
     Parameters
     ----------
-    sky : Sky or HealpixSky
+    sky : LayerSky, Sky or HealpixSky
+        A layered sky (files read per tile job, see :mod:`clusterfw.core.layers`) or a sky
+        held in memory (simulations, tests), cut into tiles as before.
     finders : sequence of Finder
-        At least one.
+        At least one; each finder's ``requires`` is checked against ``sky`` before any work.
     combiner : Combiner, optional
         Merges the finders' tables; without one, the tables are concatenated.
     estimators : sequence of Estimator
@@ -223,10 +474,20 @@ def run_pipeline(
     if len(set(names)) != len(names):
         raise PluginError(f"finder listed twice: {names}")
     executor = executor or InProcessExecutor()
-    tiles = tiles_for(sky, finders, tile_size_arcmin)
+    finder_layers = check_plugins(sky, finders, estimators)
     want_forced = combiner is not None and len(finders) > 1
-    jobs = executor.map(run_tile, [finders] * len(tiles), tiles, [want_forced] * len(tiles))
-    results = list(progress(jobs, len(tiles)) if progress else jobs)
+    tiles: Sequence[Tile] | Sequence[TileJob]
+    if isinstance(sky, LayerSky):
+        tiles = plan_jobs(sky, finders, finder_layers, tile_size_arcmin)
+        n = len(tiles)
+        mapped = executor.map(
+            run_tile_job, [finders] * n, tiles, [finder_layers] * n, [want_forced] * n
+        )
+    else:
+        tiles = tiles_for(sky, finders, tile_size_arcmin)
+        n = len(tiles)
+        mapped = executor.map(run_tile, [finders] * n, tiles, [want_forced] * n)
+    results = list(progress(mapped, n) if progress else mapped)
     tables: dict[str, pa.Table] = {}
     for finder in finders:
         parts = [r.tables[finder.name] for r in results]
@@ -234,14 +495,15 @@ def run_pipeline(
             concat_candidates(parts) if parts else empty_candidates(finder.name, finder.score_kind)
         )
     if combiner is not None:
-        forced = ForcedScoreLookup(finders, tiles, results) if want_forced else None
+        forced = ForcedScoreLookup(finders, tiles, results, finder_layers) if want_forced else None
         table = combiner.combine(tables, forced, calibration)
         table = check_combiner_output(combiner, tables, table)
     else:
         table = concat_candidates(list(tables.values()))
         table = _apply_single_calibration(table, finders, calibration)
+    view: Any = CutoutProvider(sky) if isinstance(sky, LayerSky) else sky
     for estimator in estimators:
-        table = check_estimator_output(estimator, table, estimator.estimate(table, sky))
+        table = check_estimator_output(estimator, table, estimator.estimate(table, view))
     plugin_names = (*names, *([combiner.name] if combiner else []), *(e.name for e in estimators))
     validate_candidates(table, prefixes=plugin_names)
     return table

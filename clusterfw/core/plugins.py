@@ -246,6 +246,44 @@ class Registry:
         """Every registered plugin, sorted by kind and name."""
         return [p for kind in PLUGIN_KINDS for _, p in sorted(self._plugins[kind].items())]
 
+    def layer_readers(self) -> list[Any]:
+        """Instances of the registered layer readers, highest ``priority`` first.
+
+        A reader class must set ``kind`` and an integer ``priority`` of its own (not
+        inherited from :class:`~clusterfw.core.layers.readers.LayerReader`); the first
+        registration of a name wins (third-party before the built-ins).
+
+        Raises
+        ------
+        PluginError
+            For a class that is not a ``LayerReader`` or has no explicit priority.
+        """
+        from clusterfw.core.layers.readers import LayerReader
+
+        found: dict[str, Any] = {}
+        for impl in reversed(self.pm.hook.clusterfw_register_layer_readers.get_hookimpls()):
+            staged: list[type] = []
+            impl.function(staged.append)
+            for cls in staged:
+                if not (isinstance(cls, type) and issubclass(cls, LayerReader)):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} registered {cls!r} as a layer reader; "
+                        "it is not a LayerReader subclass"
+                    )
+                explicit = any("priority" in vars(c) for c in cls.__mro__ if c is not LayerReader)
+                if not explicit or not isinstance(cls.priority, int):
+                    raise PluginError(
+                        f"layer reader {cls.__name__} (plugin {impl.plugin_name!r}) sets no "
+                        "integer priority"
+                    )
+                found.setdefault(cls.name, cls())
+        return sorted(found.values(), key=lambda r: -r.priority)
+
+    def demo_inputs(self) -> list[str] | None:
+        """The demo sky's files, from the first plugin implementing ``clusterfw_demo_inputs``."""
+        result = self.pm.hook.clusterfw_demo_inputs()
+        return None if result is None else [str(p) for p in result]
+
     def commands(self, cli: object) -> None:
         """Let plugins add their click commands to ``cli`` (a failing plugin only warns)."""
         distribution_of = getattr(self.pm, "distribution_of", lambda name: "in-process")

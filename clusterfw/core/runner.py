@@ -17,10 +17,11 @@ from clusterfw.core.atomic import check_writable, refuse_overwrite
 from clusterfw.core.catalog_io import catalogue_format, write_catalogue
 from clusterfw.core.errors import ClusterfwError, InputError, PluginError
 from clusterfw.core.executors import get_executor
+from clusterfw.core.layers.model import Layer, LayerSky
 from clusterfw.core.pipeline import run_pipeline
 from clusterfw.core.plugins import Registry
 from clusterfw.core.provenance import plugin_record, provenance_metadata, with_provenance
-from clusterfw.core.sky import HealpixSky, Sky
+from clusterfw.core.sky import HealpixSky, InputFile, Sky
 
 
 @dataclass
@@ -35,6 +36,7 @@ class RunRequest:
     out: Path = Path("catalogue.parquet")
     calibration: Path | None = None
     overrides: dict[str, list[str]] = field(default_factory=dict)
+    header_overrides: dict[str, str] = field(default_factory=dict)
     tile_size_arcmin: float = 240.0
     workers: int = 1
     quiet: bool = False
@@ -64,7 +66,23 @@ def check_request(request: RunRequest) -> None:
 MAX_TILES = 20_000
 
 
-def check_tile_count(sky: Sky | HealpixSky, tile_size_arcmin: float) -> int:
+def _layer_tile_count(sky: LayerSky, tile_size_arcmin: float) -> int:
+    from clusterfw.core.layers.jobs import healpix_core_order
+    from clusterfw.core.layers.pixelisation import FlatImage
+
+    if len(sky) == 1 and isinstance(sky.layers[0].pixelisation, FlatImage):
+        pix = sky.layers[0].pixelisation
+        block = max(int(round(tile_size_arcmin / pix.pixel_arcmin)), 1)
+        ny, nx = pix.shape
+        return math.ceil(ny / block) * math.ceil(nx / block)
+    footprint = sky.union_footprint()
+    order = healpix_core_order(tile_size_arcmin)
+    if order <= footprint.order:
+        return len(footprint.degrade(order))
+    return len(footprint) * 4 ** (order - footprint.order)
+
+
+def check_tile_count(sky: Sky | HealpixSky | LayerSky, tile_size_arcmin: float) -> int:
     """The approximate number of tiles of ``sky``; refuse more than :data:`MAX_TILES`.
 
     Raises
@@ -73,7 +91,9 @@ def check_tile_count(sky: Sky | HealpixSky, tile_size_arcmin: float) -> int:
         Naming ``--tile-size`` when the tiles would be too many (a tile size far below the
         map's extent, e.g. ``--tile-size 1e-6``, would otherwise run for hours).
     """
-    if isinstance(sky, HealpixSky):
+    if isinstance(sky, LayerSky):
+        n = _layer_tile_count(sky, tile_size_arcmin)
+    elif isinstance(sky, HealpixSky):
         import numpy as np
 
         from clusterfw.core.tiling import healpix_core_order
@@ -126,6 +146,133 @@ def read_sky(
     raise InputError(str(inputs[0]), "no installed reader recognises this file")
 
 
+def _kind_of(path: Path, header_overrides: dict[str, str], readers: list[Any]) -> str:
+    """The layer kind the readers give a file from its headers; ``mm`` when they cannot tell.
+
+    A file that is not a regular FITS file, or whose headers cannot be read, is left to the mm
+    readers, whose checks name its problem in one line.
+    """
+    import contextlib
+    import io
+    import os
+    import stat
+    import warnings
+
+    from clusterfw.core.layers.reading import is_gzip
+    from clusterfw.core.layers.sorting import choose_reader, inspect_file
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "mm"
+        with open(path, "rb") as fh:
+            if fh.read(9) != b"SIMPLE  =" and not is_gzip(path):
+                return "mm"
+        sink = io.StringIO()
+        with (
+            warnings.catch_warnings(record=True),  # the mm readers re-issue what matters
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
+            warnings.simplefilter("always")
+            return str(choose_reader(inspect_file(path, header_overrides), readers).kind)
+    except Exception:  # noqa: BLE001 - the mm readers report what is wrong with it
+        return "mm"
+
+
+def _read_mm(
+    registry: Registry, paths: list[Path], overrides: dict[str, list[str]]
+) -> tuple[Layer, tuple[InputFile, ...]] | Sky | HealpixSky:
+    """The mm layer (lazy) through the first reader plugin (by name) recognising the files.
+
+    A reader offering ``read_layer`` gives a lazy layer; any other gives a sky in memory.
+    """
+    for name in registry.names("reader"):
+        reader = registry.get("reader", name)()
+        if reader.can_read(paths):
+            read_layer = getattr(reader, "read_layer", None)
+            if read_layer is not None:
+                result: tuple[Layer, tuple[InputFile, ...]] = read_layer(paths, overrides)
+                return result
+            sky: Sky | HealpixSky = reader.read(paths, overrides)
+            return sky
+    from clusterfw.core.fits_io import is_fits_file
+
+    if not is_fits_file(Path(paths[0])):
+        raise InputError(str(paths[0]), "not a FITS file (and no installed reader recognises it)")
+    raise InputError(str(paths[0]), "no installed reader recognises this file")
+
+
+def read_inputs(
+    registry: Registry,
+    inputs: list[Path],
+    overrides: dict[str, list[str]],
+    header_overrides: dict[str, str] | None = None,
+) -> tuple[LayerSky | Sky | HealpixSky, tuple[InputFile, ...]]:
+    """Sort the input files into survey layers; pixels stay on disk (read per tile job).
+
+    Files the layer readers (``clusterfw_register_layer_readers``, by priority) give the
+    ``mm`` kind, or cannot place, go to the mm reader plugins (``--freq``/``--beam``/
+    ``--bunit``/``--noise``; hardened checks, one line per problem); every other file is
+    sorted by :func:`~clusterfw.core.layers.sorting.sort_into_layers` with the
+    ``--header [GLOB:]KEY=VALUE`` overrides. Every layer must overlap another.
+
+    Returns
+    -------
+    sky : LayerSky, or Sky / HealpixSky from a reader plugin that reads whole maps
+    inputs : tuple of InputFile
+        Every file with its sha256 (for provenance).
+
+    Raises
+    ------
+    InputError
+        One line naming the file and the problem.
+    """
+    from clusterfw.core.fits_io import sha256_of
+    from clusterfw.core.layers.sorting import sort_into_layers
+
+    header_overrides = dict(header_overrides or {})
+    for path in inputs:
+        if not Path(path).exists():
+            raise InputError(str(path), "file not found")
+        if Path(path).is_dir():
+            raise InputError(str(path), "is a directory, not a map file")
+    readers = registry.layer_readers()
+    kinds = [_kind_of(Path(p), header_overrides, readers) for p in inputs]
+    mm_paths = [Path(p) for p, k in zip(inputs, kinds, strict=True) if k == "mm"]
+    others = [Path(p) for p, k in zip(inputs, kinds, strict=True) if k != "mm"]
+    layers: list[Layer] = []
+    files: list[InputFile] = []
+    if mm_paths:
+        got = _read_mm(registry, mm_paths, overrides)
+        if isinstance(got, Sky | HealpixSky):
+            if others:
+                raise InputError(
+                    str(others[0]),
+                    "the mm reader in use holds whole maps and cannot be combined with other "
+                    "layers",
+                )
+            return got, got.inputs
+        layers.append(got[0])
+        files.extend(got[1])
+    elif any(overrides.values()):
+        flag = next(k for k, v in overrides.items() if v)
+        raise InputError(f"--{flag}", "applies to mm maps, and no input is one")
+    if others:
+        sorted_sky = sort_into_layers(
+            others, header_overrides, readers=readers, check_overlap=False
+        )
+        for layer in sorted_sky:
+            if layer.name in {la.name for la in layers}:
+                raise InputError(
+                    layer.paths[0], f"layer name {layer.name!r} is already used by the mm maps"
+                )
+            layers.append(layer)
+        files.extend(InputFile(str(p), sha256_of(p), "") for p in others)
+    sky = LayerSky(tuple(layers), tuple(str(p) for p in inputs))
+    sky.check_overlap()
+    return sky, tuple(files)
+
+
 def load_calibration(path: Path | None, want_default: bool) -> Any | None:
     """The user's calibration file, else the shipped default when a combiner needs one."""
     if path is None and not want_default:
@@ -174,13 +321,22 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
     calibration = load_calibration(request.calibration, want_default=combiner is not None)
 
     if request.inputs:
-        sky = read_sky(registry, request.inputs, request.overrides)
+        sky, inputs = read_inputs(
+            registry, request.inputs, request.overrides, request.header_overrides
+        )
         source = ", ".join(str(p) for p in request.inputs)
     else:
-        from clusterfw.sim import demo_sky
-
-        sky = demo_sky()[0]
+        demo = registry.demo_inputs()
+        if demo is None:
+            raise ClusterfwError(
+                "no input maps given, and no installed plugin provides the demo sky "
+                "(install clusterfw[sim])"
+            )
+        sky, inputs = read_inputs(registry, [Path(p) for p in demo], {}, {})
         source = "built-in demo sky"
+    from clusterfw.core.pipeline import check_plugins
+
+    check_plugins(sky, finders, estimators)
     check_tile_count(sky, request.tile_size_arcmin)
     progress = None if request.quiet else _tqdm_progress(f"{'+'.join(request.finders)} tiles")
     executor = get_executor(request.workers)
@@ -218,9 +374,7 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
             for e in estimators
         ]
     )
-    table = with_provenance(
-        table, provenance_metadata(records, sky.inputs, extra={"source": source})
-    )
+    table = with_provenance(table, provenance_metadata(records, inputs, extra={"source": source}))
     write_catalogue(table, request.out)
     if not request.quiet:
         print_summary(table, request.out, source)

@@ -5,14 +5,16 @@ All map values are in µK_CMB (thermodynamic temperature fluctuation); masked pi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # astropy.wcs is imported lazily: plugin discovery must stay fast
     from astropy.wcs import WCS
+
+    from clusterfw.core.layers.cutout import LayerCutout
 
 
 def _pixel_scale_arcmin(wcs: WCS) -> float:
@@ -98,6 +100,11 @@ class Tile:
     Finders look at all of ``maps`` but keep only candidates for which :meth:`in_core` is true,
     so the candidates of a tiling can be concatenated without de-duplication.
 
+    ``maps``, ``wcs`` and ``bands`` are the tile's primary layer (its ``mm`` layer when the
+    finder uses one, else its first layer); :attr:`layers` holds a
+    :class:`~clusterfw.core.layers.cutout.LayerCutout` of every layer the finder declared in
+    ``requires``, each at its own resolution (:meth:`layer` picks one by name or kind).
+
     Attributes
     ----------
     tile_id : int
@@ -110,6 +117,9 @@ class Tile:
         The bands, in the order of ``maps``.
     core : PixelBoxCore or HealpixCore
         The region of sky this tile owns.
+    layers : mapping of str to LayerCutout
+        Cutouts of the layers this tile carries, by layer name (empty for tiles of an
+        in-memory :class:`Sky`: :meth:`layer` then offers ``maps`` as the ``mm`` layer).
     """
 
     tile_id: int
@@ -117,6 +127,34 @@ class Tile:
     wcs: WCS
     bands: tuple[Band, ...]
     core: PixelBoxCore | HealpixCore
+    layers: Mapping[str, LayerCutout] = field(default_factory=dict)
+
+    def layer(self, name_or_kind: str) -> LayerCutout:
+        """The cutout of the layer called ``name_or_kind``, else the first of that kind.
+
+        Raises
+        ------
+        KeyError
+            Naming the layers the tile has.
+        """
+        if not self.layers and name_or_kind == "mm":
+            return self._maps_cutout()
+        if name_or_kind in self.layers:
+            return self.layers[name_or_kind]
+        for cutout in self.layers.values():
+            if cutout.kind == name_or_kind:
+                return cutout
+        have = ", ".join(f"{k} ({v.kind})" for k, v in self.layers.items()) or "mm"
+        raise KeyError(f"tile {self.tile_id} has no layer {name_or_kind!r} (has {have})")
+
+    def _maps_cutout(self) -> LayerCutout:
+        from clusterfw.core.layers.cutout import LayerCutout
+        from clusterfw.core.layers.model import MmBand
+
+        facts: tuple[Any, ...] = tuple(
+            MmBand(b.name, b.freq_ghz, b.beam_fwhm_arcmin, b.noise_uk_arcmin) for b in self.bands
+        )
+        return LayerCutout("mm", "mm", "uK_CMB", facts, self.maps, self.wcs)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -13,19 +13,34 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+from clusterfw.core.hookspecs import hookimpl
 
-from clusterfw.core.sky import Sky
-from clusterfw.sim.config import PatchConfig
-from clusterfw.sim.truth import SIM_VERSION
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from clusterfw.core.sky import Sky
+    from clusterfw.sim.config import PatchConfig
 
 DEMO_SEED = 2021
 DEMO_VERSION = "1"
-DEMO_CONFIG = PatchConfig(
-    size_deg=2.0, pixel_arcmin=0.25, projection="CAR", ra_deg=60.0, dec_deg=-45.0
-)
 DEMO_PREFIX = "demo"
+
+
+def _demo_config() -> PatchConfig:
+    from clusterfw.sim.config import PatchConfig
+
+    return PatchConfig(
+        size_deg=2.0, pixel_arcmin=0.25, projection="CAR", ra_deg=60.0, dec_deg=-45.0
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # DEMO_CONFIG is built on first use: this module is a plugin loaded at every CLI start
+    if name == "DEMO_CONFIG":
+        return _demo_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cache_dir() -> Path:
@@ -41,7 +56,7 @@ def cache_dir() -> Path:
 def _expected(directory: Path) -> dict[str, object]:
     return {
         "directory": directory,
-        "maps": [directory / f"{DEMO_PREFIX}_{b.name}.fits" for b in DEMO_CONFIG.bands],
+        "maps": [directory / f"{DEMO_PREFIX}_{b.name}.fits" for b in _demo_config().bands],
         "halos": directory / "truth_halos.parquet",
         "sources": directory / "truth_sources.parquet",
         "ymap": directory / "truth_ymap.fits",
@@ -62,6 +77,8 @@ def demo_paths(regenerate: bool = False) -> dict[str, object]:
         ``directory``, ``maps`` (list of FITS paths, one per band), ``halos``, ``sources``
         (truth Parquet) and ``ymap`` (FITS).
     """
+    from clusterfw.sim.truth import SIM_VERSION
+
     root = cache_dir()
     target = root / f"demo-v{SIM_VERSION}.{DEMO_VERSION}"
     paths = _expected(target)
@@ -73,7 +90,7 @@ def demo_paths(regenerate: bool = False) -> dict[str, object]:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
     try:
-        write_patch(simulate_patch(DEMO_CONFIG, DEMO_SEED), tmp, prefix=DEMO_PREFIX)
+        write_patch(simulate_patch(_demo_config(), DEMO_SEED), tmp, prefix=DEMO_PREFIX)
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)
         try:
@@ -103,3 +120,19 @@ def demo_sky(regenerate: bool = False) -> tuple[Sky, pa.Table]:
     paths = demo_paths(regenerate)
     sky = read_flat_fits(paths["maps"])  # type: ignore[arg-type]
     return sky, pq.read_table(paths["halos"])
+
+
+@hookimpl(trylast=True)
+def clusterfw_demo_inputs() -> list[str]:
+    """The demo sky's map files (simulated and cached on first use) for ``clusterfw run``."""
+    return [str(p) for p in demo_paths()["maps"]]  # type: ignore[attr-defined]
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_commands(cli: Any) -> None:
+    """Add the simulator's ``simulate`` command group to ``clusterfw``."""
+    try:
+        from clusterfw.sim.cli import simulate
+    except ImportError:  # the simulator's extras are not installed
+        return
+    cli.add_command(simulate, "simulate")

@@ -18,6 +18,7 @@ import pytest
 from clusterfw.core import hookspecs, plugins
 from clusterfw.core.errors import PluginError
 from clusterfw.core.hookspecs import hookimpl
+from clusterfw.core.layers.readers import MmLayerReader
 from clusterfw.core.plugin_api import Combiner, Estimator, Finder, Reader
 from clusterfw.core.plugins import PluginLoadWarning, Registry, get_plugin_manager
 from clusterfw.core.schema import empty_candidates
@@ -61,6 +62,12 @@ class DummyReader(Reader):
         raise AssertionError("never called")
 
 
+class DummyLayerReader(MmLayerReader):
+    name = "dummylayer"
+    kind = "mm"
+    priority = 99
+
+
 class InProcessPlugin:
     """A test plugin object implementing every hook."""
 
@@ -87,6 +94,14 @@ class InProcessPlugin:
         cli.add_command(types.SimpleNamespace(name="dummy-cmd"))
         self.commands_added.append("dummy-cmd")
 
+    @hookimpl
+    def clusterfw_register_layer_readers(self, register):
+        register(DummyLayerReader)
+
+    @hookimpl
+    def clusterfw_demo_inputs(self):
+        return ["demo_a.fits", "demo_b.fits"]
+
 
 class FakeGroup:
     def __init__(self):
@@ -107,6 +122,9 @@ def test_every_hook_is_registered_and_called():
     group = FakeGroup()
     registry.commands(group)
     assert group.commands == ["dummy-cmd"]
+    readers = registry.layer_readers()
+    assert type(readers[0]) is DummyLayerReader  # priority 99, asked first
+    assert registry.demo_inputs() == ["demo_a.fits", "demo_b.fits"]
     assert registry.info("finder", "dummy").distribution == "in-process"
     pm.unregister(plugin)
     assert "dummy" not in Registry(pm).names("finder")

@@ -46,7 +46,30 @@ class FlatFitsReader(Reader):
 
         return read_flat_fits(paths, overrides)
 
+    def read_layer(self, paths: Sequence[Path], overrides: Mapping[str, Any]) -> Any:
+        """The lazy ``mm`` layer and input records (:func:`~clusterfw.core.fits_io.scan_flat_fits`).
+
+        Every check of :meth:`read` runs, with its messages; pixels stay on disk.
+        """
+        from clusterfw.core.fits_io import scan_flat_fits
+
+        return scan_flat_fits(paths, overrides)
+
 
 @hookimpl(trylast=True)
 def clusterfw_register_readers(register):
     register(FlatFitsReader)
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_layer_readers(register):
+    """The built-in layer readers: xray (40), ymap (30), optical (20), mm (10)."""
+    from clusterfw.core.layers.readers import (
+        MmLayerReader,
+        OpticalLayerReader,
+        XrayLayerReader,
+        YmapLayerReader,
+    )
+
+    for cls in (XrayLayerReader, YmapLayerReader, OpticalLayerReader, MmLayerReader):
+        register(cls)

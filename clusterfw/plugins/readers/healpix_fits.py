@@ -35,6 +35,13 @@ class HealpixFitsReader(Reader):
 
         return read_healpix_fits(paths, overrides)
 
+    def read_layer(self, paths: Sequence[Path], overrides: Mapping[str, Any]) -> Any:
+        """The lazy ``mm`` layer and input records; see
+        :func:`clusterfw.core.fits_io.scan_healpix_fits`."""
+        from clusterfw.core.fits_io import scan_healpix_fits
+
+        return scan_healpix_fits(paths, overrides)
+
 
 @hookimpl(trylast=True)
 def clusterfw_register_readers(register):
