@@ -216,11 +216,20 @@ def read_job_layers(job: TileJob, names: Sequence[str]) -> dict[str, LayerCutout
     """
     from dataclasses import replace
 
+    from clusterfw.core.layers.cutout import read_cutout
+    from clusterfw.core.layers.footprint import TanRegion
+    from clusterfw.core.layers.pixelisation import HealpixMap
     from clusterfw.core.tiling import portable_wcs
 
     out = {}
     for name in names:
-        cutout = job.read(name)
+        layer, region = job.layer(name), job.region(name)
+        grid = None
+        if isinstance(layer.pixelisation, HealpixMap) and isinstance(region, TanRegion):
+            # sample the map at the pixel centres of the WCS the finder sees (pickle-stable)
+            wcs, ny, nx = region.grid(layer.pixelisation.cutout_pixel_arcmin)
+            grid = (portable_wcs(wcs), ny, nx)
+        cutout = read_cutout(layer, region, None, grid)
         out[name] = replace(cutout, pixels=_finite(cutout.pixels), wcs=portable_wcs(cutout.wcs))
     return out
 

@@ -471,3 +471,29 @@ def test_demo_sky_comes_through_the_hook():
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_healpix_run_from_files_equals_the_in_memory_sky(cli, tmp_path):
+    """A HEALPix map read per tile job gives the catalogue of the whole map held in memory."""
+    import healpy as hp
+
+    from clusterfw.core.fits_io import read_healpix_fits, write_healpix_sky_fits
+    from clusterfw.core.pipeline import run_pipeline
+    from clusterfw.core.sky import Band, HealpixSky
+    from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
+
+    nside = 512
+    rng = np.random.default_rng(3)
+    disc = hp.query_disc(nside, hp.ang2vec(60.0, -40.0, lonlat=True), np.radians(4.0))
+    maps = np.full((2, hp.nside2npix(nside)), hp.UNSEEN)
+    maps[:, disc] = rng.normal(0, 30.0, (2, disc.size))
+    bands = (Band("f095", 95.0, 2.2, 30.0), Band("f150", 150.0, 1.4, 30.0))
+    paths = write_healpix_sky_fits(HealpixSky(maps, bands), tmp_path, prefix="hp")
+    old = run_pipeline(read_healpix_fits(paths), [MatchedFilterFinder({"snr_min": 3.5})])
+    out = tmp_path / "new.parquet"
+    rc, _, err = cli("run", *paths, "-f", "mf", "-o", "mf.snr_min=3.5", "-q", "--out", out)
+    assert rc == 0, err
+    new = pq.read_table(out)
+    assert old.num_rows > 20
+    for name in ("ra", "dec", "score", "tile_id", "candidate_id", "y_c", "mf_snr_rms"):
+        assert new.column(name).to_pylist() == old.column(name).to_pylist(), name
