@@ -67,7 +67,8 @@ def test_two_epoch_run_writes_weights_card_and_metrics(shards, tmp_path):
     res = CliRunner().invoke(_group(), [*args, "--threads", "1", "--quiet"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "MODEL.md", "metrics.csv", "metrics.json", "vgg_mass_y.json", "vgg_mass_y.weights.h5",
+        "MODEL.md", "metrics.csv", "metrics.json", "predictions.csv", "vgg_mass_y.json",
+        "vgg_mass_y.weights.h5",
     ]  # fmt: skip
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"] and all(float(r["seconds"]) > 0 for r in rows)
@@ -76,6 +77,9 @@ def test_two_epoch_run_writes_weights_card_and_metrics(shards, tmp_path):
     val = m["evaluation"]["val"]
     assert val["cnn"]["n"] == 6 and 0 <= val["cnn"]["coverage68"] <= 1
     assert val["ysz"]["n"] + val["ysz"]["n_failed"] == 6
+    pred = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [r["split"] for r in pred] == ["val"] * 6 + ["test"] * 6
+    assert all(float(r["m500c_cnn"]) > 0 and float(r["sigma_ln_cnn"]) > 0 for r in pred)
     card = (out / "MODEL.md").read_text()
     assert "**SMOKE RUN**" in card and "not* the estimator's final weights" in card
     assert "validation | 6 |" in card

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -74,6 +75,29 @@ def _template_aperture(
     if beam_fwhm_arcmin > 0:
         img = gaussian_convolve(img, beam_fwhm_arcmin / pixel_arcmin)
     return float(img[mask].sum() * pixel_arcmin**2)
+
+
+@lru_cache(maxsize=16)
+def _template_table(
+    npix: int, pixel_arcmin: float, beam_fwhm_arcmin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ln θ500, ln Y_ap,template)`` on a grid of θ500 (0.1'–100', 300 points), full cutout.
+
+    Interpolated linearly in logs it is within 0.5 % of :func:`_template_aperture`; the
+    iteration uses it until the mass moves by less than 0.1 % and then finishes with the exact
+    template, so the result is the exact inversion at a fraction of the cost.
+    """
+    th = np.geomspace(0.1, 100.0, 300)
+    vals = np.array(
+        [
+            _template_aperture(
+                npix, pixel_arcmin, t, beam_fwhm_arcmin,
+                _aperture_mask(npix, pixel_arcmin, max(t, beam_fwhm_arcmin)),
+            )
+            for t in th
+        ]
+    )  # fmt: skip
+    return np.log(th), np.log(np.maximum(vals, 1e-300))
 
 
 def _aperture_mask(npix: int, pixel_arcmin: float, r_ap: float) -> np.ndarray:
@@ -130,6 +154,7 @@ def ysz_mass(
         return bad
     if not (math.isfinite(z) and z > 0):
         return bad
+    fast = bool(finite.all())  # tabulated template while far from convergence
     y = np.where(finite, y, 0.0)
     m = M_START
     y500 = math.nan
@@ -139,7 +164,11 @@ def ysz_mass(
         r_ap = max(th500, beam_fwhm_arcmin)
         mask = _aperture_mask(npix, pixel_arcmin, r_ap) & finite
         y_ap = float(y[mask].sum() * pixel_arcmin**2)
-        t_ap = _template_aperture(npix, pixel_arcmin, th500, beam_fwhm_arcmin, mask)
+        if fast and 0.1 <= th500 <= 100.0:
+            ln_th, ln_t = _template_table(npix, float(pixel_arcmin), float(beam_fwhm_arcmin))
+            t_ap = math.exp(float(np.interp(math.log(th500), ln_th, ln_t)))
+        else:  # pixels without data: the template loses the same pixels
+            t_ap = _template_aperture(npix, pixel_arcmin, th500, beam_fwhm_arcmin, mask)
         if y_ap <= 0 or t_ap <= 0:
             return bad
         y500 = y_ap / t_ap
@@ -147,9 +176,11 @@ def ysz_mass(
         m_new = m * (y500 / y_med) ** (1.0 / slope)
         if not (1e12 <= m_new <= 1e17):
             return bad
-        done = abs(math.log(m_new / m)) < TOL
+        step = abs(math.log(m_new / m))
         m = m_new
-        if done:
+        if fast and step < 1e-3:
+            fast = False  # polish with the exact template (one or two more steps)
+        elif step < TOL:
             break
     mask = _aperture_mask(npix, pixel_arcmin, r_ap) & finite
     if noise_per_pixel is None:

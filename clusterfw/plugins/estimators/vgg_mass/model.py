@@ -10,7 +10,9 @@ separately** (their multi-channel network convolves, pools and flattens each tra
 then the flattened channels are concatenated with the **redshift** (an input, not de Andrés et
 al.'s one-network-per-z-bin: one network sees every z and learns how the angular size and the
 Y–M normalisation change with E(z) and D_A), followed by fully connected 200 → 100 → 100 → 20
-(ReLU, 10 % dropout after the first three, as Yan et al.) and a two-unit head.
+(ReLU, 10 % dropout after the first three, as Yan et al.) and a two-unit head. Training
+flips the cutouts at random (horizontally and vertically; a no-op at inference): the simulated
+skies have no preferred orientation, and the flips quadruple a small training set.
 
 **Uncertainty: a mean-and-variance head** (Nix & Weigend 1994; Lakshminarayanan et al. 2017
 without the ensemble). The head gives ``μ`` (the predicted ``ln(M500c / 3e14 Msun)``) and
@@ -66,9 +68,12 @@ def build_model(
     image = keras.Input((npix, npix, n_ch), name="image")
     z_in = keras.Input((1,), name="z")
     init = keras.initializers.HeUniform(seed=seed)
+    # random flips while training (the simulated skies have no preferred orientation);
+    # identity at inference
+    flipped = layers.RandomFlip("horizontal_and_vertical", seed=seed, name="flip")(image)
     flats = []
     for c, name in enumerate(channels):
-        h = layers.Lambda(lambda t, c=c: t[..., c : c + 1], name=f"take_{name}")(image)
+        h = layers.Lambda(lambda t, c=c: t[..., c : c + 1], name=f"take_{name}")(flipped)
         for k, f in enumerate(FILTERS):
             h = layers.Conv2D(
                 f, 3, padding="same", activation="relu", kernel_initializer=init,

@@ -10,15 +10,17 @@ Steps (:func:`train`):
    threads, build the network (:mod:`~clusterfw.plugins.estimators.vgg_mass.model`) and fit it
    with Adam on the Gaussian NLL, batches of 50 (Yan et al.), one Keras progress line per epoch
    on stderr, ``metrics.csv`` (one row per epoch: loss, val_loss, learning rate, seconds);
-4. early stopping on the validation NLL (``--patience`` epochs without improvement; the best
-   epoch's weights are kept); ``--max-minutes`` stops after the epoch that passes the budget;
+4. the learning rate halves after ``patience // 2`` epochs without a better validation NLL;
+   early stopping after ``--patience`` such epochs (the best epoch's weights are kept);
+   ``--max-minutes`` stops after the epoch that passes the budget;
 5. measure on the validation and test clusters: the median and the standard deviation of
    ``ln(M_est / M_true)``, the robust scatter (half the 16–84 % range), the 68 % coverage of the
    predicted σ, per mass and redshift bin, and the same for the Y–M inversion baseline
    (:mod:`~clusterfw.plugins.estimators.vgg_mass.baseline`) on the same clusters;
 6. write ``OUT/`` atomically: ``vgg_mass_<channels>.weights.h5`` (Keras weights, HDF5, no
    pickle), ``vgg_mass_<channels>.json`` (architecture and normalisation, checked when loaded),
-   ``metrics.csv``, ``metrics.json`` (everything measured) and ``MODEL.md``.
+   ``metrics.csv``, ``metrics.json`` (everything measured), ``predictions.csv`` (per held-out
+   cluster: true mass, z, the network's mass and σ, the Y–M mass and σ) and ``MODEL.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 CONFIG_VERSION = 1
-OUTPUT_NAMES = ("metrics.csv", "metrics.json", "MODEL.md")
+OUTPUT_NAMES = ("metrics.csv", "metrics.json", "predictions.csv", "MODEL.md")
 
 
 def stem(channels: Sequence[str]) -> str:
@@ -180,6 +182,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=cfg.patience, restore_best_weights=True
             ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2), min_lr=1e-6
+            ),
             keras.callbacks.CSVLogger(str(tmp / "metrics.csv")),
             _Budget(),
         ]
@@ -196,9 +201,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         val_losses = [float(v) for v in hist.history["val_loss"]]
         best_epoch = int(np.argmin(val_losses)) + 1
         evaluation: dict[str, Any] = {}
+        pred_rows: list[str] = [
+            "split,index,m500c_true,z,m500c_cnn,sigma_ln_cnn,m500c_ysz,sigma_ln_ysz"
+        ]
         for key, idx in (("val", va), ("test", te)):
             p = _predict(model, d.x[idx], d.z[idx])
             ln_ratio = p[:, 0] - data_mod.target(d.m500c[idx])
+            m_b = s_b = np.full(idx.size, np.nan)
             ev: dict[str, Any] = {
                 "cnn": residual_stats(ln_ratio, p[:, 1]),
                 "cnn_bins": binned_stats(ln_ratio, d.m500c[idx], d.z[idx], p[:, 1]),
@@ -214,6 +223,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                     "cnn_std": float(np.std(ln_ratio[both], ddof=1)),
                     "ysz_std": float(np.std(lb[both], ddof=1)),
                 }
+            m_cnn = data_mod.mass_from_target(p[:, 0])
+            pred_rows += [
+                f"{key},{j},{d.m500c[j]:.6g},{d.z[j]:.5f},{m_cnn[k]:.6g},{p[k, 1]:.5f},"
+                f"{m_b[k]:.6g},{s_b[k] / m_b[k]:.5f}"
+                for k, j in enumerate(idx)
+            ]
             if "dln_y" in d.labels:
                 # the floor the simulator's Y–M scatter sets for a y-only estimate
                 ev["ym_scatter_floor"] = 0.2 / 1.78
@@ -239,6 +254,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         }
         model.save_weights(str(tmp / f"{name}.weights.h5"))
         (tmp / f"{name}.json").write_text(json.dumps(net_cfg, indent=1) + "\n")
+        (tmp / "predictions.csv").write_text("\n".join(pred_rows) + "\n")
         summary = {
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
             "network": net_cfg,
