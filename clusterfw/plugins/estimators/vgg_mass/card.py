@@ -58,6 +58,24 @@ def model_card(summary: dict[str, Any], command: str) -> str:
         f'{net["npix"]}×{net["npix"]} pixels of {net["pixel_arcmin"] * 60:.0f}" '
         f"({net['cutout_arcmin']:.0f}' cutouts, rebin {net['rebin']})"
     )
+    versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
+    sp = d["split"]
+    training = "\n".join(
+        [
+            f"- shards: `clusterfw simulate mass-cutouts` at `{d['directory']}` (seed "
+            f"{d['seed']}, {d['count']} cutouts; y preset `{net['ymap_preset']}`, X-ray preset "
+            f"`{net['xray_preset']}`)",
+            f"- M500c {net['m500c_range'][0]:.3g}–{net['m500c_range'][1]:.3g} Msun, "
+            f"z {net['z_range'][0]:.2f}–{net['z_range'][1]:.2f}",
+            f"- split (seed {c['seed']}): train {sp['train']}, validation {sp['val']}, test "
+            f"{sp['test']} (independent lines of sight)",
+            f"- Adam, lr {c['lr']:g}, batch {c['batch_size']}; {summary['epochs_run']} epochs "
+            f"run, best {summary['best_epoch']} (validation NLL {summary['best_val_loss']:.4f}); "
+            f"early-stopping patience {c['patience']}",
+            f"- {summary['train_seconds'] / 60:.1f} min wall time (loading included) on "
+            f"{c['threads']} CPU threads; {versions}",
+        ]
+    )
     return f"""# Model card: `{net["name"]}` (vgg_mass estimator)
 
 {label}
@@ -73,15 +91,7 @@ asinh(counts × {net["normalisation"]["t_ref_s"]:g} s / exposure);
 asinh(M* / {net["normalisation"]["mstar_scale"]:g} Msun).
 
 ## Training data
-`clusterfw simulate mass-cutouts` shards at `{d["directory"]}` (seed {d["seed"]}, {d["count"]}
-cutouts; y preset `{net["ymap_preset"]}`, X-ray preset `{net["xray_preset"]}`;
-M500c {net["m500c_range"][0]:.3g}–{net["m500c_range"][1]:.3g} Msun, z
-{net["z_range"][0]:.2f}–{net["z_range"][1]:.2f}). Split (seed {c["seed"]}): train
-{d["split"]["train"]}, validation {d["split"]["val"]}, test {d["split"]["test"]} (independent
-lines of sight). Adam, lr {c["lr"]:g}, batch {c["batch_size"]}, {summary["epochs_run"]} epochs
-run (best {summary["best_epoch"]}, validation NLL {summary["best_val_loss"]:.4f}), early
-stopping patience {c["patience"]}, {summary["train_seconds"] / 60:.1f} min on {c["threads"]}
-CPU threads. Versions: {", ".join(f"{k} {v}" for k, v in summary["versions"].items())}.
+{training}
 
 ## Measured (ln M500c residuals, held-out clusters)
 
