@@ -8,7 +8,8 @@ four methods at the *cutout level*, as DeepSZ §2.3 and Table 1:
 
 - cutouts are the ResNet's 8' cutouts at 6' stride, each owning its central 6' × 6' cell (exact
   pixel boxes of the patch, so the cells are the ones the network classifies);
-- a cell is *cluster-containing* when a halo with Mvir ≥ 2e14 Msun and z > 0.25 lies in it;
+- a cell is *cluster-containing* when a halo passing the ``--labels`` cut lies in it (``deepsz``:
+  Mvir ≥ 2e14 Msun and z > 0.25, the default; ``sz``: M500c ≥ 1.5e14 Msun at any redshift);
 - a candidate matched (:func:`clusterfw.core.evaluation.match_to_truth`: most massive halo within
   1') to such a halo is assigned to that halo's cell, any other candidate to the cell containing
   it; a cell's score is the highest score assigned to it;
@@ -21,9 +22,13 @@ four methods at the *cutout level*, as DeepSZ §2.3 and Table 1:
   features (MF SNR, ResNet logit, their product).
 
 Every threshold is the F1-best one on the pooled validation cells, then applied to the test
-cells. Usage::
+cells. The patches are simulated with the ``--setting`` of :mod:`clusterfw.sim.settings`
+(``default``: today's simulator; ``battaglia_hiradio``: the held-out profile family and radio
+model; each patch draws its own parameters from its seed), validation and test from the same
+setting. Usage::
 
-    python benchmarks/resnet_vs_mf.py [--val 8] [--test 8] [--size-deg 3] [--json OUT]
+    python benchmarks/resnet_vs_mf.py [--val 8] [--test 8] [--size-deg 3] [--setting NAME]
+        [--labels deepsz|sz] [--weights FILE_OR_DIR] [--json OUT]
 
 Not run in CI (about a minute per patch on 2 cores).
 """
@@ -40,6 +45,7 @@ import numpy as np
 
 MASS_CUT = 2e14
 Z_MIN = 0.25
+MASS_DEF = "mvir"
 SEED_BASE = {"val": 70_000, "test": 80_000}
 
 
@@ -51,7 +57,7 @@ class PatchResult:
     cand: dict[str, np.ndarray]  # per combined-table row: cell ids per method, scores
     n_cells: int
     grid: np.ndarray  # (n_cells,) probability of each cell's own grid cutout (DeepSZ scoring)
-    top_mass: np.ndarray  # (n_cells,) Mvir of the most massive halo in the cell (0: none)
+    top_mass: np.ndarray  # (n_cells,) MASS_DEF mass of the cell's most massive halo (0: none)
     top_z: np.ndarray  # (n_cells,) its redshift
 
 
@@ -70,7 +76,26 @@ def cell_ids(sky, ra, dec, stride=24, size=32):
     return ids, kx_n * ky_n
 
 
-def process_patch(seed, size_deg, finders, combiner, grid_finder):
+def set_labels(name):
+    """Set the module's true-cluster cut (``MASS_CUT``, ``MASS_DEF``, ``Z_MIN``) from a preset."""
+    global MASS_CUT, MASS_DEF, Z_MIN
+    from clusterfw.sim.cutouts import label_options
+
+    cut = label_options(name)
+    MASS_CUT, MASS_DEF, Z_MIN = float(cut["mass_cut"]), str(cut["mass_definition"]), cut["z_min"]
+
+
+def weights_file(path):
+    """The safetensors file of ``path`` (a file, or a folder holding ``resnet.safetensors``)."""
+    from pathlib import Path
+
+    if path is None:
+        return None
+    p = Path(path)
+    return str(p / "resnet.safetensors") if p.is_dir() else str(p)
+
+
+def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="default"):
     """Simulate one patch, run the pipeline, and assign candidates to cells.
 
     ``grid_finder`` is a ResNet finder with ``localise=False``: its candidates are the grid
@@ -81,12 +106,14 @@ def process_patch(seed, size_deg, finders, combiner, grid_finder):
     from clusterfw.core.pipeline import run_pipeline
     from clusterfw.sim import PatchConfig, simulate_patch
 
-    res = simulate_patch(PatchConfig(size_deg=size_deg), seed)
+    # the setting's draws come from their own stream of the seed: the sky realisation (CMB,
+    # halo positions ...) of a seed is the same under every setting
+    res = simulate_patch(PatchConfig.from_setting(setting, seed, size_deg=size_deg), seed)
     sky, halos = res.sky, res.halos
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = run_pipeline(sky, finders, combiner)
-    truth = Truth.from_table(halos, mass_col="mvir")
+    truth = Truth.from_table(halos, mass_col=MASS_DEF)
     qualifies = (truth.mass >= MASS_CUT) & (truth.z > Z_MIN)
     hcell, n_cells = cell_ids(sky, truth.ra, truth.dec)
     label = np.zeros(n_cells, bool)
@@ -159,13 +186,32 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=8, help="validation patches")
     ap.add_argument("--test", type=int, default=8, help="test patches")
     ap.add_argument("--size-deg", type=float, default=3.0, help="patch side (degrees)")
-    ap.add_argument("--weights", default=None, help="resnet weights (default: shipped)")
+    ap.add_argument(
+        "--weights",
+        default=None,
+        help="resnet weights: a .safetensors file or a folder with resnet.safetensors and "
+        "platt.json (default: shipped)",
+    )
+    ap.add_argument(
+        "--setting",
+        default="default",
+        choices=["default", "randomised", "battaglia_hiradio"],
+        help="simulator setting of the validation and test patches",
+    )
+    ap.add_argument(
+        "--labels",
+        default="deepsz",
+        choices=["deepsz", "sz"],
+        help="true clusters: deepsz (Mvir >= 2e14, z > 0.25) or sz (M500c >= 1.5e14, any z)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the resnet")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument(
         "--calibration", default=None, help="write the validation calibration (JSON) here"
     )
     args = ap.parse_args()
+    set_labels(args.labels)
+    args.weights = weights_file(args.weights)
 
     from clusterfw.core.evaluation import calibrate
     from clusterfw.core.evaluation.calibration import percentiles_for
@@ -187,7 +233,9 @@ def main() -> None:
     for split, n in (("val", args.val), ("test", args.test)):
         for i in range(n):
             seed = SEED_BASE[split] + i
-            p, table, truth = process_patch(seed, args.size_deg, finders, combiner, resnet_grid)
+            p, table, truth = process_patch(
+                seed, args.size_deg, finders, combiner, resnet_grid, args.setting
+            )
             patches[split].append(p)
             tables[split].append(table)
             truths[split].append(truth)
@@ -337,6 +385,14 @@ def main() -> None:
         }
     summary = {
         "patches": {"val": args.val, "test": args.test, "size_deg": args.size_deg},
+        "setting": args.setting,
+        "labels": {
+            "name": args.labels,
+            "mass_cut": MASS_CUT,
+            "mass_definition": MASS_DEF,
+            "z_min": Z_MIN,
+        },  # fmt: skip
+        "weights": args.weights or "shipped",
         "cells": {s: int(sum(p.n_cells for p in patches[s])) for s in patches},
         "cluster_cells": {s: int(sum(p.label.sum() for p in patches[s])) for s in patches},
         "results": results,

@@ -78,3 +78,9 @@ def test_train_command_end_to_end(tmp_path):
 
     model, meta = load_weights(str(out / "resnet.safetensors"))
     assert meta["seed"] == 5 and len(meta["scales_uk"]) == 3
+    # the defaults: the randomised training mixture and SZ-survey labels, recorded everywhere
+    assert meta["setting"] == "randomised" and meta["labels"] == "sz"
+    assert (meta["mass_cut"], meta["mass_definition"], meta["z_min"]) == (1.5e14, "m500c", 0.0)
+    assert "--setting randomised --labels sz" in card
+    assert "M500c ≥ 1.5e+14 Msun and\nz > 0 lies" in card
+    assert all(summary["data"][k]["setting"] == "randomised" for k in ("train", "val", "test"))

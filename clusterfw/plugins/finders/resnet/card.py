@@ -5,6 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+_MASS_NAMES = {"mvir": "Mvir", "m500c": "M500c", "m200c": "M200c"}
+_SETTING_NOTES = {
+    "default": "the simulator's fixed parameters (A10 profiles, one source model)",
+    "randomised": "every simulated patch draws its profile family (A10, Planck13, β-model, or a "
+    "per-halo mix), concentration, Y–M normalisation and scatter, ellipticity, kSZ, source counts "
+    "and spectral indices, cluster-member sources, per-band noise and beams "
+    "(`clusterfw.sim.settings`)",
+    "battaglia_hiradio": "Battaglia+12 profiles and a steep, flat-spectrum radio model, with the "
+    "randomised instrument and nuisance draws",
+}
+
 
 def _cm_table(cm: dict[str, Any]) -> str:
     return (
@@ -14,7 +25,9 @@ def _cm_table(cm: dict[str, Any]) -> str:
     )
 
 
-def write_model_card(summary: dict[str, Any], path: str | Path, command: str) -> Path:
+def write_model_card(
+    summary: dict[str, Any], path: str | Path, command: str, notes: str | None = None
+) -> Path:
     """Write the model card of a training run.
 
     Parameters
@@ -25,6 +38,8 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
         Output file.
     command : str
         The exact command line that produced the run.
+    notes : str, optional
+        Markdown appended under a ``## Notes`` heading (e.g. measurements made after training).
 
     Returns
     -------
@@ -45,16 +60,20 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
         + (f"{b['mean_p']:.3f} | {b['frac_pos']:.3f} |" if b["n"] else "– | – |")
         for b in summary["test"]["reliability"]
     )
-    notes = {
+    split_notes = {
         "train": "96' patches, massive-halo abundance boosted ×6",
         "val": f"{d['val']['patch_arcmin']:.0f}' patches, 6' stride, natural ratio "
         f"{summary['natural_ratio_val']:.1f}:1",
         "test": "as val, other patches",
     }
     split_rows = "\n".join(
-        f"| {k} | {d[k]['mode']} | {summary['n'][k]} | {summary['positives'][k]} | {notes[k]} |"
+        f"| {k} | {d[k]['mode']} | {summary['n'][k]} | {summary['positives'][k]} "
+        f"| {split_notes[k]} |"
         for k in ("train", "val", "test")
     )
+    setting = c.get("setting", "default")
+    labels = c.get("labels", "deepsz")
+    mdef = _MASS_NAMES.get(c.get("mass_definition") or "mvir", c.get("mass_definition"))
     text = f"""# Model card: `resnet` finder weights
 
 DeepSZ's ResNet cutout classifier (Lin et al. 2021, Fig. 3) as built by
@@ -73,9 +92,10 @@ seed {c["seed"]}; torch {summary["torch"]}; {summary["seconds"]["total"] / 60:.1
 torch CPU threads: {c["threads"]}.
 
 ## Data (simulated by `clusterfw.sim`, all components, SPT-3G-like 95/150/220 GHz)
-Label: positive when a halo with Mvir ≥ {c["mass_cut"]:.3g} Msun and z > {c["z_min"]} lies in the
-central 6'×6' of the 8'×8' (32×32 px at 0.25') cutout. Splits come from disjoint simulated
-patches (separate seed streams per split).
+Setting: `{setting}` — {_SETTING_NOTES.get(setting, "see docs/simulator.md")}.
+Labels `{labels}`: positive when a halo with {mdef} ≥ {c["mass_cut"]:.3g} Msun and
+z > {c["z_min"]:g} lies in the central 6'×6' of the 8'×8' (32×32 px at 0.25') cutout. Splits come
+from disjoint simulated patches (separate seed streams per split).
 
 | split | mode | cutouts | positives | notes |
 |---|---|---:|---:|---|
@@ -122,6 +142,9 @@ Reliability of the calibrated probabilities on the test cutouts:
 ## Limits
 Trained on simulations only (no scan filtering, 1/f noise or galactic dust); valid for three
 bands near 95/150/220 GHz on 0.25' pixels; the probability refers to the mass and redshift cut
-above and to the natural abundance of the simulator.
+above and to the natural abundance of the simulator (and, for `randomised`, to the mixture of
+its settings).
 """
+    if notes:
+        text += f"\n## Notes\n{notes.strip()}\n"
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

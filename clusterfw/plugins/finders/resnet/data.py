@@ -32,7 +32,12 @@ META_KEYS = ("ra", "dec", "patch", "halo_mvir", "halo_z", "halo_dx_arcmin", "hal
 
 @dataclass
 class SplitSpec:
-    """How one split is simulated (all arguments of :func:`clusterfw.sim.make_cutouts`)."""
+    """How one split is simulated (all arguments of :func:`clusterfw.sim.make_cutouts`).
+
+    ``mass_definition``, ``mass_cut`` and ``z_min`` define the labels (see
+    :data:`clusterfw.sim.cutouts.LABELS`); ``setting`` names the simulator setting every patch
+    draws its parameters from (:data:`clusterfw.sim.settings.SETTINGS`).
+    """
 
     n: int
     mode: str
@@ -41,6 +46,8 @@ class SplitSpec:
     mass_cut: float = 2e14
     z_min: float = 0.25
     chunk_size: int = 4096
+    mass_definition: str = "mvir"
+    setting: str = "default"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able parameters."""
@@ -105,15 +112,21 @@ def ensure_split(
         mode=spec.mode,
         patch_arcmin=spec.patch_arcmin,
         mass_cut=spec.mass_cut,
+        mass_definition=spec.mass_definition,
         z_min=spec.z_min,
         with_y=False,
+        setting=spec.setting,
     )
     if spec.mode == "balanced":
         kwargs["positive_fraction"] = spec.positive_fraction
     if progress:
         import sys
 
-        print(f"simulating {spec.n} {split} cutouts ({spec.mode}) into {folder}", file=sys.stderr)
+        print(
+            f"simulating {spec.n} {split} cutouts ({spec.mode}, setting {spec.setting}) "
+            f"into {folder}",
+            file=sys.stderr,
+        )
     write_cutout_shards(folder, spec.n, rng, chunk_size=spec.chunk_size, prefix=split, **kwargs)
     write_atomic(mpath, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
     return folder

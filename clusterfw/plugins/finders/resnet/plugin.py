@@ -13,6 +13,12 @@ from clusterfw.core.cli import FiniteFloat
 from clusterfw.core.hookspecs import hookimpl
 from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
+#: Simulator settings and label presets of ``train resnet`` (literal, so the CLI stays light;
+#: a test checks them against :data:`clusterfw.sim.settings.SETTINGS` and
+#: :data:`clusterfw.sim.cutouts.LABELS`).
+SETTING_NAMES = ("randomised", "default", "battaglia_hiradio")
+LABEL_NAMES = ("sz", "deepsz")
+
 
 @hookimpl(trylast=True)
 def clusterfw_register_finders(register: Any) -> None:
@@ -40,6 +46,23 @@ def clusterfw_register_finders(register: Any) -> None:
     type=click.Path(file_okay=False),
     default=None,
     help="Cache of simulated cutouts (default OUT/data).",
+)
+@click.option(
+    "--setting",
+    type=click.Choice(SETTING_NAMES),
+    default="randomised",
+    show_default=True,
+    help="Simulator setting of every split: randomised (the training mixture: profile family, "
+    "Y-M, sources, noise, beams drawn per patch), default (fixed parameters, the first shipped "
+    "model's) or battaglia_hiradio (the held-out test setting; not for training).",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(LABEL_NAMES),
+    default="sz",
+    show_default=True,
+    help="Positive cutouts: sz (a halo with M500c >= 1.5e14 Msun at any z in the central 6') "
+    "or deepsz (Mvir >= 2e14 Msun and z > 0.25, the paper's).",
 )
 @click.option(
     "--width",
@@ -148,6 +171,8 @@ def train_resnet(
     out: str,
     seed: int,
     data_dir: str | None,
+    setting: str,
+    labels: str,
     width: int,
     n_train: int,
     positive_fraction: float,
@@ -196,7 +221,8 @@ def train_resnet(
     from clusterfw.plugins.finders.resnet.train import TrainConfig, train
 
     cfg = TrainConfig(
-        out=Path(out), seed=seed, data_dir=Path(data_dir) if data_dir else None, width=width,
+        out=Path(out), seed=seed, data_dir=Path(data_dir) if data_dir else None,
+        setting=setting, labels=labels, width=width,
         n_train=n_train, train_positive_fraction=positive_fraction, n_val_patches=val_patches,
         n_test_patches=test_patches, grid_patch_arcmin=grid_patch_arcmin, ratios=ratio_list,
         batch_size=batch_size,
@@ -217,7 +243,7 @@ def train_resnet(
 
 
 def _command_line(ctx: click.Context) -> str:
-    """The command as typed, rebuilt from the parsed options (non-defaults, plus out/seed)."""
+    """The command rebuilt from the parsed options (non-defaults, plus out/seed/setting/labels)."""
     import shlex
 
     parts = ["clusterfw", "train", "resnet"]
@@ -225,7 +251,7 @@ def _command_line(ctx: click.Context) -> str:
         if not isinstance(param, click.Option) or param.name is None:
             continue
         value = ctx.params.get(param.name)
-        if param.name not in ("out", "seed") and value == param.default:
+        if param.name not in ("out", "seed", "setting", "labels") and value == param.default:
             continue
         flag = param.opts[0]
         if param.is_flag:

@@ -67,8 +67,22 @@ class TrainConfig:
         Side of the validation and test patches.
     ratios : tuple of int
         The negative:positive ratios of successive epochs.
+    setting : str
+        Simulator setting of every split (:data:`clusterfw.sim.settings.SETTINGS`):
+        ``randomised`` (the training mixture, default) or ``default`` (the simulator with fixed
+        parameters, on which the first shipped model was trained).
+    labels : str
+        Label preset (:data:`clusterfw.sim.cutouts.LABELS`): ``sz`` (M500c ≥ 1.5e14 Msun at any
+        redshift, default) or ``deepsz`` (Mvir ≥ 2e14 Msun and z > 0.25, the paper's).
+    mass_cut, mass_definition, z_min : float, str, float, optional
+        Parts of the label preset to override (``None``: the preset's value).
     first_epoch_batches, max_batches : int
         Batch limit of the first epoch and of the others.
+
+    Raises
+    ------
+    ValueError
+        For an unknown setting or label preset.
     """
 
     out: Path
@@ -80,8 +94,11 @@ class TrainConfig:
     n_val_patches: int = 8
     n_test_patches: int = 6
     grid_patch_arcmin: float = 240.0
-    mass_cut: float = 2e14
-    z_min: float = 0.25
+    setting: str = "randomised"
+    labels: str = "sz"
+    mass_cut: float | None = None
+    mass_definition: str | None = None
+    z_min: float | None = None
     ratios: tuple[int, ...] = (1, 2, 4, 6, 9, 13)
     batch_size: int = 64
     first_epoch_batches: int = 1500
@@ -98,6 +115,24 @@ class TrainConfig:
     scale_mode: str = "per_band"
     scale_multiplier: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from clusterfw.sim.cutouts import label_options
+        from clusterfw.sim.settings import SETTINGS
+
+        if self.setting not in SETTINGS:
+            raise ValueError(
+                f"unknown setting {self.setting!r} (choose from {', '.join(SETTINGS)})"
+            )
+        cut = label_options(
+            self.labels,
+            mass_cut=self.mass_cut,
+            mass_definition=self.mass_definition,
+            z_min=self.z_min,
+        )
+        self.mass_cut = float(cut["mass_cut"])
+        self.mass_definition = str(cut["mass_definition"])
+        self.z_min = float(cut["z_min"])
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -218,7 +253,13 @@ def _weighted_bce(logits: np.ndarray, labels: np.ndarray, ratio: float) -> float
 def prepare_data(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Simulate (or reuse) the three splits and load them."""
     data_dir = cfg.data_dir or cfg.out / "data"
-    common = dict(mass_cut=cfg.mass_cut, z_min=cfg.z_min)
+    assert cfg.mass_cut is not None and cfg.z_min is not None and cfg.mass_definition
+    common: dict[str, Any] = dict(
+        mass_cut=cfg.mass_cut,
+        z_min=cfg.z_min,
+        mass_definition=cfg.mass_definition,
+        setting=cfg.setting,
+    )
     specs = {
         "train": SplitSpec(
             n=cfg.n_train, mode="balanced", positive_fraction=cfg.train_positive_fraction, **common
@@ -415,7 +456,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "stride_arcmin": STRIDE_ARCMIN,
         "scales_uk": scales.tolist(),
         "normalisation": "arcsinh((x - cutout median) / scale_b)",
-        "mass_cut_mvir": cfg.mass_cut,
+        "setting": cfg.setting,
+        "labels": cfg.labels,
+        "mass_cut": cfg.mass_cut,
+        "mass_definition": cfg.mass_definition,
         "z_min": cfg.z_min,
         "ratio": chosen["ratio"],
         "seed": cfg.seed,

@@ -1,0 +1,128 @@
+"""`clusterfw train resnet --setting/--labels`: checked first, used by the data, recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusterfw.plugins.finders.resnet.data import SplitSpec, ensure_split
+from clusterfw.plugins.finders.resnet.plugin import LABEL_NAMES, SETTING_NAMES
+from clusterfw.plugins.finders.resnet.train import TrainConfig
+
+
+def cfw(*args: object) -> tuple[int, str, str]:
+    """The real command group, in-process (its error handling included)."""
+    from click.testing import CliRunner
+
+    from clusterfw.core.cli import _add_optional_commands, cli
+
+    _add_optional_commands(cli)
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_choices_are_the_simulator_names():
+    from clusterfw.sim.cutouts import LABELS
+    from clusterfw.sim.settings import SETTINGS
+
+    assert set(SETTING_NAMES) == set(SETTINGS)
+    assert set(LABEL_NAMES) == set(LABELS)
+
+
+def test_config_defaults_are_randomised_sz_labels():
+    cfg = TrainConfig(out=Path("."))
+    assert (cfg.setting, cfg.labels) == ("randomised", "sz")
+    assert (cfg.mass_cut, cfg.mass_definition, cfg.z_min) == (1.5e14, "m500c", 0.0)
+    paper = TrainConfig(out=Path("."), setting="default", labels="deepsz")
+    assert (paper.mass_cut, paper.mass_definition, paper.z_min) == (2e14, "mvir", 0.25)
+    # an explicit part overrides the preset, the rest stays
+    mixed = TrainConfig(out=Path("."), labels="sz", mass_cut=3e14)
+    assert (mixed.mass_cut, mixed.mass_definition, mixed.z_min) == (3e14, "m500c", 0.0)
+    d = mixed.as_dict()
+    assert d["setting"] == "randomised" and d["labels"] == "sz" and d["mass_cut"] == 3e14
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"setting": "planck"}, "unknown setting 'planck'"),
+        ({"labels": "act"}, "unknown labels 'act'"),
+    ],
+)
+def test_config_rejects_unknown_names(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(out=Path("."), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--setting", "planck"], "--setting: 'planck' is not one of"),
+        (["--labels", "act"], "--labels: 'act' is not one of 'sz', 'deepsz'."),
+    ],
+)
+def test_bad_option_one_line_before_any_simulation(tmp_path, args, message):
+    out = tmp_path / "model"
+    rc, _, err = cfw("train", "resnet", "--out", out, "--quiet", *args)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clusterfw: error: "), err
+    assert message in lines[0]
+    assert not out.exists()
+
+
+def test_split_uses_setting_and_label_definition(tmp_path):
+    spec = SplitSpec(
+        n=40, mode="balanced", positive_fraction=0.5, patch_arcmin=48.0, mass_cut=1.5e14,
+        mass_definition="m500c", z_min=0.0, setting="battaglia_hiradio",
+    )  # fmt: skip
+    folder = ensure_split(tmp_path, "train", spec, seed=3, progress=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["setting"] == "battaglia_hiradio" and manifest["mass_definition"] == "m500c"
+    (shard,) = sorted(folder.glob("train_*.npz"))
+    with np.load(shard, allow_pickle=False) as z:
+        drawn = json.loads(str(z["setting_json"]))
+        labels = z["labels"].astype(bool)
+        m500 = z["meta_halo_m500c"]
+        zz = z["meta_halo_z"]
+    assert drawn["setting"] == "battaglia_hiradio"
+    assert drawn["patches"] and all(p["profile"] == "battaglia12" for p in drawn["patches"])
+    assert 15 <= labels.sum() <= 25
+    # positives: the cell's primary halo passes the M500c cut; some are at low z (any z counts)
+    assert np.all(m500[labels] >= 1.5e14)
+    assert np.all(~(m500[~labels] >= 1.5e14))  # negatives: no qualifying halo (NaN: no halo)
+    assert np.all(zz[labels] > 0.0)
+    # a changed setting invalidates the cache: the split is simulated again
+    spec2 = SplitSpec(**{**spec.as_dict(), "setting": "default"})
+    ensure_split(tmp_path, "train", spec2, seed=3, progress=False)
+    with np.load(sorted(folder.glob("train_*.npz"))[0], allow_pickle=False) as z:
+        assert "setting_json" not in z.files
+    assert json.loads((folder / "manifest.json").read_text())["setting"] == "default"
+
+
+def test_paper_labels_end_to_end_recorded(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    rc, _, err = cfw(
+        "train", "resnet", "--out", out, "--seed", "4", "--setting", "default",
+        "--labels", "deepsz", "--width", "4", "--n-train", "200", "--positive-fraction", "0.3",
+        "--val-patches", "1", "--test-patches", "1", "--grid-patch-arcmin", "96",
+        "--ratios", "1", "--batch-size", "16", "--first-epoch-batches", "3",
+        "--eval-every", "3", "--quiet",
+    )  # fmt: skip
+    assert rc == 0, err
+    from clusterfw.plugins.finders.resnet.model import load_weights
+
+    _, meta = load_weights(str(out / "resnet.safetensors"))
+    assert meta["setting"] == "default" and meta["labels"] == "deepsz"
+    assert (meta["mass_cut"], meta["mass_definition"], meta["z_min"]) == (2e14, "mvir", 0.25)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["train"]["setting"] == "default"
+    assert summary["data"]["val"]["mass_definition"] == "mvir"
+    card = (out / "MODEL.md").read_text()
+    assert "--setting default --labels deepsz" in card
+    assert "Setting: `default`" in card
+    assert "Labels `deepsz`: positive when a halo with Mvir ≥ 2e+14 Msun and\nz > 0.25" in card
