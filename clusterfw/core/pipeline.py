@@ -40,6 +40,7 @@ from clusterfw.core.schema import (
     concat_candidates,
     empty_candidates,
     finder_flags_field,
+    plugin_field,
     required_columns,
     validate_candidates,
 )
@@ -60,6 +61,7 @@ class TileResult:
     tile_id: int
     tables: dict[str, pa.Table]
     forced: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    covered: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def covered(tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -182,6 +184,7 @@ def run_tile(finders: Sequence[Finder], tile: Tile | Sequence[Tile], forced: boo
         dec = np.concatenate([t.column("dec").to_numpy() for t in tables.values()])
         for finder, view in zip(finders, views, strict=True):
             result.forced[finder.name] = (ra, dec, _forced_scores(finder, view, ra, dec))
+            result.covered[finder.name] = (ra, dec, covered(view, ra, dec))
     return result
 
 
@@ -399,10 +402,34 @@ class ForcedScoreLookup:
         self._layers = dict(zip([f.name for f in finders], finder_layers or [], strict=False))
         self._tiles = list(tiles)
         self._known: dict[str, dict[tuple[float, float], float]] = {f.name: {} for f in finders}
+        self._covered: dict[str, dict[tuple[float, float], bool]] = {f.name: {} for f in finders}
         for result in results:
             for name, (ra, dec, scores) in result.forced.items():
                 keys = zip(ra.tolist(), dec.tolist(), strict=True)
                 self._known[name].update(zip(keys, scores.tolist(), strict=True))
+            for name, (ra, dec, mask) in result.covered.items():
+                keys = zip(ra.tolist(), dec.tolist(), strict=True)
+                self._covered[name].update(zip(keys, mask.tolist(), strict=True))
+
+    def coverage(self, finder_name: str, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        """Whether ``finder_name``'s layers have data at each position (False outside every
+        tile core)."""
+        ra = np.asarray(ra, dtype=np.float64)
+        dec = np.asarray(dec, dtype=np.float64)
+        known = self._covered[finder_name]
+        keys = list(zip(ra.tolist(), dec.tolist(), strict=True))
+        out = np.array([known.get(k, False) for k in keys], dtype=bool)
+        todo = np.flatnonzero([k not in known for k in keys])
+        for tile in self._tiles:
+            if todo.size == 0:
+                break
+            inside = tile.in_core(ra[todo], dec[todo])
+            if inside.any():
+                idx = todo[inside]
+                view = tile if isinstance(tile, Tile) else self._view(finder_name, tile)
+                out[idx] = covered(view, ra[idx], dec[idx])
+                todo = todo[~inside]
+        return out
 
     def __call__(self, finder_name: str, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         if finder_name not in self._finders:
@@ -426,6 +453,11 @@ class ForcedScoreLookup:
                     out[idx] = _forced_scores(finder, view, ra[idx], dec[idx])
                     todo = todo[~inside]
         return out
+
+    @property
+    def finder_names(self) -> tuple[str, ...]:
+        """The finders of the run, in order."""
+        return tuple(self._finders)
 
     def _view(self, finder_name: str, job: TileJob) -> Tile:
         names = self._layers[finder_name]
@@ -507,6 +539,8 @@ def run_pipeline(
         forced = ForcedScoreLookup(finders, tiles, results, finder_layers) if want_forced else None
         table = combiner.combine(tables, forced, calibration)
         table = check_combiner_output(combiner, tables, table)
+        if forced is not None:
+            table = add_coverage(table, forced)
     else:
         table = concat_candidates(list(tables.values()))
         table = _apply_single_calibration(table, finders, calibration)
@@ -515,6 +549,30 @@ def run_pipeline(
         table = check_estimator_output(estimator, table, estimator.estimate(table, view))
     plugin_names = (*names, *([combiner.name] if combiner else []), *(e.name for e in estimators))
     validate_candidates(table, prefixes=plugin_names)
+    return table
+
+
+def finder_covered_field(finder: str) -> pa.Field:
+    """The ``<finder>_covered`` field of a combined table (bool)."""
+    return plugin_field(
+        f"{finder}_covered",
+        pa.bool_(),
+        "",
+        f"whether finder {finder}'s layers have data at the candidate (false: not covered, "
+        "so its score there is null — no data, not a non-detection)",
+        "meta.code",
+    )
+
+
+def add_coverage(table: pa.Table, forced: ForcedScoreLookup) -> pa.Table:
+    """Append ``<finder>_covered`` for every finder of the run (unless the combiner did)."""
+    ra = table.column("ra").to_numpy()
+    dec = table.column("dec").to_numpy()
+    for name in forced.finder_names:
+        col = f"{name}_covered"
+        if col not in table.column_names:
+            mask = forced.coverage(name, ra, dec)
+            table = table.append_column(finder_covered_field(name), pa.array(mask, pa.bool_()))
     return table
 
 

@@ -26,6 +26,7 @@ from clusterfw.core.schema import candidate_table, plugin_field
 
 RA0, DEC0 = 150.0, 2.0
 CLUSTERS = [(150.10, 2.05), (149.93, 1.95), (150.02, 1.88), (149.90, 2.12), (150.15, 1.92)]
+MM_ONLY = (150.0, 1.60)  # an SZ decrement off the optical images (0.6 deg square)
 
 
 def _tan(pixel_arcsec: float, n: int, crpix_shift: tuple[int, int] = (0, 0)) -> fits.Header:
@@ -37,12 +38,14 @@ def _tan(pixel_arcsec: float, n: int, crpix_shift: tuple[int, int] = (0, 0)) -> 
     return w.to_header()
 
 
-def _blobs(header: fits.Header, n: int, sigma_arcsec: float, amp: float) -> np.ndarray:
+def _blobs(
+    header: fits.Header, n: int, sigma_arcsec: float, amp: float, where=tuple(CLUSTERS)
+) -> np.ndarray:
     w = WCS(header)
     yy, xx = np.mgrid[0:n, 0:n]
     ra, dec = w.pixel_to_world_values(xx, yy)
     out = np.zeros((n, n))
-    for cra, cdec in CLUSTERS:
+    for cra, cdec in where:
         d2 = ((ra - cra) * np.cos(np.radians(DEC0))) ** 2 + (dec - cdec) ** 2
         out += amp * np.exp(-0.5 * d2 * 3600.0**2 / sigma_arcsec**2)
     return out
@@ -64,9 +67,9 @@ def write_sky(root: Path, mosaic: bool = False, seed: int = 12) -> dict[str, lis
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     out: dict[str, list[Path]] = {"mm": [], "optical": [], "xray": []}
-    h_mm = _tan(30.0, 120)
+    h_mm = _tan(30.0, 160)
     for name, freq, beam in (("f090", 90.0, 2.0), ("f150", 150.0, 1.4)):
-        data = rng.normal(0, 20.0, (120, 120)) - _blobs(h_mm, 120, 60.0, 80.0)
+        data = rng.normal(0, 20.0, (160, 160)) - _blobs(h_mm, 160, 60.0, 80.0, (*CLUSTERS, MM_ONLY))
         cards = {"FREQ": freq, "BEAMFWHM": beam, "BUNIT": "uK_CMB", "BANDNAME": name}
         out["mm"].append(_write(root / f"mm_{name}.fits", data, h_mm, cards))
     h_opt = _tan(6.0, N_OPT)
@@ -284,6 +287,39 @@ def test_mf_and_two_layer_finder_with_cutout_estimator(sky, cli, tmp_path):
     mine = table.filter(pa.compute.equal(table["finder"], "twolayer"))
     assert np.all(mine["xcounts_sum"].to_numpy() >= 40)  # a peak of >= 40 counts is inside
     assert np.all(np.isfinite(counts))
+
+
+def test_combined_catalogue_records_coverage(sky, cli, tmp_path):
+    """Where the optical layer has no data, twolayer's score is null and it is not covered."""
+    out = tmp_path / "comb.parquet"
+    rc, _, err = cli(
+        "run",
+        *_files(sky["one"]),
+        "-f",
+        "mf",
+        "-f",
+        "twolayer",
+        "-c",
+        "rankprod",
+        "--tile-size",
+        900.0,
+        "-q",
+        "--out",
+        out,
+    )
+    assert rc == 0, err
+    table = pq.read_table(out)
+    mf_cov = np.array(table["mf_covered"].to_pylist())
+    tl_cov = np.array(table["twolayer_covered"].to_pylist())
+    assert mf_cov.all()  # the mm maps cover the whole union of the layers here
+    ra, dec = table["ra"].to_numpy(), table["dec"].to_numpy()
+    outside = (np.abs(ra - RA0) > 0.3) | (np.abs(dec - DEC0) > 0.3)  # off the optical images
+    assert outside.any()
+    assert not tl_cov[outside].any() and tl_cov[~outside].all()
+    scores = np.array(table["twolayer_score"].to_pylist(), dtype=float)
+    assert np.isnan(scores[~tl_cov]).all()
+    near = np.hypot(ra - MM_ONLY[0], dec - MM_ONLY[1]) < 2 / 60
+    assert near.any() and not tl_cov[near].any()  # the mm-only cluster: twolayer not covered
 
 
 def test_finder_layer_missing_refused_before_work(sky, cli, tmp_path):
