@@ -126,3 +126,10 @@ def test_paper_labels_end_to_end_recorded(tmp_path):
     assert "--setting default --labels deepsz" in card
     assert "Setting: `default`" in card
     assert "Labels `deepsz`: positive when a halo with Mvir ≥ 2e+14 Msun and\nz > 0.25" in card
+    assert "## Notes" not in card
+    # the card can be rewritten from summary.json with notes (measurements made afterwards)
+    from clusterfw.plugins.finders.resnet.card import write_model_card
+
+    write_model_card(summary, out / "card2.md", "clusterfw train resnet ...", notes="F1 0.7\n")
+    text = (out / "card2.md").read_text()
+    assert text.endswith("## Notes\nF1 0.7\n") and "Setting: `default`" in text
