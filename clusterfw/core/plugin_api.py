@@ -253,7 +253,15 @@ class Estimator(_Plugin, ABC):
 
 
 class Reader(_Plugin, ABC):
-    """Reads input files into a :class:`~clusterfw.core.sky.Sky` or ``HealpixSky``."""
+    """Reads mm input files into a :class:`~clusterfw.core.sky.Sky` or ``HealpixSky``.
+
+    ``clusterfw run`` gives a reader the files the layer readers place in the ``mm`` kind
+    (or cannot place). A reader may also offer ``read_layer(paths, overrides) -> (Layer,
+    inputs)``: the same checks, but an ``mm`` :class:`~clusterfw.core.layers.model.Layer`
+    whose pixels stay on disk and a tuple of :class:`~clusterfw.core.sky.InputFile`; the run
+    then reads the pixels per tile job (the built-in ``fits`` and ``healpix`` readers do). A
+    reader without it holds the maps in memory, and cannot be combined with other layers.
+    """
 
     description: ClassVar[str] = ""
 
