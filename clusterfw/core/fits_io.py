@@ -18,6 +18,7 @@ healpy while a file is read are held back: they are re-issued only when the file
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -389,7 +390,9 @@ def read_flat_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None = 
     overrides = overrides or {}
     paths = [Path(p) for p in paths]
     check_distinct(paths)
-    maps, bands, inputs = [], [], []
+    maps: list[np.ndarray] = []
+    bands: list[Band] = []
+    inputs: list[InputFile] = []
     ref_wcs: WCS | None = None
     ref_shape: tuple[int, ...] = ()
     held: HeldWarnings = []
@@ -522,7 +525,9 @@ def read_healpix_fits(
     overrides = overrides or {}
     paths = [Path(p) for p in paths]
     check_distinct(paths)
-    maps, bands, inputs = [], [], []
+    maps: list[np.ndarray] = []
+    bands: list[Band] = []
+    inputs: list[InputFile] = []
     held: HeldWarnings = []
     for i, path in enumerate(paths):
         check_readable_fits(path)
@@ -562,6 +567,16 @@ def _band_cards(band: Band) -> list[tuple[str, Any, str]]:
     return cards
 
 
+def _write_hdu(hdu: fits.PrimaryHDU, tmp: Path) -> None:
+    hdu.writeto(tmp, overwrite=True)
+
+
+def _write_healpix_map(values: np.ndarray, extra: list[Any], tmp: Path) -> None:
+    import healpy as hp
+
+    hp.write_map(str(tmp), values, extra_header=extra, overwrite=True, dtype=np.float32)
+
+
 def write_flat_sky_fits(sky: Sky, directory: str | Path, prefix: str = "sky") -> list[Path]:
     """Write each band of ``sky`` to ``<directory>/<prefix>_<band>.fits`` (atomically).
 
@@ -578,7 +593,7 @@ def write_flat_sky_fits(sky: Sky, directory: str | Path, prefix: str = "sky") ->
             header[card[0]] = card[1:]
         hdu = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
         path = directory / f"{prefix}_{band.name}.fits"
-        write_atomic(path, lambda tmp, hdu=hdu: hdu.writeto(tmp, overwrite=True))
+        write_atomic(path, functools.partial(_write_hdu, hdu))
         paths.append(path)
     return paths
 
@@ -595,12 +610,7 @@ def write_healpix_sky_fits(
         values = np.where(np.isfinite(data), data, hp.UNSEEN)
         extra = _band_cards(band)
         path = directory / f"{prefix}_{band.name}.fits"
-        write_atomic(
-            path,
-            lambda tmp, values=values, extra=extra: hp.write_map(
-                str(tmp), values, extra_header=extra, overwrite=True, dtype=np.float32
-            ),
-        )
+        write_atomic(path, functools.partial(_write_healpix_map, values, extra))
         paths.append(path)
     return paths
 

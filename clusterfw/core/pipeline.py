@@ -400,7 +400,7 @@ class ForcedScoreLookup:
     ) -> None:
         self._finders = {f.name: f for f in finders}
         self._layers = dict(zip([f.name for f in finders], finder_layers or [], strict=False))
-        self._tiles = list(tiles)
+        self._tiles: list[Tile | TileJob] = list(tiles)
         self._known: dict[str, dict[tuple[float, float], float]] = {f.name: {} for f in finders}
         self._covered: dict[str, dict[tuple[float, float], bool]] = {f.name: {} for f in finders}
         for result in results:

@@ -162,9 +162,10 @@ def _flat_cutout(layer: Layer, bands: Sequence[LayerBand], region: Region):
     box = _region_box(region, pix.wcs)
     y0, y1, x0, x1 = _clip(box, pix.shape) if box is not None else (0, 0, 0, 0)
     wcs = pix.wcs.slice((slice(y0, y1), slice(x0, x1)))
-    planes = {p: [] for p in _planes(layer)}
+    planes: dict[str, list[np.ndarray]] = {p: [] for p in _planes(layer)}
     for band in bands:
         (file,) = band.files
+        assert isinstance(file, ImageFile)
         for plane in planes:
             planes[plane].append(read_section(file, y0, y1, x0, x1, plane))
     return wcs, {p: np.stack(v) for p, v in planes.items()}
@@ -293,11 +294,11 @@ def read_cutout(
     if grid is None and isinstance(pix, HealpixMap):
         grid = resample_grid(region, pix.cutout_pixel_arcmin)
     if grid is None:
-        grid = resample_grid(region, pix.pixel_arcmin)  # type: ignore[union-attr]
+        grid = resample_grid(region, pix.pixel_arcmin)
     wcs, ny, nx = grid
     ra0, dec0 = region.center()
     reach = region_radius_deg(region)
-    arrays: dict[str, list[np.ndarray]] = {p: [] for p in plane_names}
+    per_band: dict[str, list[np.ndarray]] = {p: [] for p in plane_names}
     for band in chosen:
         out = {p: np.full((ny, nx), np.nan, dtype=np.float32) for p in plane_names}
         world = None
@@ -310,9 +311,9 @@ def read_cutout(
                 continue
             world = _fill_from_image(out, file, wcs, world)
         for p in plane_names:
-            arrays[p].append(out[p])
+            per_band[p].append(out[p])
     stacked = {
-        p: np.stack(v) if v else np.zeros((0, ny, nx), np.float32) for p, v in arrays.items()
+        p: np.stack(v) if v else np.zeros((0, ny, nx), np.float32) for p, v in per_band.items()
     }
     return _make(layer, chosen, wcs, stacked)
 
@@ -321,6 +322,8 @@ def _mosaic_extent(bands: Sequence[LayerBand], common: WCS) -> tuple[int, int, i
     boxes = []
     for band in bands:
         for file in band.files:
+            if not isinstance(file, ImageFile):
+                continue
             off = grid_offset(common, file.wcs)
             if off is not None:
                 dx, dy = off

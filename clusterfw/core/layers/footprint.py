@@ -29,7 +29,10 @@ FOOTPRINT_ORDER = 8
 
 
 def angular_distance_deg(
-    ra1: float | np.ndarray, dec1: float | np.ndarray, ra2: np.ndarray, dec2: np.ndarray
+    ra1: float | np.ndarray,
+    dec1: float | np.ndarray,
+    ra2: float | np.ndarray,
+    dec2: float | np.ndarray,
 ) -> np.ndarray:
     """Great-circle distance in degrees (haversine)."""
     r1, d1, r2, d2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (ra1, dec1, ra2, dec2))

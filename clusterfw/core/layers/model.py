@@ -327,4 +327,6 @@ def facts_dict(facts: Any) -> Mapping[str, Any]:
     """The fields of a band-facts dataclass as a dict (for provenance and docs)."""
     from dataclasses import asdict, is_dataclass
 
-    return asdict(facts) if is_dataclass(facts) else dict(facts)
+    if is_dataclass(facts) and not isinstance(facts, type):
+        return asdict(facts)
+    return dict(facts)

@@ -161,7 +161,7 @@ class MmLayerReader(LayerReader):
         from clusterfw.core.fits_io import band_from_header
 
         band, factor = band_from_header(Path(info.path), info.header, {}, 0, 1)
-        facts = {"freq": band.freq_ghz, "beam": band.beam_fwhm_arcmin}
+        facts: dict[str, Any] = {"freq": band.freq_ghz, "beam": band.beam_fwhm_arcmin}
         facts["noise"] = band.noise_uk_arcmin
         return band.name, facts, factor
 

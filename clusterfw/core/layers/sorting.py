@@ -123,7 +123,7 @@ def inspect_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -
         for key, value in keys.items():
             if key != "HDU":
                 header[key] = value
-        extensions = {}
+        extensions: dict[str, tuple[int, tuple[int, ...]]] = {}
         for i, hdu in enumerate(hdus):
             if i != index and hdu.name and (shape_i := _is_image(hdu)) is not None:
                 extensions[hdu.name.upper()] = (i, shape_i)
