@@ -109,6 +109,12 @@ def test_estimate_columns_flags_and_the_ym_baseline(y_sky, weights, tmp_path):
     assert np.all(sig >= 0.2 / 1.78)  # the relation's scatter plus the aperture noise
     assert np.all(np.abs(np.log(m_y[:2] / implied)) < 3 * np.sqrt(sig**2 - (0.2 / 1.78) ** 2))
     check_estimator_contract(est, table, sky=sky)
+    # what `clusterfw run` hands estimators: the same numbers
+    from clusterfw.core.pipeline import CutoutProvider, check_plugins
+
+    again = est.estimate(table, CutoutProvider(sky))
+    assert again.column("vgg_mass_m500c").to_pylist() == out.column("vgg_mass_m500c").to_pylist()
+    check_plugins(sky, [], [est])  # a y layer: the run's requirement check passes
 
 
 def test_no_redshift_gives_a_null_mass_and_the_flag(y_sky, weights):
@@ -122,9 +128,15 @@ def test_no_redshift_gives_a_null_mass_and_the_flag(y_sky, weights):
 
 
 def test_a_sky_without_a_usable_layer_is_one_line():
+    from clusterfw.core.pipeline import check_plugins
     from clusterfw.testing import small_mm_sky
 
     sky = small_mm_sky(0, simulator=False).sky
+    with pytest.raises(PluginError) as exc:  # `clusterfw run` checks before any work
+        check_plugins(sky, [], [VggMassEstimator()])
+    assert str(exc.value) == (
+        "vgg_mass: needs a 'ymap' layer; the inputs have none (layers: mm (mm))"
+    )
     with pytest.raises(PluginError) as exc:
         VggMassEstimator().estimate(_candidates([0.3, 0.3, 0.3, 0.3]), sky)
     assert str(exc.value) == (

@@ -43,12 +43,16 @@ class ChannelCutouts:
 
 
 def layer_sky(sky: Any) -> Any | None:
-    """The :class:`~clusterfw.core.layers.model.LayerSky` behind ``sky``, if there is one."""
+    """The :class:`~clusterfw.core.layers.model.LayerSky` behind ``sky``, if there is one.
+
+    ``clusterfw run`` hands estimators a :class:`clusterfw.core.pipeline.CutoutProvider`
+    (``.sky`` is the run's ``LayerSky``); tests may pass the ``LayerSky`` itself.
+    """
     from clusterfw.core.layers.model import LayerSky
 
     if isinstance(sky, LayerSky):
         return sky
-    for attr in ("layer_sky", "layers"):
+    for attr in ("sky", "layer_sky", "layers"):  # the pipeline's CutoutProvider has .sky
         inner = getattr(sky, attr, None)
         if isinstance(inner, LayerSky):
             return inner

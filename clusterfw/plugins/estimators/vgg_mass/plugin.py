@@ -35,6 +35,7 @@ from pydantic import Field
 
 from clusterfw.core.errors import InputError, PluginError
 from clusterfw.core.hookspecs import hookimpl
+from clusterfw.core.layers.requirements import LayerRequirement
 from clusterfw.core.plugin_api import Estimator, PluginOptions
 from clusterfw.core.schema import plugin_field
 
@@ -106,6 +107,8 @@ class VggMassEstimator(Estimator):
     name = "vgg_mass"
     version = "0.1.0"
     Options = VggMassOptions
+    # every network has a y channel: a run without a y layer stops before any work
+    requires: ClassVar = (LayerRequirement("ymap"),)
     columns: ClassVar = (
         plugin_field("vgg_mass_m500c", pa.float64(), "solMass", "CNN M500c (median)", "phys.mass"),
         plugin_field(
