@@ -171,3 +171,32 @@ def test_unknown_option_and_bad_channels_are_one_line(y_sky, weights):
     est = VggMassEstimator({"weights": str(weights), "channels": "y,xray"})
     with pytest.raises(PluginError, match=r"channels y,xray need layers the sky lacks"):
         est.estimate(_candidates([0.3, 0.3, 0.3, 0.3]), sky)
+
+
+def test_xray_cutouts_keep_the_counts_and_carry_the_exposure(tmp_path):
+    """Counts resampled onto the network's 10" grid sum to the layer's counts in that square."""
+    from clusterfw.core.layers.sorting import sort_into_layers
+    from clusterfw.plugins.estimators.vgg_mass.cutouts import (
+        available_channels,
+        candidate_cutouts,
+    )
+    from clusterfw.sim import xray, ymap
+    from clusterfw.sim.footprint import Footprint, world_to_pixel
+    from clusterfw.sim.shards.common import halo_table
+
+    rng = np.random.default_rng(0)
+    h = halo_table(*(np.array(HALOS[k]) for k in ("m500c", "z", "ra", "dec")), rng)
+    fp = Footprint(30.05, -10.02, 0.4, 0.4, "TAN")
+    ypath = ymap.write_ymap(ymap.render_ymap(h, fp, "act", rng), tmp_path / "y")["ymap"]
+    xf = xray.render_xray(h, fp, "erosita", rng)
+    xpath = xray.write_xray(xf, tmp_path / "x")["image"]
+    sky = sort_into_layers([ypath, xpath], check_overlap=False)
+    assert available_channels(sky) == ("y", "xray")
+    cut = candidate_cutouts(sky, "xray", np.array([30.0]), np.array([-10.0]), 60, 1 / 6)
+    assert cut.valid.tolist() == [True]
+    assert np.nanmean(cut.exposure) == pytest.approx(2000.0)
+    x, y = world_to_pixel(xf.wcs, np.array([30.0]), np.array([-10.0]))
+    half = 5.0 * 60 / 4.0  # 5' in 4" pixels
+    x0, y0 = int(round(x[0] - half + 0.5)), int(round(y[0] - half + 0.5))
+    native = xf.counts[y0 : y0 + int(2 * half), x0 : x0 + int(2 * half)].sum()
+    assert np.nansum(cut.pixels) == pytest.approx(native, rel=0.03)
