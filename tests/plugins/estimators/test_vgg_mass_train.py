@@ -107,3 +107,15 @@ def test_bad_arguments_are_one_line_exit_2_nothing_written(shards, tmp_path, arg
     assert len(lines) == 1, res.output
     assert lines[0].startswith("clusterfw: error: " + message.replace("{tmp}", str(tmp_path)))
     assert not out.exists()
+
+
+def test_multi_channel_run_names_its_files_by_channel_set(shards, tmp_path):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "run3"
+    args = ["vgg_mass", "--data", str(shards), "--out", str(out), "--channels", "y,xray,optical"]
+    res = CliRunner().invoke(_group(), [*args, "--epochs", "1", "--rebin", "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "vgg_mass_y_xray_optical.json").read_text())
+    assert cfg["channels"] == ["y", "xray", "optical"] and cfg["npix"] == 12 and cfg["rebin"] == 2
+    assert (out / "vgg_mass_y_xray_optical.weights.h5").stat().st_size > 0
+    assert "**SMOKE RUN**" not in (out / "MODEL.md").read_text()
