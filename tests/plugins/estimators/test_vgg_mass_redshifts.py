@@ -88,3 +88,31 @@ def test_csv_and_unreadable_catalogues(tmp_path):
         lookup_redshifts(_table(), junk)
     with pytest.raises(InputError, match=r"missing.parquet: no such redshift catalogue"):
         lookup_redshifts(_table(), tmp_path / "missing.parquet")
+
+
+@pytest.mark.parametrize(
+    ("columns", "problem"),
+    [
+        ({"ra": [1.0], "dec": [2.0]}, "redshift catalogue has no z column"),
+        ({"ra": [1.0], "dec": [2.0], "z": [np.nan]}, "1 of 1 redshifts are NaN, infinite or"),
+    ],
+)
+def test_clusterfw_run_refuses_a_bad_catalogue_before_any_work(tmp_path, columns, problem):
+    """One line, exit 2, no output: the catalogue is read when the estimator is built."""
+    import subprocess
+    import sys
+
+    cat = tmp_path / "z.parquet"
+    pq.write_table(pa.table(columns), cat)
+    out = tmp_path / "cat.parquet"
+    cmd = [
+        sys.executable, "-c", "from clusterfw.core.cli import main; main()",
+        "run", str(tmp_path / "not_read.fits"),
+        "-f", "mf", "-e", "vgg_mass", "-o", f"vgg_mass.redshifts={cat}", "--out", str(out),
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"clusterfw: error: {cat}: {problem}")
+    assert res.stdout == ""
+    assert not out.exists()

@@ -139,6 +139,11 @@ class VggMassEstimator(Estimator):
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         self._networks: dict[tuple[str, ...], tuple[Any, dict[str, Any]]] = {}
+        self._catalogue: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if self.options.redshifts is not None:  # a bad catalogue stops the run before any work
+            from clusterfw.plugins.estimators.vgg_mass.redshifts import read_redshift_catalogue
+
+            self._catalogue = read_redshift_catalogue(self.options.redshifts)
 
     # --- the network --------------------------------------------------------------------
 
@@ -214,7 +219,7 @@ class VggMassEstimator(Estimator):
         from clusterfw.plugins.estimators.vgg_mass.redshifts import lookup_redshifts
 
         n = table.num_rows
-        z, zsrc = lookup_redshifts(table, self.options.redshifts)
+        z, zsrc = lookup_redshifts(table, self._catalogue)
         channels = self.choose_channels(available_channels(sky))
         model, cfg = self.network(channels)
         rebin, npix = int(cfg["rebin"]), int(cfg["npix"])

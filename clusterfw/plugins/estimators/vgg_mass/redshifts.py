@@ -104,7 +104,8 @@ def match_catalogue(
 
 
 def lookup_redshifts(
-    table: pa.Table, catalogue: str | Path | None = None
+    table: pa.Table,
+    catalogue: str | Path | tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each candidate's redshift and where it came from.
 
@@ -112,8 +113,9 @@ def lookup_redshifts(
     ----------
     table : pyarrow.Table
         Candidates (``ra``, ``dec``; optional ``finder``, ``z``, ``<finder>_z``).
-    catalogue : str or Path, optional
-        ``-o vgg_mass.redshifts=FILE``.
+    catalogue : str, Path or tuple, optional
+        ``-o vgg_mass.redshifts=FILE``, or its ``(ra, dec, z)`` as read by
+        :func:`read_redshift_catalogue`.
 
     Returns
     -------
@@ -148,7 +150,10 @@ def lookup_redshifts(
         for col in z_cols:
             fill(_finite_column(table, col), col)
     if catalogue is not None:
-        cat_ra, cat_dec, cat_z = read_redshift_catalogue(catalogue)  # checked even if unused
+        if isinstance(catalogue, tuple):
+            cat_ra, cat_dec, cat_z = catalogue
+        else:
+            cat_ra, cat_dec, cat_z = read_redshift_catalogue(catalogue)  # checked even if unused
         ra = np.asarray(table.column("ra").to_numpy(zero_copy_only=False), dtype=np.float64)
         dec = np.asarray(table.column("dec").to_numpy(zero_copy_only=False), dtype=np.float64)
         fill(match_catalogue(ra, dec, cat_ra, cat_dec, cat_z), "catalogue")
