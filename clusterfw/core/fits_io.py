@@ -649,15 +649,26 @@ class _ValueScan:
 
 
 def _scan_flat_values(path: Path, hdu_index: int, factor: float) -> None:
-    """Check a flat map's pixels block by block (memory-mapped; nothing held)."""
+    """Check a flat map's pixels block by block, reading each block's rows from the file.
+
+    The file is not memory-mapped: the pages of a mapping stay resident (and count in the
+    process's RSS) until it is closed, which would make memory follow the map size.
+    """
     scan = _ValueScan()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with fits.open(path, memmap=True) as hdul:
-            data = np.squeeze(hdul[hdu_index].data)
-            rows = max(1, SCAN_BLOCK_PIXELS // max(1, data.shape[1]))
-            for r0 in range(0, data.shape[0], rows):
-                scan.add(np.asarray(data[r0 : r0 + rows], dtype=np.float32) * np.float32(factor))
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            hdu = hdul[hdu_index]
+            shape = tuple(int(n) for n in hdu.shape)
+            axes = [i for i, n in enumerate(shape) if n != 1]
+            ny, nx = shape[axes[0]], shape[axes[1]]
+            rows = max(1, SCAN_BLOCK_PIXELS // max(1, nx))
+            for r0 in range(0, ny, rows):
+                index: list[int | slice] = [0] * len(shape)
+                index[axes[0]] = slice(r0, min(ny, r0 + rows))
+                index[axes[1]] = slice(0, nx)
+                block = np.asarray(hdu.section[tuple(index)], dtype=np.float32)
+                scan.add(block * np.float32(factor))
     scan.check(path)
 
 

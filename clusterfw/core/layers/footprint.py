@@ -87,7 +87,7 @@ class Footprint:
 
         The samples include the image's outer edges, so every footprint pixel the image covers
         more than a sliver of is found; the cost is a few ``ang2pix`` calls per footprint
-        pixel, whatever the image size.
+        pixel, whatever the image size, done in blocks so memory stays bounded.
         """
         import healpy as hp
 
@@ -97,12 +97,17 @@ class Footprint:
         step = max(1.0, step_deg / pix_deg)
         xs = np.linspace(-0.5, nx - 0.5, max(2, math.ceil(nx / step) + 1))
         ys = np.linspace(-0.5, ny - 0.5, max(2, math.ceil(ny / step) + 1))
-        gx, gy = np.meshgrid(xs, ys)
-        ra, dec = wcs.pixel_to_world_values(gx.ravel(), gy.ravel())
-        ra, dec = np.asarray(ra), np.asarray(dec)
-        ok = np.isfinite(ra) & np.isfinite(dec)
-        pix = hp.ang2pix(2**order, ra[ok], dec[ok], nest=True, lonlat=True)
-        return cls(order, np.unique(pix.astype(np.int64)))
+        # rows of samples in blocks of ~32k points: memory does not follow the image size
+        rows = max(1, (1 << 15) // xs.size)
+        found = []
+        for start in range(0, ys.size, rows):
+            gx, gy = np.meshgrid(xs, ys[start : start + rows])
+            ra, dec = wcs.pixel_to_world_values(gx.ravel(), gy.ravel())
+            ra, dec = np.asarray(ra), np.asarray(dec)
+            ok = np.isfinite(ra) & np.isfinite(dec)
+            pix = hp.ang2pix(2**order, ra[ok], dec[ok], nest=True, lonlat=True)
+            found.append(np.unique(pix.astype(np.int64)))
+        return cls(order, np.unique(np.concatenate(found)))
 
     @classmethod
     def union_all(cls, prints: Sequence[Footprint], order: int | None = None) -> Footprint:
