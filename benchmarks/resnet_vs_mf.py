@@ -172,6 +172,18 @@ def matrix(s, y, t):
     return confusion(s, y, t)
 
 
+def f1_sigma(cm, n_boot=4000, seed=0):
+    """Standard deviation of F1 when the test cells are drawn again (multinomial bootstrap of
+    the confusion counts ``tp``, ``fp``, ``fn``, ``tn``): the statistical error of a test F1."""
+    counts = np.array([cm["tp"], cm["fp"], cm["fn"], cm["tn"]], float)
+    draws = np.random.default_rng(seed).multinomial(
+        int(counts.sum()), counts / counts.sum(), n_boot
+    )
+    tp, fp, fn = draws[:, 0], draws[:, 1], draws[:, 2]
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    return float(f1.std())
+
+
 def best_threshold(s, y):
     """F1-best threshold of pooled cells."""
     from clusterfw.plugins.finders.resnet.train import best_f1
@@ -366,6 +378,8 @@ def main() -> None:
     }
 
     f1 = {k: v["test"]["f1"] for k, v in results.items()}
+    for v in results.values():
+        v["test_f1_sigma"] = f1_sigma(v["test"])
     best_name = max(single, key=lambda k: f1[k])
     better = f1[best_name]
 
@@ -397,6 +411,7 @@ def main() -> None:
         "cluster_cells": {s: int(sum(p.label.sum() for p in patches[s])) for s in patches},
         "results": results,
         "test_f1": f1,
+        "test_f1_sigma": {k: v["test_f1_sigma"] for k, v in results.items()},
         "best_single": best_name,
         "resnet_minus_mf": f1["ResNet"] - f1["MF"],
         "resnet_grid_minus_mf": f1["ResNet-grid"] - f1["MF"],
@@ -412,14 +427,15 @@ def main() -> None:
     }
     print()
     print(f"{'method':14s} {'threshold':>18s} | {'TP':>5s} {'FP':>5s} {'FN':>5s} {'TN':>7s} | "
-          f"{'purity':>6s} {'compl.':>6s} {'F1':>5s} | val F1")  # fmt: skip
+          f"{'purity':>6s} {'compl.':>6s} {'F1':>5s} {'±':>5s} | val F1")  # fmt: skip
     for name in single + ("AND",) + combined:
         r = results[name]
         m = r["test"]
         t = r["threshold"]
         ts = f"{t['mf']:.2f}&{t['resnet']:.3f}" if isinstance(t, dict) else f"{t:.4g}"
         print(f"{name:14s} {ts:>18s} | {m['tp']:5d} {m['fp']:5d} {m['fn']:5d} {m['tn']:7d} | "
-              f"{m['purity']:6.3f} {m['completeness']:6.3f} {m['f1']:5.3f} | "
+              f"{m['purity']:6.3f} {m['completeness']:6.3f} {m['f1']:5.3f} "
+              f"{r['test_f1_sigma']:5.3f} | "
               f"{r['val']['f1']:.3f}")  # fmt: skip
     print(
         "\nfalse positives (test) by the cell's most massive halo: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,31 @@ def test_paper_labels_end_to_end_recorded(tmp_path):
     write_model_card(summary, out / "card2.md", "clusterfw train resnet ...", notes="F1 0.7\n")
     text = (out / "card2.md").read_text()
     assert text.endswith("## Notes\nF1 0.7\n") and "Setting: `default`" in text
+
+
+def _benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "resnet_vs_mf.py"
+    spec = importlib.util.spec_from_file_location("resnet_vs_mf_under_test", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclass looks the module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_labels_weights_and_f1_error(tmp_path):
+    bench = _benchmark()
+    assert (bench.MASS_CUT, bench.MASS_DEF, bench.Z_MIN) == (2e14, "mvir", 0.25)
+    bench.set_labels("sz")
+    assert (bench.MASS_CUT, bench.MASS_DEF, bench.Z_MIN) == (1.5e14, "m500c", 0.0)
+    assert bench.weights_file(str(tmp_path)) == str(tmp_path / "resnet.safetensors")
+    assert bench.weights_file("a/b.safetensors") == "a/b.safetensors"
+    assert bench.weights_file(None) is None
+    # F1 0.5 on 100 cluster cells: bootstrap σ near the delta-method value, shrinking as 1/√n
+    cm = {"tp": 50, "fp": 50, "fn": 50, "tn": 850}
+    s1 = bench.f1_sigma(cm)
+    s4 = bench.f1_sigma({k: 4 * v for k, v in cm.items()})
+    assert 0.035 < s1 < 0.06
+    assert s1 / s4 == pytest.approx(2.0, rel=0.1)
