@@ -264,10 +264,12 @@ class VggMassEstimator(Estimator):
             m_y[i], m_y_err[i] = r.m500c, r.m500c_err
         flag[np.isfinite(z) & valid & ~np.isfinite(m_y)] |= FLAG_YSZ_FAILED
         label = ",".join(channels)
+        estimated = np.zeros(n, dtype=bool)
+        estimated[go] = True
         values = [
             pa.array(np.where(np.isfinite(m), m, np.nan), pa.float64(), from_pandas=True),
             pa.array(m_err, pa.float64(), from_pandas=True),
-            pa.array([label if i in set(go.tolist()) else None for i in range(n)], pa.string()),
+            pa.array([label if ok else None for ok in estimated], pa.string()),
             pa.array(flag, pa.uint32()),
             pa.array(m_y, pa.float64(), from_pandas=True),
             pa.array(m_y_err, pa.float64(), from_pandas=True),
