@@ -69,6 +69,9 @@ class PercentileCombiner(Combiner):
 
     score_kind: ClassVar[str] = "percentile"
     score_description: ClassVar[str] = ""
+    #: True: percentiles of finders that do not cover a candidate (no data there) reach
+    #: :meth:`combined_score` as NaN, to be left out; False: they get the floor percentile.
+    uses_coverage: ClassVar[bool] = False
     Options = PercentileCombinerOptions
 
     @abstractmethod
@@ -96,8 +99,13 @@ class PercentileCombiner(Combiner):
         combined: np.ndarray,
         calibration: Calibration,
         in_sample: list[str],
+        *,
+        covered: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray | None, dict[str, Any]]:
-        """The ``is_cluster`` decision (None when not calibrated) and what was used."""
+        """The ``is_cluster`` decision (None when not calibrated) and what was used.
+
+        ``covered[f]`` is False where finder ``f``'s layers have no data at a candidate.
+        """
 
     @abstractmethod
     def calibrate_set(
@@ -198,8 +206,15 @@ class PercentileCombiner(Combiner):
 
         # 4. percentiles and 5. combined score / decision
         pct, in_sample = percentiles_for(scores, cal)
-        combined = self.combined_score_of(pct, scores, cal)
-        decision, decision_info = self.decide(scores, combined, cal, in_sample)
+        covered = _coverage(forced, cm.members, names, ra, dec)
+        if self.uses_coverage:
+            # a finder whose layers have no data at a candidate has no say there: its
+            # percentile is left out (NaN), not counted as a non-detection
+            pct_used = {n: np.where(covered[n], pct[n], np.nan) for n in names}
+        else:
+            pct_used = pct
+        combined = self.combined_score_of(pct_used, scores, cal)
+        decision, decision_info = self.decide(scores, combined, cal, in_sample, covered=covered)
 
         order = np.lexsort((np.arange(n_groups), -combined))
         fields: list[pa.Field] = []
@@ -364,6 +379,29 @@ def _score_unit(table: pa.Table) -> str:
         meta = table.schema.field("score").metadata or {}
         return meta.get(b"unit", b"").decode()
     return ""
+
+
+def _coverage(
+    forced: ForcedScorer | None,
+    members: Mapping[str, np.ndarray],
+    names: list[str],
+    ra: np.ndarray,
+    dec: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Whether each finder covers each merged candidate.
+
+    A finder that detected a candidate covers it; elsewhere the run's forced scorer says (its
+    ``coverage(finder, ra, dec)`` method, when it has one); without one, everything is covered.
+    """
+    coverage_of = getattr(forced, "coverage", None)
+    out = {}
+    for n in names:
+        c = np.ones(ra.size, dtype=bool)
+        miss = np.flatnonzero(members[n] < 0)
+        if coverage_of is not None and miss.size:
+            c[miss] = np.asarray(coverage_of(n, ra[miss], dec[miss]), dtype=bool)
+        out[n] = c
+    return out
 
 
 def _forced(forced: ForcedScorer, name: str, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:

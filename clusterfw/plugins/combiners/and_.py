@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 
 
 def min_percentile(percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Smallest rank percentile over finders (the AND combiner's score)."""
-    return np.min(
+    """Smallest rank percentile over finders (the AND combiner's score).
+
+    NaN percentiles (finders that do not cover a candidate) are left out.
+    """
+    return np.fmin.reduce(
         np.vstack([np.asarray(a, dtype=np.float64) for a in percentiles.values()]), axis=0
     )
 
@@ -59,6 +62,7 @@ class AndCombiner(PercentileCombiner):
     version = "1.0"
     score_kind = "min_percentile"
     score_description = "minimum over finders of reference rank percentiles, in (0, 1]"
+    uses_coverage = True
 
     def combined_score(self, percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
         """``min_f p_f``."""
@@ -87,8 +91,10 @@ class AndCombiner(PercentileCombiner):
         combined: np.ndarray,
         calibration: Calibration,
         in_sample: list[str],
+        *,
+        covered: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray | None, dict[str, Any]]:
-        """``all_f (s_f >= t_f)`` with the calibrated thresholds."""
+        """``all_f (s_f >= t_f)`` over the finders that cover a candidate."""
         names = list(scores)
         thresholds = and_thresholds(calibration, names)
         if thresholds is None:
@@ -98,11 +104,18 @@ class AndCombiner(PercentileCombiner):
                 f"for one of {', '.join(names)}",
             )
             return None, {"thresholds": None}
-        return and_decision(scores, thresholds), {"thresholds": thresholds}
+        return and_decision(scores, thresholds, covered), {"thresholds": thresholds}
 
 
-def and_decision(scores: Mapping[str, np.ndarray], thresholds: Mapping[str, float]) -> np.ndarray:
-    """``all_f (s_f >= t_f)``; NaN fails except against ``-inf``."""
+def and_decision(
+    scores: Mapping[str, np.ndarray],
+    thresholds: Mapping[str, float],
+    covered: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``all_f (s_f >= t_f)``; NaN fails except against ``-inf``.
+
+    A finder that does not cover a candidate (``covered[f]`` False: no data there) has no say.
+    """
     out = None
     for name, s in scores.items():
         t = float(thresholds[name])
@@ -111,6 +124,8 @@ def and_decision(scores: Mapping[str, np.ndarray], thresholds: Mapping[str, floa
             if t == -np.inf
             else (np.nan_to_num(np.asarray(s, dtype=np.float64), nan=-np.inf) >= t)
         )
+        if covered is not None and name in covered:
+            ok = ok | ~np.asarray(covered[name], dtype=bool)
         out = ok if out is None else out & ok
     return np.asarray(out, dtype=bool)
 

@@ -29,11 +29,23 @@ if TYPE_CHECKING:
 
 
 def rank_product(percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Product of rank percentiles over finders (DeepSZ EnsemblePROD), in ``(0, 1]``."""
-    arrays = list(percentiles.values())
-    out = np.ones_like(np.asarray(arrays[0], dtype=np.float64))
+    """Product of rank percentiles over finders (DeepSZ EnsemblePROD), in ``(0, 1]``.
+
+    NaN percentiles (finders that do not cover a candidate) are left out: the product of the
+    ``k`` covering finders is raised to ``n / k``, the power that puts it on the scale of an
+    ``n``-finder product with the covering finders' geometric mean standing in for the others.
+    Where all ``n`` cover a candidate this is the plain product.
+    """
+    arrays = [np.asarray(a, dtype=np.float64) for a in percentiles.values()]
+    out = np.ones_like(arrays[0])
+    n_covering = np.zeros(arrays[0].shape, dtype=np.int64)
     for a in arrays:
-        out = out * np.asarray(a, dtype=np.float64)
+        ok = ~np.isnan(a)
+        out = np.where(ok, out * a, out)
+        n_covering += ok
+    partial = (n_covering < len(arrays)) & (n_covering > 0)
+    if partial.any():
+        out[partial] = out[partial] ** (len(arrays) / n_covering[partial])
     return out
 
 
@@ -44,6 +56,7 @@ class RankProductCombiner(PercentileCombiner):
     version = "1.0"
     score_kind = "rank_product"
     score_description = "product over finders of reference rank percentiles, in (0, 1]"
+    uses_coverage = True
 
     def combined_score(self, percentiles: Mapping[str, np.ndarray]) -> np.ndarray:
         """``prod_f p_f``."""
@@ -80,6 +93,8 @@ class RankProductCombiner(PercentileCombiner):
         combined: np.ndarray,
         calibration: Calibration,
         in_sample: list[str],
+        *,
+        covered: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray | None, dict[str, Any]]:
         """``combined >= threshold`` when the calibration has a threshold for these finders."""
         names = list(scores)

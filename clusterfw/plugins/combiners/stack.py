@@ -378,6 +378,8 @@ class StackCombiner(PercentileCombiner):
         combined: np.ndarray,
         calibration: Calibration,
         in_sample: list[str],
+        *,
+        covered: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray | None, dict[str, Any]]:
         """``combined >= threshold`` with the fitted model's threshold."""
         finders = sorted(scores)
