@@ -217,6 +217,13 @@ def evaluate(
         f"{catalogue}: {table.num_rows} candidates; {results[cols[0]].curve.n_true} true "
         f"clusters ({mass_col} >= {mass_min:.3g}, z >= {z_min:g}) within {radius:g}'"
     )
+    coverage = candidate_coverage(table)
+    if coverage:
+        click.echo(
+            "coverage (share of candidates where a finder's layers have data; a finder's "
+            "null score outside it is no data, not a non-detection): "
+            + ", ".join(f"{f} {100 * v:.1f} %" for f, v in coverage.items())
+        )
     click.echo(
         f"{'score column':<22}{'threshold':>11}{'TP':>6}{'FP':>6}{'FN':>6}"
         f"{'purity':>8}{'compl.':>8}{'F1':>7}"
@@ -245,6 +252,7 @@ def evaluate(
             "truth": str(truth_path),
             "command": _command_line(),
             "selection": results[cols[0]].selection,
+            "coverage": coverage,
             "results": {col: ev.to_dict() for col, ev in results.items()},
         }
         write_json_atomic(doc, json_out)
@@ -254,6 +262,16 @@ def evaluate(
 
         for p in plot_all(results, plots_dir):
             click.echo(f"wrote {p}", err=True)
+
+
+def candidate_coverage(table: Any) -> dict[str, float]:
+    """Share of a combined catalogue's candidates each finder covers (``<finder>_covered``)."""
+    out = {}
+    for name in table.column_names:
+        if name.endswith("_covered") and table.num_rows:
+            col = table.column(name).fill_null(False).to_numpy(zero_copy_only=False)
+            out[name[: -len("_covered")]] = float(col.mean())
+    return out
 
 
 @click.command()

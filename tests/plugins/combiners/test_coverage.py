@@ -79,3 +79,16 @@ def test_combined_scores_do_not_count_no_data_as_a_non_detection(combiner):
     assert uncovered["b_score"] is None
     if combiner.name == "and":
         assert uncovered["is_cluster"] is True and covered["is_cluster"] is False
+
+
+def test_evaluate_reports_coverage_per_finder():
+    import pyarrow as pa
+
+    from clusterfw.core.evaluation.cli import candidate_coverage
+
+    table = pa.table({
+        "score": [1.0, 2.0, 3.0, 4.0],
+        "a_covered": [True, True, True, True],
+        "b_covered": pa.array([True, False, None, False], pa.bool_()),
+    })
+    assert candidate_coverage(table) == {"a": 1.0, "b": 0.25}
