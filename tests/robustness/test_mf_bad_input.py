@@ -108,15 +108,28 @@ def test_scales_larger_than_the_tile_refused(maps, tmp_path):
         "profile's signal lies within 101.2', the tile has 100' inside its 10' taper); use "
         "scales <= 11.9' or a larger --tile-size"
     )
-    # the arnaud default (theta500 up to 10': 41.4') fits 100' but not a 30' map's 10' plateau
-    small = [tmp_path / f"s{i}.fits" for i in range(3)]
+    # the smallest beta scale (0.25') needs 2.1': a 24' map with 10' tapers has 4' left, but
+    # explicit scales that do not fit are refused, never quietly dropped
+    sky, _, _ = make_blob_sky(size=48, n_sources=2)
+    tiny = write_flat_sky_fits(sky, tmp_path, prefix="tiny")
+    line = _run_error(tiny, tmp_path, "mf.scales_arcmin=[0.5, 1]")
+    assert line.startswith("clusterfw: error: mf.scales_arcmin: scale 1' does not fit in tile 0")
+
+
+def test_default_scales_limited_to_the_tile_with_a_warning(tmp_path):
+    """The arnaud default (θ500 up to 10': 41.4') does not fit a 30' map's 10' plateau: the
+    default scales that fit (≤ 2.42') are searched, with one warning line."""
     sky, _, _ = make_blob_sky(size=60, n_sources=2)
     small = write_flat_sky_fits(sky, tmp_path, prefix="small")
-    line = _run_error(small, tmp_path, "mf.profile=arnaud")
-    assert line.startswith(
-        "clusterfw: error: mf.scales_arcmin (default of profile=arnaud): scale 10' does not fit "
-        "in tile 0 (90% of a arnaud profile's signal lies within 41.36', the tile has 10' "
-    ), line
+    out = tmp_path / "o.parquet"
+    with pytest.warns(UserWarning, match="mf: default scales above 2.42' do not fit tile 0"):
+        rc, _, err = _cli("run", "-q", "--finder", "mf", *small, "-o", "mf.profile=arnaud",
+                          "-o", "mf.snr_min=3", "--out", out)  # fmt: skip
+    assert rc == 0, err
+    import pyarrow.parquet as pq
+
+    scales = pq.read_table(out).column("filter_scale").to_pylist()
+    assert scales and max(scales) <= 2.42
 
 
 def test_scale_that_fits_is_searched(maps, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -217,6 +218,9 @@ class MatchedFilterFinder(Finder):
         # (maps array, key, result): the maps are held so their id cannot be reused meanwhile
         self._cache: tuple[np.ndarray, tuple, FilterResult] | None = None
         self._pool: MapPool | None = None  # result maps reused from tile to tile
+        # default scales are limited to those that fit the current tile (None: no limit)
+        self._scale_limit: float | None = None
+        self._warned_scale_limit = False
         self._cmb_cl: tuple[np.ndarray, np.ndarray] | None = None
         if self.options.noise == "model":  # checked before any tile is read
             o = self.options
@@ -231,7 +235,10 @@ class MatchedFilterFinder(Finder):
         o = self.options
         if o.scales_arcmin is not None:
             return tuple(float(s) for s in o.scales_arcmin)
-        return BETA_SCALES if o.profile == "beta" else ARNAUD_SCALES
+        default = BETA_SCALES if o.profile == "beta" else ARNAUD_SCALES
+        if self._scale_limit is None:
+            return default
+        return tuple(s for s in default if s <= self._scale_limit)
 
     def _settings(self) -> FilterSettings:
         from clusterfw.plugins.finders.mf.filters import FilterSettings
@@ -279,6 +286,22 @@ class MatchedFilterFinder(Finder):
         """
         o = self.options
         plateau = min(tile.maps.shape[1:]) * tile.pixel_scale_arcmin - 2.0 * o.apod_arcmin
+        fits = plateau / (2.0 * SIGNAL_RADIUS_90[o.profile])
+        self._scale_limit = None
+        if o.scales_arcmin is None and fits < max(self.scales) and fits >= min(self.scales):
+            # default scales: search those that fit this tile (scales given by the user are
+            # searched as given, or refused below)
+            self._scale_limit = fits
+            if not self._warned_scale_limit:
+                self._warned_scale_limit = True
+                warnings.warn(
+                    f"mf: default scales above {fits:.3g}' do not fit tile {tile.tile_id} "
+                    f"({max(plateau, 0.0):.4g}' inside its {o.apod_arcmin:g}' taper); searching "
+                    f"{len(self.scales)} scales up to {max(self.scales):g}' (set "
+                    "mf.scales_arcmin or a larger --tile-size)",
+                    stacklevel=2,
+                )
+            return
         largest = max(self.scales)
         need = 2.0 * SIGNAL_RADIUS_90[o.profile] * largest
         if need > plateau:
@@ -287,7 +310,6 @@ class MatchedFilterFinder(Finder):
                 if o.scales_arcmin is not None
                 else f"mf.scales_arcmin (default of profile={o.profile})"
             )
-            fits = plateau / (2.0 * SIGNAL_RADIUS_90[o.profile])
             raise PluginError(
                 f"{which}: scale {largest:g}' does not fit in tile {tile.tile_id} (90% of a "
                 f"{o.profile} profile's signal lies within {need:.4g}', the tile has "
