@@ -82,5 +82,5 @@ def test_train_command_end_to_end(tmp_path):
     assert meta["setting"] == "randomised" and meta["labels"] == "sz"
     assert (meta["mass_cut"], meta["mass_definition"], meta["z_min"]) == (1.5e14, "m500c", 0.0)
     assert "--setting randomised --labels sz" in card
-    assert "M500c ≥ 1.5e+14 Msun and\nz > 0 lies" in card
+    assert "M500c ≥ 1.5e+14 Msun (any redshift) lies\nin the central" in card
     assert all(summary["data"][k]["setting"] == "randomised" for k in ("train", "val", "test"))

@@ -126,7 +126,7 @@ def test_paper_labels_end_to_end_recorded(tmp_path):
     card = (out / "MODEL.md").read_text()
     assert "--setting default --labels deepsz" in card
     assert "Setting: `default`" in card
-    assert "Labels `deepsz`: positive when a halo with Mvir ≥ 2e+14 Msun and\nz > 0.25" in card
+    assert "Labels `deepsz`: positive when a halo with Mvir ≥ 2e+14 Msun (z > 0.25) lies" in card
     assert "## Notes" not in card
     # the card can be rewritten from summary.json with notes (measurements made afterwards)
     from clusterfw.plugins.finders.resnet.card import write_model_card

@@ -73,6 +73,7 @@ def write_model_card(
     )
     setting = c.get("setting", "default")
     labels = c.get("labels", "deepsz")
+    zcut = f"z > {c['z_min']:g}" if c["z_min"] > 0 else "any redshift"
     mdef = _MASS_NAMES.get(c.get("mass_definition") or "mvir", c.get("mass_definition"))
     text = f"""# Model card: `resnet` finder weights
 
@@ -93,9 +94,9 @@ torch CPU threads: {c["threads"]}.
 
 ## Data (simulated by `clusterfw.sim`, all components, SPT-3G-like 95/150/220 GHz)
 Setting: `{setting}` — {_SETTING_NOTES.get(setting, "see docs/simulator.md")}.
-Labels `{labels}`: positive when a halo with {mdef} ≥ {c["mass_cut"]:.3g} Msun and
-z > {c["z_min"]:g} lies in the central 6'×6' of the 8'×8' (32×32 px at 0.25') cutout. Splits come
-from disjoint simulated patches (separate seed streams per split).
+Labels `{labels}`: positive when a halo with {mdef} ≥ {c["mass_cut"]:.3g} Msun ({zcut}) lies
+in the central 6'×6' of the 8'×8' (32×32 px at 0.25') cutout. Splits come from disjoint simulated
+patches (separate seed streams per split).
 
 | split | mode | cutouts | positives | notes |
 |---|---|---:|---:|---|
