@@ -17,9 +17,11 @@ twelve component streams: the halos), then four more children feed the observabl
 X-ray, y and optical layers. Rendering one layer again from the written catalogue
 (:func:`render_layer`) with the same seed reproduces that layer bit for bit.
 
-:func:`write_universe` writes ``DIR/{mm,optical,xray,ymap,stellar_mass}/`` and
-``DIR/truth_halos.parquet`` (every observable, units in the field metadata) plus
-``DIR/universe.json``, all into a temporary sibling folder renamed to ``DIR`` at the end.
+:func:`write_universe` writes ``DIR/{mm,optical,xray,ymap,stellar_mass}/`` (every file of
+which is an input layer: ``clusterfw run DIR/*/*.fits`` reads them all),
+``DIR/truth_ymap.fits`` (the unsmoothed y of the mm layer), ``DIR/truth_halos.parquet`` (every
+observable, units in the field metadata) plus ``DIR/universe.json``, all into a temporary
+sibling folder renamed to ``DIR`` at the end.
 """
 
 from __future__ import annotations
@@ -247,7 +249,12 @@ def _write_layer(layer: str, obj: Any, tmp: Path, flat: bool = False) -> list[Pa
         from clusterfw.sim.patch import write_patch
 
         w = write_patch(obj, here, prefix="mm")
-        return [*w["maps"], w["halos"], w["sources"], *([w["ymap"]] if w["ymap"] else [])]
+        ymap = w["ymap"]
+        if ymap and not flat:
+            # the unsmoothed truth y map is not an input layer: keep it out of mm/, so that
+            # `clusterfw run DIR/*/*.fits` reads every layer and nothing else
+            ymap = Path(ymap).rename(tmp / "truth_ymap.fits")
+        return [*w["maps"], w["halos"], w["sources"], *([ymap] if ymap else [])]
     if layer == "xray":
         from clusterfw.sim.xray import write_xray
 

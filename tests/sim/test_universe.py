@@ -202,3 +202,37 @@ def _no_optical():
     from clusterfw.core.errors import ClusterfwError
 
     raise ClusterfwError("--layers: no optical renderer in this test")
+
+
+def test_run_reads_every_layer_and_evaluate_scores_against_the_truth(tmp_path):
+    """`clusterfw run DIR/*/*.fits` takes every simulated layer with no options (mm, optical,
+    X-ray, y, stellar mass), and `clusterfw evaluate` scores against the universe's truth."""
+    import glob
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from clusterfw.core.cli import _add_optional_commands, cli
+
+    _add_optional_commands(cli)
+    cfg = UniverseConfig(
+        patch=PatchConfig(size_deg=0.6, m500c_min=1e14),
+        layers=["mm", "optical", "xray", "ymap"],
+        optical_preset="sdss",
+    )
+    root = tmp_path / "u"
+    write_universe(simulate_universe(cfg, 5), root)
+    inputs = sorted(glob.glob(str(root / "*" / "*.fits")))
+    kinds = {p.split("/")[-2] for p in inputs}
+    assert kinds == {"mm", "optical", "xray", "ymap", "stellar_mass"}
+    out = tmp_path / "cat.parquet"
+    r = CliRunner().invoke(cli, ["run", "-q", *inputs, "--finder", "mf", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    table = pq.read_table(out)
+    assert table.num_rows > 0
+    r = CliRunner().invoke(
+        cli, ["evaluate", str(out), "--truth", str(root / "truth_halos.parquet"),
+              "--mass-min", "1e14", "--z-min", "0"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "true clusters" in r.output and "score [F1-best]" in r.output

@@ -109,7 +109,20 @@ class YBand:
     beam_fwhm_arcmin: float | None
 
 
-BandFacts = MmBand | OpticalBand | XrayBand | YBand | Any
+@dataclass(frozen=True)
+class StellarMassBand:
+    """A projected stellar-mass map (a tracer for mass estimators).
+
+    Parameters
+    ----------
+    name : str
+        Usually ``"mstar"``.
+    """
+
+    name: str
+
+
+BandFacts = MmBand | OpticalBand | XrayBand | YBand | StellarMassBand | Any
 
 
 # --------------------------------------------------------------------------- kinds
@@ -173,6 +186,11 @@ XRAY = register_kind(
     LayerKind("xray", "count", XrayBand, ("exposure", "background"), "X-ray counts with exposure")
 )
 YMAP = register_kind(LayerKind("ymap", "Compton-y", YBand, (), "thermal SZ Compton-y maps"))
+STELLAR_MASS = register_kind(
+    LayerKind(
+        "stellar_mass", "solMass", StellarMassBand, (), "projected stellar mass, Msun per pixel"
+    )
+)
 
 
 # --------------------------------------------------------------------------- layers

@@ -30,7 +30,7 @@ import numpy as np
 from astropy.io import fits
 
 from clusterfw.core.errors import InputError
-from clusterfw.core.layers.model import MmBand, OpticalBand, XrayBand, YBand
+from clusterfw.core.layers.model import MmBand, OpticalBand, StellarMassBand, XrayBand, YBand
 from clusterfw.core.layers.pixelisation import (
     HealpixFile,
     ImageFile,
@@ -306,11 +306,35 @@ class YmapLayerReader(LayerReader):
         return YBand(name, self._agree(name, "beam", facts))
 
 
+_MSTAR_UNITS = {"solmass", "msun", "msol"}
+
+
+class StellarMassLayerReader(LayerReader):
+    """Projected stellar-mass maps: ``BUNIT`` solMass (Msun per pixel)."""
+
+    name = "stellar_mass"
+    kind = "stellar_mass"
+    priority = 25
+
+    def claims(self, header: fits.Header) -> bool:
+        """``BUNIT`` solMass."""
+        return _unit(header) in _MSTAR_UNITS
+
+    def file_facts(self, info: FileInfo) -> tuple[str, dict[str, Any], float]:
+        """No band facts; maps are read as they are (scale 1)."""
+        return str(info.header.get("BANDNAME") or "mstar"), {}, 1.0
+
+    def merge_band(self, name: str, facts: Sequence[tuple[str, dict[str, Any]]]) -> StellarMassBand:
+        """One band, no facts to agree on."""
+        return StellarMassBand(name)
+
+
 BUILTIN_READERS: tuple[LayerReader, ...] = (
     MmLayerReader(),
     OpticalLayerReader(),
     XrayLayerReader(),
     YmapLayerReader(),
+    StellarMassLayerReader(),
 )
 """The built-in readers (the order here does not matter: ``priority`` decides)."""
 

@@ -63,13 +63,21 @@ def clusterfw_register_readers(register):
 
 @hookimpl(trylast=True)
 def clusterfw_register_layer_readers(register):
-    """The built-in layer readers: xray (40), ymap (30), optical (20), mm (10)."""
+    """The built-in layer readers: xray (40), ymap (30), stellar_mass (25), optical (20), mm
+    (10)."""
     from clusterfw.core.layers.readers import (
         MmLayerReader,
         OpticalLayerReader,
+        StellarMassLayerReader,
         XrayLayerReader,
         YmapLayerReader,
     )
 
-    for cls in (XrayLayerReader, YmapLayerReader, OpticalLayerReader, MmLayerReader):
+    for cls in (
+        XrayLayerReader,
+        YmapLayerReader,
+        StellarMassLayerReader,
+        OpticalLayerReader,
+        MmLayerReader,
+    ):
         register(cls)

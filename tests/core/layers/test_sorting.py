@@ -77,13 +77,27 @@ def test_priorities_are_explicit_not_alphabetical(tmp_path):
     path = _xray(tmp_path, "x.fits", FILTER="r", FREQ=150.0)
     sky = sort_into_layers([path])
     assert sky.names == ("xray",)
-    assert sorted(r.priority for r in BUILTIN_READERS) == [10, 20, 30, 40]
+    assert sorted(r.priority for r in BUILTIN_READERS) == [10, 20, 25, 30, 40]
     assert [r.kind for r in sorted(BUILTIN_READERS, key=lambda r: -r.priority)] == [
         "xray",
         "ymap",
+        "stellar_mass",
         "optical",
         "mm",
     ]
+
+
+def test_stellar_mass_maps_are_their_own_layer(tmp_path):
+    from clusterfw.core.layers.model import StellarMassBand
+
+    h = tan_header(RA, DEC, 10.0, 20, 20)
+    path = write_image(tmp_path / "mstar.fits", np.ones((20, 20), np.float32), h,
+                       {"BUNIT": "solMass"})  # fmt: skip
+    sky = sort_into_layers([path])
+    assert sky.names == ("stellar_mass",)
+    layer = sky.layers[0]
+    assert layer.kind == "stellar_mass"
+    assert [b.facts for b in layer.bands] == [StellarMassBand("mstar")]
 
 
 def test_overrides_global_and_per_glob(tmp_path):
