@@ -326,6 +326,23 @@ def _read_flat_band(
     path: Path, overrides: Mapping[str, Any], index: int, n_files: int, held: HeldWarnings
 ) -> tuple[np.ndarray, WCS, Band]:
     """One band of :func:`read_flat_fits`: pixels in µK_CMB (NaN where masked), WCS, band."""
+    with open_2d_image(path, held) as (_, hdu, data):
+        wcs = celestial_wcs(path, hdu.header, data.shape)
+        band, factor = band_from_header(path, hdu.header, overrides, index, n_files)
+        values = np.asarray(data, dtype=np.float32) * np.float32(factor)
+    check_beam_fits(path, band, wcs, values.shape)
+    return values, wcs, band
+
+
+@contextlib.contextmanager
+def open_2d_image(
+    path: Path, held: HeldWarnings
+) -> Iterator[tuple[int, fits.ImageHDU | fits.PrimaryHDU, np.ndarray]]:
+    """Open ``path`` and yield ``(hdu_index, hdu, 2-D data)`` of its first image HDU.
+
+    Every failure (not a regular FITS file, unreadable, truncated, not 2-D) is an
+    :class:`InputError` naming the file; library warnings are held in ``held``.
+    """
     check_readable_fits(path)
     size = path.stat().st_size
     with reading(path, held):
@@ -345,11 +362,7 @@ def _read_flat_band(
                 raise InputError(str(path), f"unreadable image data ({exc})") from None
             if data.ndim != 2:
                 raise InputError(str(path), f"expected a 2-D image, got shape {hdu.data.shape}")
-            wcs = celestial_wcs(path, hdu.header, data.shape)
-            band, factor = band_from_header(path, hdu.header, overrides, index, n_files)
-            values = np.asarray(data, dtype=np.float32) * np.float32(factor)
-    check_beam_fits(path, band, wcs, values.shape)
-    return values, wcs, band
+            yield hdu_index, hdu, data
 
 
 def check_beam_fits(path: Path, band: Band, wcs: WCS, shape: tuple[int, ...]) -> None:
@@ -716,29 +729,11 @@ def scan_flat_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None = 
     found: list[tuple[Path, int, tuple[int, int], WCS, Band, float]] = []
     bands: list[Band] = []
     for i, path in enumerate(paths):
-        check_readable_fits(path)
-        size = path.stat().st_size
-        with reading(path, held):
-            try:
-                hdul = fits.open(path, memmap=True)
-            except (OSError, ValueError, TypeError) as exc:
-                raise InputError(str(path), f"unreadable FITS ({exc})") from None
-            with hdul:
-                try:
-                    hdu_index, hdu = _image_hdu(path, hdul)
-                except (OSError, ValueError, TypeError) as exc:
-                    raise InputError(str(path), f"unreadable FITS ({exc})") from None
-                _check_complete(path, hdul, hdu_index, size)
-                try:
-                    data = np.squeeze(hdu.data)
-                except (OSError, ValueError, TypeError) as exc:
-                    raise InputError(str(path), f"unreadable image data ({exc})") from None
-                if data.ndim != 2:
-                    raise InputError(str(path), f"expected a 2-D image, got shape {hdu.data.shape}")
-                shape = (int(data.shape[0]), int(data.shape[1]))
-                wcs = celestial_wcs(path, hdu.header, shape)
-                band, factor = band_from_header(path, hdu.header, overrides, i, len(paths))
-                del data
+        with open_2d_image(path, held) as (hdu_index, hdu, data):
+            shape = (int(data.shape[0]), int(data.shape[1]))
+            wcs = celestial_wcs(path, hdu.header, shape)
+            band, factor = band_from_header(path, hdu.header, overrides, i, len(paths))
+            del data
         check_beam_fits(path, band, wcs, shape)
         if found:
             ref = found[0]
