@@ -81,7 +81,15 @@ def _start(tmp, maps, marks, out, *extra, env=None):
     cmd = [sys.executable, str(tmp / "main.py"), "run", "--finder", "slow", *map(str, maps),
            "--out", str(out / "cat.parquet"), "-q", "--tile-size", "20", *extra]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environ, start_new_session=True)  # fmt: skip
+                            env=environ, start_new_session=True,
+                            preexec_fn=_terminal_signals)  # fmt: skip
+
+
+def _terminal_signals() -> None:
+    """Start the command with Ctrl-C handled as in a terminal: a test run launched in the
+    background (``cmd &`` in a script) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(pattern_dir: Path, name: str | None = None, timeout: float = 60) -> list[Path]:
