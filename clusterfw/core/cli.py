@@ -470,7 +470,10 @@ def _add_optional_commands(group: click.Group) -> None:
     """
     import importlib
 
-    for module, names in (("clusterfw.core.evaluation.cli", ("evaluate", "calibrate")),):
+    for module, names in (
+        ("clusterfw.core.evaluation.cli", ("evaluate", "calibrate")),
+        ("clusterfw.selection.cli", ("selfn",)),
+    ):
         try:
             mod = importlib.import_module(module)
         except ImportError:
