@@ -170,6 +170,10 @@ def optical_fields(
 @click.option("--offset-arcmin", type=FiniteFloat(), default=0.0, show_default=True)
 @click.option("--xray-preset", default="erosita", show_default=True, help="erosita or xmm.")
 @click.option("--ymap-preset", default="act", show_default=True, help="act or planck.")
+@click.option(
+    "--setting", default="default", show_default=True,
+    help="Simulator setting drawn per cutout: default, randomised or battaglia_hiradio.",
+)  # fmt: skip
 def mass_cutouts(
     out: Path,
     n: int,
@@ -185,6 +189,7 @@ def mass_cutouts(
     offset_arcmin: float,
     xray_preset: str,
     ymap_preset: str,
+    setting: str,
 ) -> None:
     """Multi-channel cutouts (y, X-ray, stellar mass) centred on halos, with true M500c."""
     from clusterfw.sim.shards.mass import KIND, MassCutoutConfig, mass_samples
@@ -196,6 +201,7 @@ def mass_cutouts(
         size_arcmin=size_arcmin, npix=npix, m_min=m[0], m_max=m[1], z_min=z[0], z_max=z[1],
         mass_distribution=mass_distribution, neighbour_floor=neighbour_floor,
         offset_arcmin=offset_arcmin, xray_preset=xray_preset, ymap_preset=ymap_preset,
+        setting=setting,
     )  # fmt: skip
     cfg.validate_options()
     _check_shard(shard_size, n, 4 * npix * npix)

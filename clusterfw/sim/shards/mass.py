@@ -26,6 +26,20 @@ their wings). The target and its neighbours get the universe's correlated observ
 ``stellar_mass``
     The toy stellar-mass map of the members (Msun per pixel, float32; no noise, no beam).
 
+Settings (``setting``, the names of :mod:`clusterfw.sim.settings`): ``default`` renders every
+cutout with the simulator's fixed relations (A10 profile, σ_lnY = 0.2, round halos, the preset's
+beam and depth). Any other name draws the setting's parameters **per cutout**
+(:func:`clusterfw.sim.settings.apply_setting` on a stream of the sample's own seed), so a
+training set does not teach a network one simulator: ``randomised`` gives each cutout a profile
+family (A10, Planck13, β-model, or a per-halo mix) with a concentration scale and per-halo
+scatter, a Y–M normalisation ×[0.8, 1.2] and σ_lnY in [0.1, 0.3] (the L_X and richness
+scatters stay correlated with it), elliptical halos (axis ratio uniform in [q_min, 1], q_min in
+[0.5, 0.8], random orientation), and the y map's beam ×[0.85, 1.15] and white noise
+×[0.7, 1.3] (the factors drawn for the setting's first band). ``battaglia_hiradio`` gives
+Battaglia et al. (2012) profiles with the same nuisance draws (a held-out test set). The draws
+are stored as labels: ``ym_norm_factor``, ``sigma_lny``, ``axis_ratio``, ``beam_factor``,
+``noise_factor``, ``profile_code`` (0 a10, 1 planck13, 2 beta, 3 per-halo mix, 4 battaglia12).
+
 Labels: the target's ``m500c`` (the regression target), ``z``, ``m200c``, ``y500``, ``lx500``,
 ``fx500``, ``richness``, ``mstar_total``, ``theta500_arcmin``, the three scatter deviates
 ``dln_y``, ``dln_richness``, ``dln_lx``, ``xray_model_counts`` (expected counts of the target's
@@ -52,6 +66,7 @@ from clusterfw.sim.shards.common import (
     require,
     sample_field_halos,
     sample_rng,
+    sample_seed,
 )
 
 KIND = "mass-cutouts"
@@ -88,6 +103,7 @@ class MassCutoutConfig(BaseModel):
     offset_arcmin: float = 0.0
     xray_preset: str = "erosita"
     ymap_preset: str = "act"
+    setting: str = "default"
     ra_deg: float = 60.0
     dec_deg: float = -45.0
 
@@ -127,6 +143,13 @@ class MassCutoutConfig(BaseModel):
             f"must be between 0 and half the cutout ({self.size_arcmin / 2:g})",
         )
         require(-80 <= self.dec_deg <= 80, "--dec", "must be within -80..80")
+        from clusterfw.sim.settings import SETTINGS
+
+        require(
+            self.setting in SETTINGS,
+            "--setting",
+            f"unknown setting {self.setting!r} (choose from {', '.join(SETTINGS)})",
+        )
         xray.get_preset(self.xray_preset)
         ymap.get_preset(self.ymap_preset)
 
@@ -144,6 +167,83 @@ class MassCutout:
     xray: Any
     ymap: Any
     offset_arcmin: tuple[float, float]
+    draws: dict[str, float] | None = None
+
+
+PROFILE_CODES = {"a10": 0, "planck13": 1, "beta": 2, "mix": 3, "battaglia12": 4}
+
+
+def setting_config(cfg: MassCutoutConfig, seed: int, index: int) -> Any:
+    """The :class:`~clusterfw.sim.config.SimConfig` of sample ``index`` (``None``: default)."""
+    if cfg.setting == "default":
+        return None
+    from clusterfw.sim.config import SimConfig
+    from clusterfw.sim.settings import apply_setting
+
+    return apply_setting(SimConfig(), cfg.setting, sample_seed(seed, KIND, index, 3))
+
+
+def _shape_halos(halos: pa.Table, sim: Any, rng: np.random.Generator) -> tuple[pa.Table, list]:
+    """Ellipticity columns and profile groups ``[(rows, projected table), ...]`` of ``sim``."""
+    from clusterfw.sim import profiles
+
+    n = halos.num_rows
+    q = rng.uniform(sim.axis_ratio_min, 1.0, n) if sim.ellipticity else np.ones(n)
+    pa_deg = rng.uniform(0.0, 180.0, n) if sim.ellipticity else np.zeros(n)
+    halos = halos.set_column(halos.schema.get_field_index("axis_ratio"), "axis_ratio", pa.array(q))
+    halos = halos.set_column(
+        halos.schema.get_field_index("position_angle"), "position_angle", pa.array(pa_deg)
+    )
+    spec = sim.profile
+    c_factor = np.exp(spec.c500_scatter_ln * rng.standard_normal(n))
+    fam = rng.integers(len(spec.mix), size=n) if spec.mix else None
+    group, shapes = profiles.halo_shapes(
+        spec,
+        halos["m500c"].to_numpy(),
+        halos["z"].to_numpy(),
+        halos["m200c"].to_numpy(),
+        c_factor=c_factor,
+        family_index=fam,
+    )
+    groups = [
+        (np.flatnonzero(group == k), profiles.projected_table(shp, sim.profile_rmax_r500))
+        for k, shp in enumerate(shapes)
+    ]
+    return halos, groups
+
+
+def _render_y_groups(
+    halos: pa.Table, fp: Any, yp: Any, rng: np.random.Generator, groups: list
+) -> Any:
+    """:func:`clusterfw.sim.ymap.render_ymap` with a projected profile per group of halos."""
+    from clusterfw.sim import sz, ymap
+    from clusterfw.sim.footprint import world_to_pixel
+    from clusterfw.sim.instrument import ARCMIN
+    from clusterfw.sim.xray import gaussian_convolve
+
+    wcs, shape = fp.wcs(yp.pixel_arcmin * 60.0)
+    img = np.zeros(shape)
+    mstar = np.zeros(shape)
+    col = {k: halos[k].to_numpy().astype(float) for k in halos.column_names if k != "halo_id"}
+    x, y = world_to_pixel(wcs, col["ra"], col["dec"])
+    th_pix = col["theta500_arcmin"] / yp.pixel_arcmin
+    pa_rad = np.radians(col["position_angle"])
+    for rows, table in groups:
+        sz.paint_halos(
+            img, None, x[rows], y[rows], th_pix[rows], col["y500"][rows] * ARCMIN**2, None,
+            (yp.pixel_arcmin * ARCMIN) ** 2, table, col["axis_ratio"][rows], pa_rad[rows],
+        )  # fmt: skip
+    ratio = (col["m200c"] / col["m500c"] * 500.0 / 200.0) ** (1 / 3)
+    ymap.paint_nfw(mstar, x, y, th_pix * ratio, col["c200c"], col["mstar_total"])
+    signal = gaussian_convolve(img, yp.beam_fwhm_arcmin / yp.pixel_arcmin)
+    noise = rng.standard_normal(shape) * (yp.noise_y_arcmin / yp.pixel_arcmin)
+    return ymap.YmapField(
+        (signal + noise).astype(np.float32),
+        signal.astype(np.float32),
+        mstar.astype(np.float32),
+        wcs,
+        yp,
+    )
 
 
 def render_mass_cutout(
@@ -172,17 +272,43 @@ def render_mass_cutout(
     dx = np.concatenate([off[:1], rng.uniform(-side / 2, side / 2, m_n.size)])
     dy = np.concatenate([off[1:], rng.uniform(-side / 2, side / 2, m_n.size)])
     ra, dec = offsets_to_radec(cfg.ra_deg, cfg.dec_deg, dx, dy)
-    halos = halo_table(np.concatenate([m_t, m_n]), np.concatenate([z_t, z_n]), ra, dec, rng)
+    sim = setting_config(cfg, seed, index)
+    halos = halo_table(
+        np.concatenate([m_t, m_n]), np.concatenate([z_t, z_n]), ra, dec, rng, sim=sim
+    )
     fp = Footprint(cfg.ra_deg, cfg.dec_deg, cfg.size_arcmin / 60.0, cfg.size_arcmin / 60.0, "TAN")
     xp = xray.get_preset(xray_preset if xray_preset is not None else cfg.xray_preset)
     xp = xp.model_copy(update={"pixel_arcsec": cfg.pixel_arcmin * 60.0})
     yp = ymap.get_preset(ymap_preset if ymap_preset is not None else cfg.ymap_preset)
     yp = yp.model_copy(update={"pixel_arcmin": cfg.pixel_arcmin})
-    xf = xray.render_xray(halos, fp, xp, sample_rng(seed, KIND, index, 1))
-    yf = ymap.render_ymap(halos, fp, yp, sample_rng(seed, KIND, index, 2), stellar_mass=True)
+    draws = None
+    if sim is None:
+        xf = xray.render_xray(halos, fp, xp, sample_rng(seed, KIND, index, 1))
+        yf = ymap.render_ymap(halos, fp, yp, sample_rng(seed, KIND, index, 2), stellar_mass=True)
+    else:
+        d = sim.setting_draws
+        band = sim.bands[0].name
+        fb, fn = float(d[f"beam_factor_{band}"]), float(d[f"noise_factor_{band}"])
+        yp = yp.model_copy(
+            update={
+                "beam_fwhm_arcmin": yp.beam_fwhm_arcmin * fb,
+                "noise_y_arcmin": yp.noise_y_arcmin * fn,
+            }
+        )
+        halos, groups = _shape_halos(halos, sim, sample_rng(seed, KIND, index, 4))
+        xf = xray.render_xray(halos, fp, xp, sample_rng(seed, KIND, index, 1))
+        yf = _render_y_groups(halos, fp, yp, sample_rng(seed, KIND, index, 2), groups)
+        draws = {
+            "ym_norm_factor": float(d["ym_norm_factor"]),
+            "sigma_lny": float(sim.y500_scatter_ln),
+            "axis_ratio": float(halos["axis_ratio"][0].as_py()),
+            "beam_factor": fb,
+            "noise_factor": fn,
+            "profile_code": float(PROFILE_CODES[str(d.get("profile", sim.profile.family))]),
+        }
     if xf.counts.shape != (cfg.npix, cfg.npix) or yf.y.shape != (cfg.npix, cfg.npix):
         raise RuntimeError(f"cutout grids {xf.counts.shape}, {yf.y.shape} != npix {cfg.npix}")
-    return MassCutout(halos, xf, yf, (float(off[0] * 60.0), float(off[1] * 60.0)))
+    return MassCutout(halos, xf, yf, (float(off[0] * 60.0), float(off[1] * 60.0)), draws)
 
 
 def pack_mass_cutout(cfg: MassCutoutConfig, cut: MassCutout) -> dict[str, np.ndarray]:
@@ -208,6 +334,8 @@ def pack_mass_cutout(cfg: MassCutoutConfig, cut: MassCutout) -> dict[str, np.nda
     out["xray_model_counts"] = np.asarray(cut.xray.cluster_counts[0], dtype=np.float64)
     out["offset_arcmin"] = np.asarray(cut.offset_arcmin, dtype=np.float32)
     out["n_neighbours"] = np.asarray(int(inside[1:].sum()), dtype=np.int32)
+    for name, value in (cut.draws or {}).items():
+        out[name] = np.asarray(value, dtype=np.float64)
     return out
 
 

@@ -131,17 +131,13 @@ def test_a_sky_without_a_usable_layer_is_one_line():
     from clusterfw.core.pipeline import check_plugins
     from clusterfw.testing import small_mm_sky
 
-    sky = small_mm_sky(0, simulator=False).sky
-    with pytest.raises(PluginError) as exc:  # `clusterfw run` checks before any work
-        check_plugins(sky, [], [VggMassEstimator()])
-    assert str(exc.value) == (
-        "vgg_mass: needs a 'ymap' layer; the inputs have none (layers: mm (mm))"
-    )
+    sky = small_mm_sky(0, simulator=False).sky  # in memory: no layers to cut (nor an ILC)
+    check_plugins(sky, [], [VggMassEstimator()])  # "ymap or mm" is checked in estimate()
     with pytest.raises(PluginError) as exc:
         VggMassEstimator().estimate(_candidates([0.3, 0.3, 0.3, 0.3]), sky)
     assert str(exc.value) == (
-        "estimator 'vgg_mass': no layer the networks can use (needs a ymap layer; "
-        "usable channels: none)"
+        "estimator 'vgg_mass': no layer the networks can use (needs a ymap layer, or an mm "
+        "layer of at least two bands for the y ILC; usable channels: none)"
     )
 
 

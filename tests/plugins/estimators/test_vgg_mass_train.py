@@ -119,3 +119,35 @@ def test_multi_channel_run_names_its_files_by_channel_set(shards, tmp_path):
     assert cfg["channels"] == ["y", "xray", "optical"] and cfg["npix"] == 12 and cfg["rebin"] == 2
     assert (out / "vgg_mass_y_xray_optical.weights.h5").stat().st_size > 0
     assert "**SMOKE RUN**" not in (out / "MODEL.md").read_text()
+
+
+def test_randomised_cutouts_draw_their_own_relation_profile_and_survey():
+    """``--setting randomised``: per-cutout Y–M normalisation, σ_lnY, shapes, beam and depth."""
+    from clusterfw.plugins.estimators.vgg_mass.data import ym_floor_residuals
+    from clusterfw.sim.settings import RANGES
+    from clusterfw.sim.shards.mass import MassCutoutConfig, pack_mass_cutout, render_mass_cutout
+
+    cfg = MassCutoutConfig(size_arcmin=10.0, npix=20, setting="randomised", offset_arcmin=1.0)
+    rows = [pack_mass_cutout(cfg, render_mass_cutout(cfg, 4, i)) for i in range(6)]
+    norms = [float(r["ym_norm_factor"]) for r in rows]
+    assert len(set(norms)) == 6 and all(0.8 <= v <= 1.2 for v in norms)
+    for r in rows:
+        assert RANGES["sigma_lny"][0] <= float(r["sigma_lny"]) <= RANGES["sigma_lny"][1]
+        assert 0.5 <= float(r["axis_ratio"]) <= 1.0
+        assert 0.85 <= float(r["beam_factor"]) <= 1.15 and 0.7 <= float(r["noise_factor"]) <= 1.3
+        assert int(r["profile_code"]) in (0, 1, 2, 3)
+        assert np.all(np.abs(r["offset_arcmin"]) <= 1.0)
+        # the floor residual is exactly the drawn normalisation and scatter, over the slope
+        f = ym_floor_residuals(r["m500c"], r["z"], r["y500"])
+        want = (np.log(float(r["ym_norm_factor"])) + float(r["dln_y"])) / 1.78
+        assert float(f) == pytest.approx(want, abs=1e-9)
+    # the same index gives the same cutout; the default setting has none of these labels
+    again = pack_mass_cutout(cfg, render_mass_cutout(cfg, 4, 2))
+    assert np.array_equal(again["y"], rows[2]["y"])
+    base = cfg.model_copy(update={"setting": "default"})
+    plain = pack_mass_cutout(base, render_mass_cutout(base, 4, 0))
+    assert "ym_norm_factor" not in plain
+    from clusterfw.core.errors import ClusterfwError
+
+    with pytest.raises(ClusterfwError, match="--setting: unknown setting 'nope'"):
+        MassCutoutConfig(setting="nope").validate_options()

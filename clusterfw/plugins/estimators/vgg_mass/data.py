@@ -225,6 +225,76 @@ def load_mass_data(
     )
 
 
+def load_many(
+    directories: Sequence[str | Path],
+    channels: Sequence[str],
+    rebin: int = 1,
+    limit: int | None = None,
+    keep_y: bool = False,
+) -> MassData:
+    """:func:`load_mass_data` of several shard folders (e.g. made in parallel), concatenated.
+
+    The folders must share the cutout grid and the survey presets; labels present in only some
+    folders are dropped. ``limit`` applies to the total.
+
+    Raises
+    ------
+    clusterfw.core.errors.InputError
+        A folder whose grid or presets differ from the first's.
+    """
+    parts: list[MassData] = []
+    left = limit
+    for directory in directories:
+        if left is not None and left <= 0:
+            break
+        d = load_mass_data(directory, channels, rebin=rebin, limit=left, keep_y=keep_y)
+        if parts and (
+            d.x.shape[1:] != parts[0].x.shape[1:]
+            or not math.isclose(d.raw_pixel_arcmin, parts[0].raw_pixel_arcmin)
+            or d.ymap_preset != parts[0].ymap_preset
+        ):
+            raise InputError(
+                str(directory), "cutout grid or y preset differs from the first --data folder"
+            )
+        parts.append(d)
+        if left is not None:
+            left -= d.x.shape[0]
+    if len(parts) == 1:
+        return parts[0]
+    keys = set.intersection(*(set(p.labels) for p in parts))
+    first = parts[0]
+    return MassData(
+        x=np.concatenate([p.x for p in parts]),
+        z=np.concatenate([p.z for p in parts]),
+        m500c=np.concatenate([p.m500c for p in parts]),
+        y_raw=np.concatenate([p.y_raw for p in parts]) if keep_y else None,  # type: ignore[misc]
+        labels={k: np.concatenate([p.labels[k] for p in parts]) for k in sorted(keys)},
+        pixel_arcmin=first.pixel_arcmin,
+        raw_pixel_arcmin=first.raw_pixel_arcmin,
+        ymap_preset=first.ymap_preset,
+        manifest={**first.manifest, "folders": [p.manifest for p in parts]},
+    )
+
+
+def ym_floor_residuals(m500c: np.ndarray, z: np.ndarray, y500_arcmin2: np.ndarray) -> np.ndarray:
+    """The ln-mass error of a perfect Y500 measurement inverted through the default relation.
+
+    ``(ln Y500 − ln Y(M, z)) / B`` with the simulator's default A10 relation
+    (:class:`clusterfw.sim.config.SimConfig`: normalisation, slope B = 1.78): the part of a
+    y-only mass error that no y map can remove — the intrinsic Y–M scatter, plus, for
+    ``randomised`` cutouts, the drawn normalisation factor (×0.8–1.2) and σ_lnY (0.1–0.3).
+    Its standard deviation is the *floor* the acceptance compares the y-only scatter with.
+    """
+    from clusterfw.sim import sz
+    from clusterfw.sim.config import SimConfig
+
+    sim = SimConfig()
+    med = sz.arcmin2(
+        sz.y500_scaling(np.asarray(m500c), np.asarray(z), sim.y500_log10_norm, sim.y500_slope)
+    )
+    return (np.log(np.asarray(y500_arcmin2, dtype=np.float64)) - np.log(med)) / sim.y500_slope
+
+
 def split_indices(
     n: int,
     seed: int,

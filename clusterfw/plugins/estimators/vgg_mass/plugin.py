@@ -9,7 +9,9 @@ Columns (masses in Msun, M500c):
     The network's median mass ``exp(μ)`` and ``M σ`` (σ of ln M from the mean-and-variance
     head); null where no estimate could be made.
 ``vgg_mass_channels``
-    The channel set of the network used (``y``, ``y,xray``, ``y,xray,optical``).
+    The channel set of the network used (``y``, ``y,xray``, ``y,xray,optical``); ``y_ilc``
+    in place of ``y`` when the y cutouts were made from the mm bands by the estimator's
+    constrained ILC (:mod:`~clusterfw.plugins.estimators.vgg_mass.ilc`; no ``ymap`` layer).
 ``vgg_mass_flag``
     uint32 bits: 1 no redshift (none of ``z``, ``<finder>_z``, the catalogue), 2 no valid cutout
     (outside the layers' footprints or NaN at the centre), 4 redshift outside the network's
@@ -107,8 +109,9 @@ class VggMassEstimator(Estimator):
     name = "vgg_mass"
     version = "0.1.0"
     Options = VggMassOptions
-    # every network has a y channel: a run without a y layer stops before any work
-    requires: ClassVar = (LayerRequirement("ymap"),)
+    # every network has a y channel, from a ymap layer or from mm bands (ILC); requirements
+    # cannot say "one of", so the check is made in estimate() (one line, nothing written)
+    requires: ClassVar[tuple[LayerRequirement, ...]] = ()
     columns: ClassVar = (
         plugin_field("vgg_mass_m500c", pa.float64(), "solMass", "CNN M500c (median)", "phys.mass"),
         plugin_field(
@@ -176,8 +179,8 @@ class VggMassEstimator(Estimator):
             return want
         if "y" not in available:
             raise PluginError(
-                "estimator 'vgg_mass': no layer the networks can use (needs a ymap layer; "
-                f"usable channels: {have})"
+                "estimator 'vgg_mass': no layer the networks can use (needs a ymap layer, or an "
+                f"mm layer of at least two bands for the y ILC; usable channels: {have})"
             )
         usable = [s for s in shipped if set(s) <= set(available)]
         if not usable:
@@ -251,7 +254,7 @@ class VggMassEstimator(Estimator):
             )
             pred = np.asarray(pred, dtype=np.float64)
             m[go] = data_mod.mass_from_target(pred[:, 0])
-            m_err[go] = m[go] * pred[:, 1]
+            m_err[go] = m[go] * pred[:, 1] * float(cfg.get("sigma_scale", 1.0))
         m_y = np.full(n, np.nan)
         m_y_err = np.full(n, np.nan)
         beam = cuts["y"].beam_fwhm_arcmin
@@ -259,11 +262,15 @@ class VggMassEstimator(Estimator):
             from clusterfw.sim import ymap
 
             beam = ymap.get_preset(cfg.get("ymap_preset", "act")).beam_fwhm_arcmin
+        noise = cuts["y"].noise_per_pixel
         for i in go:
-            r = ysz_mass(cuts["y"].pixels[i], float(z[i]), raw_pix, float(beam))
+            rms = None if noise is None or not np.isfinite(noise[i]) else float(noise[i])
+            r = ysz_mass(cuts["y"].pixels[i], float(z[i]), raw_pix, float(beam), rms)
             m_y[i], m_y_err[i] = r.m500c, r.m500c_err
         flag[np.isfinite(z) & valid & ~np.isfinite(m_y)] |= FLAG_YSZ_FAILED
         label = ",".join(channels)
+        if cuts["y"].source.startswith("ilc:"):
+            label = label.replace("y", "y_ilc", 1)
         estimated = np.zeros(n, dtype=bool)
         estimated[go] = True
         values = [
@@ -286,8 +293,8 @@ class VggMassEstimator(Estimator):
 
 @click.command("vgg_mass")
 @click.option(
-    "--data", "data", type=click.Path(file_okay=False), required=True,
-    help="Folder of `clusterfw simulate mass-cutouts` shards.",
+    "--data", "data", type=click.Path(file_okay=False), required=True, multiple=True,
+    help="Folder of `clusterfw simulate mass-cutouts` shards (repeat for several).",
 )  # fmt: skip
 @click.option("--channels", default="y", show_default=True, help="y, y,xray or y,xray,optical.")
 @click.option(
@@ -311,8 +318,9 @@ class VggMassEstimator(Estimator):
 @click.option("--smoke", is_flag=True, help="Label the model card as a smoke run (not final).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
 def train_vgg_mass(
-    data: str, channels: str, out: str, seed: int, epochs: int, batch_size: int, lr: float,
-    patience: int, rebin: int, limit: int | None, threads: int, max_minutes: float | None,
+    data: tuple[str, ...], channels: str, out: str, seed: int, epochs: int, batch_size: int,
+    lr: float, patience: int, rebin: int, limit: int | None, threads: int,
+    max_minutes: float | None,
     no_baseline: bool, smoke: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Train the vgg_mass network on simulated mass-cutout shards."""
@@ -325,11 +333,12 @@ def train_vgg_mass(
     from clusterfw.sim.shards.common import read_manifest
 
     chans = parse_channels(channels)
-    read_manifest(data)  # one-line error before TensorFlow starts
+    for folder in data:
+        read_manifest(folder)  # one-line error before TensorFlow starts
     names = {*OUTPUT_NAMES, f"{stem(chans)}.weights.h5", f"{stem(chans)}.json"}
     check_replaceable(Path(out), lambda e: e.name in names)
     cfg = TrainConfig(
-        data=Path(data), out=Path(out), channels=chans, seed=seed, epochs=epochs,
+        data=tuple(Path(f) for f in data), out=Path(out), channels=chans, seed=seed, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, rebin=rebin, limit=limit,
         threads=threads, max_minutes=max_minutes if max_minutes is not None else math.inf,
         baseline=(not no_baseline) and "y" in chans,

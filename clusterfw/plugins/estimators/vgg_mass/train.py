@@ -50,7 +50,7 @@ def stem(channels: Sequence[str]) -> str:
 class TrainConfig:
     """Options of :func:`train` (the CLI's)."""
 
-    data: Path
+    data: Path | tuple[Path, ...]
     out: Path
     channels: tuple[str, ...] = ("y",)
     seed: int = 1
@@ -109,6 +109,78 @@ def binned_stats(
     return rows
 
 
+#: The acceptance range of issue 15 (held-out clusters): M500c and z.
+ACCEPT_M = (1e14, 1e15)
+ACCEPT_Z = (0.1, 1.0)
+#: Bins of the acceptance table (0.25 dex in mass × 0.3 in z) and the fewest clusters counted.
+MIN_BIN = 30
+
+
+def sigma_scale_factor(ln_ratio: np.ndarray, sigma: np.ndarray) -> float:
+    """The factor ``s`` for which ``|ln ratio| ≤ s σ`` holds for 68.27 % of the clusters.
+
+    Fitted on the validation split and stored with the network (``sigma_scale``); the
+    estimator multiplies the head's σ by it (a single scale: the head's σ ranks the clusters,
+    the factor fixes the level).
+    """
+    ok = np.isfinite(ln_ratio) & np.isfinite(sigma) & (sigma > 0)
+    if not ok.any():
+        return 1.0
+    return float(np.quantile(np.abs(ln_ratio[ok]) / sigma[ok], 0.6827))
+
+
+def acceptance(
+    ln_cnn: np.ndarray,
+    sigma: np.ndarray,
+    m_true: np.ndarray,
+    z: np.ndarray,
+    ln_ysz: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Issue 15's acceptance numbers on the clusters within :data:`ACCEPT_M` × :data:`ACCEPT_Z`.
+
+    Returns the CNN's residual statistics, the (mass × redshift) bins with their medians, the
+    largest ``|median|`` among bins of ≥ :data:`MIN_BIN` clusters, the floor's standard
+    deviation (``floor``: per-cluster :func:`~clusterfw.plugins.estimators.vgg_mass.data.
+    ym_floor_residuals`) and the Y–M inversion's scatter on the same clusters.
+    """
+    sel = (
+        (m_true >= ACCEPT_M[0]) & (m_true <= ACCEPT_M[1]) & (z >= ACCEPT_Z[0]) & (z <= ACCEPT_Z[1])
+    )
+    r, s, m, zz = ln_cnn[sel], sigma[sel], m_true[sel], z[sel]
+    out: dict[str, Any] = {"cnn": residual_stats(r, s)}
+    bins = binned_stats(r, m, zz, s)
+    lm = np.log10(m)
+    for lo in np.arange(14.0, 15.0, 0.25):
+        for zlo in (0.1, 0.4, 0.7):
+            b = (lm >= lo) & (lm < lo + 0.25 + (1e-9 if lo == 14.75 else 0))
+            b &= (zz >= zlo) & (zz < zlo + 0.3 + (1e-9 if zlo == 0.7 else 0))
+            row = {"by": "log10_m500c,z", "lo": float(lo), "hi": float(lo + 0.25)}
+            row.update(zlo=zlo, zhi=round(zlo + 0.3, 2), **residual_stats(r[b], s[b]))
+            bins.append(row)
+    out["bins"] = bins
+    full = [b for b in bins if b.get("n", 0) >= MIN_BIN]
+    out["max_abs_bin_median"] = max((abs(b["median"]) for b in full), default=math.nan)
+    out["bins_counted"] = len(full)
+    if floor is not None:
+        f = floor[sel]
+        out["floor_std"] = float(np.std(f[np.isfinite(f)], ddof=1))
+        out["cnn_over_floor"] = out["cnn"]["std"] / out["floor_std"]
+    if ln_ysz is not None:
+        b = ln_ysz[sel]
+        both = np.isfinite(b) & np.isfinite(r)
+        out["same_clusters"] = {
+            "n": int(both.sum()),
+            "cnn_std": float(np.std(r[both], ddof=1)),
+            "ysz_std": float(np.std(b[both], ddof=1)),
+            "cnn_robust": residual_stats(r[both])["robust_sigma"],
+            "ysz_robust": residual_stats(b[both])["robust_sigma"],
+        }
+        sc = out["same_clusters"]
+        sc["reduction"] = 1.0 - sc["cnn_std"] / sc["ysz_std"]
+    return out
+
+
 def _configure_tf(threads: int, seed: int) -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hides spurious NodeDef errors
     import keras
@@ -141,8 +213,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     from clusterfw.plugins.estimators.vgg_mass.model import build_model, gaussian_nll
 
     t0 = time.time()
-    d = data_mod.load_mass_data(
-        cfg.data, cfg.channels, rebin=cfg.rebin, limit=cfg.limit, keep_y=cfg.baseline
+    folders = [cfg.data] if isinstance(cfg.data, str | Path) else list(cfg.data)
+    d = data_mod.load_many(
+        folders, cfg.channels, rebin=cfg.rebin, limit=cfg.limit, keep_y=cfg.baseline
     )
     n = d.x.shape[0]
     split = data_mod.split_indices(n, cfg.seed, cfg.fractions)
@@ -204,12 +277,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         pred_rows: list[str] = [
             "split,index,m500c_true,z,m500c_cnn,sigma_ln_cnn,m500c_ysz,sigma_ln_ysz"
         ]
+        sigma_scale = 1.0
         for key, idx in (("val", va), ("test", te)):
             p = _predict(model, d.x[idx], d.z[idx])
             ln_ratio = p[:, 0] - data_mod.target(d.m500c[idx])
+            if key == "val":  # calibrate σ on the validation clusters, apply to both
+                sigma_scale = sigma_scale_factor(ln_ratio, p[:, 1])
+            raw_cov = residual_stats(ln_ratio, p[:, 1]).get("coverage68", math.nan)
+            p[:, 1] *= sigma_scale
             m_b = s_b = np.full(idx.size, np.nan)
             ev: dict[str, Any] = {
-                "cnn": residual_stats(ln_ratio, p[:, 1]),
+                "cnn": {**residual_stats(ln_ratio, p[:, 1]), "coverage68_raw": raw_cov},
                 "cnn_bins": binned_stats(ln_ratio, d.m500c[idx], d.z[idx], p[:, 1]),
             }
             if cfg.baseline and d.y_raw is not None:
@@ -223,15 +301,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                     "cnn_std": float(np.std(ln_ratio[both], ddof=1)),
                     "ysz_std": float(np.std(lb[both], ddof=1)),
                 }
+            floor = None
+            if "y500" in d.labels:
+                floor = data_mod.ym_floor_residuals(d.m500c[idx], d.z[idx], d.labels["y500"][idx])
+            ln_b = np.log(m_b / d.m500c[idx]) if "ysz" in ev else None
+            ev["acceptance"] = acceptance(ln_ratio, p[:, 1], d.m500c[idx], d.z[idx], ln_b, floor)
             m_cnn = data_mod.mass_from_target(p[:, 0])
             pred_rows += [
                 f"{key},{j},{d.m500c[j]:.6g},{d.z[j]:.5f},{m_cnn[k]:.6g},{p[k, 1]:.5f},"
                 f"{m_b[k]:.6g},{s_b[k] / m_b[k]:.5f}"
                 for k, j in enumerate(idx)
             ]
-            if "dln_y" in d.labels:
+            if floor is not None:
                 # the floor the simulator's Y–M scatter sets for a y-only estimate
-                ev["ym_scatter_floor"] = 0.2 / 1.78
+                ev["ym_scatter_floor"] = float(np.std(floor, ddof=1))
             evaluation[key] = ev
         net_cfg = {
             "config_version": CONFIG_VERSION,
@@ -251,16 +334,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "m500c_range": [float(d.m500c.min()), float(d.m500c.max())],
             "ymap_preset": d.ymap_preset,
             "xray_preset": str(d.manifest.get("config", {}).get("xray_preset", "")),
+            "setting": str(d.manifest.get("config", {}).get("setting", "default")),
+            "sigma_scale": sigma_scale,
         }
         model.save_weights(str(tmp / f"{name}.weights.h5"))
         (tmp / f"{name}.json").write_text(json.dumps(net_cfg, indent=1) + "\n")
         (tmp / "predictions.csv").write_text("\n".join(pred_rows) + "\n")
         summary = {
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+            "config": {k: _jsonable(v) for k, v in asdict(cfg).items()},
             "network": net_cfg,
             "data": {
-                "directory": str(cfg.data),
-                "seed": d.manifest.get("seed"),
+                "directory": ", ".join(str(f) for f in folders),
+                "seed": ", ".join(
+                    str(m.get("seed")) for m in d.manifest.get("folders", [d.manifest])
+                ),
                 "count": n,
                 "sim_config": d.manifest.get("config", {}),
                 "split": {k: int(len(v)) for k, v in split.items()},
@@ -288,6 +375,14 @@ def _baseline(d: Any, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     noise = preset.noise_y_arcmin / d.raw_pixel_arcmin
     m, s, _ = ysz_masses(d.y_raw[idx], d.z[idx], d.raw_pixel_arcmin, preset.beam_fwhm_arcmin, noise)
     return m, s
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, tuple | list):
+        return [_jsonable(x) for x in v]
+    return v
 
 
 def _versions() -> dict[str, str]:
