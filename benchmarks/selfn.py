@@ -1,0 +1,338 @@
+"""Selection-function benchmarks and acceptance experiments (``clusterfw selfn``).
+
+Sub-commands (run from the repository root, clusterfw[sim] installed; every run in the
+background on shared machines, e.g. ``nohup nice -n 10 python benchmarks/selfn.py accept ...``):
+
+``accept``
+    Simulates ``--skies`` flat skies with truth (``clusterfw simulate mm``), measures the injection
+    selection function of a finder set on the first sky, runs the same finders on every sky, and
+    compares the measured completeness of the true halos in (M500c, z) cells with the prediction
+    (the selection function interpolated at each halo): ``chi2 = sum (k - sum p)^2 / (sum p(1-p)
+    + (n sigma_c)^2)`` over cells, with its p-value.
+``analytic``
+    Analytic ``mf`` path against injection on one sky: |difference| in cells with completeness
+    between 10 % and 90 %, and the analytic path's wall time.
+``speed``
+    Injections per second on a ``--size``² map (default 10 deg: 100 deg²) and the time to reach
+    ±``--target`` in every cell above 50 % completeness, extrapolated from the measured rate and
+    the binomial variance (n = p(1-p)/target² per cell; rounds are limited by the map's room).
+
+Every sub-command prints a JSON document (and writes it with ``--json FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def simulate(workdir: Path, seed: int, size: float) -> Path:
+    """A simulated sky (cached): ``clusterfw simulate mm --size SIZE --seed SEED``."""
+    out = workdir / f"sky{seed}"
+    if not (out / "truth_halos.parquet").exists():
+        subprocess.run(
+            [
+                "clusterfw",
+                "simulate",
+                "mm",
+                "--out",
+                str(out),
+                "--size",
+                str(size),
+                "--seed",
+                str(seed),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return out
+
+
+def maps_of(sky: Path) -> list[Path]:
+    """The band maps of a simulated sky."""
+    return sorted(sky.glob("sim_*.fits"))
+
+
+def request(args: argparse.Namespace, inputs: list[Path], out: Path, calibration=None):
+    """The RunRequest of the finder set under test."""
+    from clusterfw.core.runner import RunRequest
+
+    return RunRequest(
+        inputs=inputs,
+        finders=list(args.finder),
+        combiner=args.combine,
+        out=out,
+        calibration=calibration,
+        tile_size_arcmin=args.tile_size,
+        quiet=True,
+    )
+
+
+def calibration_file(args: argparse.Namespace, work: Path) -> Path:
+    """The calibration selfn uses for the finder set (the shipped default), as a file."""
+    from clusterfw.core.plugins import Registry
+    from clusterfw.core.runner import instantiate
+    from clusterfw.selection.api import resolve_calibration
+
+    reg = Registry()
+    finders = [instantiate(reg, "finder", n, {}) for n in args.finder]
+    comb = instantiate(reg, "combiner", args.combine, {}) if args.combine else None
+    cal, _ = resolve_calibration(None, finders, comb)
+    path = work / f"calibration_{'+'.join(args.finder)}_{args.combine}.json"
+    cal.save(path)
+    return path
+
+
+def measure_selfn(args: argparse.Namespace, inputs: list[Path], method: str = "injection"):
+    """The selection function of the finder set on ``inputs``."""
+    from clusterfw.selection.grid import parse_grid
+    from clusterfw.selection.run import measure
+
+    grid = parse_grid(args.mass_grid, args.z_grid)
+    return measure(
+        request(args, inputs, Path("unused.parquet")),
+        method,
+        grid,
+        precision=args.precision,
+        max_rounds=args.rounds,
+        per_round=args.per_round,
+        min_separation_arcmin=args.min_separation,
+        edge_arcmin=args.edge,
+        seed=args.seed,
+        max_density=args.max_density,
+        log=lambda m: print(f"[selfn] {m}", file=sys.stderr, flush=True),
+    )
+
+
+def truth_completeness(args, skies, table, label: str) -> dict:
+    """Measured vs predicted completeness of the true halos in the grid's cells."""
+    import pyarrow.parquet as pq
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from scipy import stats
+
+    from clusterfw.core.catalog_io import read_catalogue
+    from clusterfw.core.runner import execute_run
+    from clusterfw.selection.api import interpolate_completeness
+    from clusterfw.selection.grid import parse_grid
+    from clusterfw.selection.inject import InjectionTarget, allowed_pixels
+    from clusterfw.selection.injection import match_recovered
+    from clusterfw.selection.table import overall
+
+    grid = parse_grid(args.mass_grid, args.z_grid)
+    t = overall(table)
+    err_cell = np.asarray(t.column("completeness_err").to_numpy(zero_copy_only=False), float)
+    k = np.zeros(grid.n_cells)
+    p_sum = np.zeros(grid.n_cells)
+    var = np.zeros(grid.n_cells)
+    n = np.zeros(grid.n_cells)
+    for sky in skies:
+        cat_path = sky / f"{label}.parquet"
+        if not cat_path.exists():
+            cal = calibration_file(args, Path(args.workdir))
+            execute_run(request(args, maps_of(sky), cat_path, cal))
+        cat = read_catalogue(cat_path)
+        truth = pq.read_table(sky / "truth_halos.parquet").to_pydict()
+        m, z = np.asarray(truth["m500c"]), np.asarray(truth["z"])
+        ra, dec = np.asarray(truth["ra"]), np.asarray(truth["dec"])
+        with fits.open(maps_of(sky)[0]) as hdul:
+            data = hdul[0].data
+            wcs = WCS(hdul[0].header).celestial
+        target = InjectionTarget(wcs, data.shape, abs(wcs.wcs.cdelt[1]) * 60.0)
+        target.valid = np.isfinite(data)
+        allowed = allowed_pixels(target, args.edge)
+        x, y = wcs.world_to_pixel_values(ra, dec)
+        ix, iy = np.round(x).astype(int), np.round(y).astype(int)
+        inside = (ix >= 0) & (iy >= 0) & (ix < data.shape[1]) & (iy < data.shape[0])
+        ok = np.zeros(m.size, bool)
+        ok[inside] = allowed[iy[inside], ix[inside]]
+        cell = grid.cell_index(m, z)
+        ok &= cell >= 0
+        det, _ = match_recovered(cat, ra[ok], dec[ok], args.match_radius)
+        p = interpolate_completeness(table, m[ok], z[ok])
+        c = cell[ok]
+        np.add.at(n, c, 1)
+        np.add.at(k, c, det.astype(float))
+        np.add.at(p_sum, c, p)
+        np.add.at(var, c, p * (1 - p))
+    var_tot = var + (n * np.nan_to_num(err_cell)) ** 2
+    use = (n > 0) & (var_tot > 1e-6)
+    chi2 = float(np.sum((k[use] - p_sum[use]) ** 2 / var_tot[use]))
+    dof = int(use.sum())
+    nm, nz = grid.shape
+    cells = []
+    for i in range(grid.n_cells):
+        im, iz = divmod(i, nz)
+        cells.append(
+            {
+                "m500c": [float(grid.m_edges[im]), float(grid.m_edges[im + 1])],
+                "z": [float(grid.z_edges[iz]), float(grid.z_edges[iz + 1])],
+                "n_true": int(n[i]),
+                "detected": int(k[i]),
+                "predicted": round(float(p_sum[i]), 3),
+                "sigma": round(float(math.sqrt(var_tot[i])), 3),
+            }
+        )
+    return {
+        "chi2": chi2,
+        "dof": dof,
+        "chi2_per_dof": chi2 / dof if dof else float("nan"),
+        "p_value": float(stats.chi2.sf(chi2, dof)) if dof else float("nan"),
+        "cells": cells,
+    }
+
+
+def cmd_accept(args: argparse.Namespace) -> dict:
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    skies = [simulate(work, args.first_seed + i, args.size) for i in range(args.skies)]
+    label = "+".join(args.finder) + (f"_{args.combine}" if args.combine else "")
+    t0 = time.perf_counter()
+    res = measure_selfn(args, maps_of(skies[0]))
+    from clusterfw.selection.table import write_table
+
+    write_table(res.table, work / f"selfn_{label}.parquet")
+    doc = {
+        "experiment": "accept",
+        "finder_set": label,
+        "skies": [str(s) for s in skies],
+        "selfn_sky": str(skies[0]),
+        "size_deg": args.size,
+        "injected": res.injection.n,
+        "rounds": res.injection.rounds,
+        "selfn_seconds": round(time.perf_counter() - t0, 1),
+        "injections_per_second": round(res.injection.n / res.injection.seconds, 3),
+    }
+    doc.update(truth_completeness(args, skies, res.table, label))
+    return doc
+
+
+def cmd_analytic(args: argparse.Namespace) -> dict:
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    sky = simulate(work, args.first_seed, args.size)
+    args.finder, args.combine = ["mf"], None
+    t0 = time.perf_counter()
+    ana = measure_selfn(args, maps_of(sky), "analytic")
+    t_ana = time.perf_counter() - t0
+    inj = measure_selfn(args, maps_of(sky), "injection")
+    from clusterfw.selection.table import overall, write_table
+
+    write_table(ana.table, work / "selfn_mf_analytic.parquet")
+    write_table(inj.table, work / "selfn_mf_injection.parquet")
+    a = overall(ana.table).to_pydict()
+    b = overall(inj.table).to_pydict()
+    rows, diffs, pulls = [], [], []
+    for i in range(len(a["completeness"])):
+        ca, cb, eb = a["completeness"][i], b["completeness"][i], b["completeness_err"][i]
+        rows.append(
+            {
+                "m500c": [a["m500c_lo"][i], a["m500c_hi"][i]],
+                "z": [a["z_lo"][i], a["z_hi"][i]],
+                "analytic": round(ca, 4),
+                "injection": round(cb, 4),
+                "injection_err": round(eb, 4),
+                "n_injected": b["n_injected"][i],
+            }
+        )
+        if 0.1 <= cb <= 0.9:
+            diffs.append(abs(ca - cb))
+            pulls.append((ca - cb) / max(eb, 1e-9))
+    return {
+        "experiment": "analytic",
+        "sky": str(sky),
+        "analytic_seconds": round(t_ana, 2),
+        "injected": inj.injection.n,
+        "cells_10_90": len(diffs),
+        "max_abs_diff_10_90": max(diffs) if diffs else None,
+        "mean_abs_diff_10_90": float(np.mean(diffs)) if diffs else None,
+        "rms_pull_10_90": float(np.sqrt(np.mean(np.square(pulls)))) if pulls else None,
+        "cells": rows,
+    }
+
+
+def cmd_speed(args: argparse.Namespace) -> dict:
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    sky = simulate(work, args.first_seed, args.size)
+    args.finder = args.finder or ["mf"]
+    res = measure_selfn(args, maps_of(sky))
+    from clusterfw.selection.table import overall
+
+    t = overall(res.table).to_pydict()
+    inj = res.injection
+    rate = inj.n / inj.seconds
+    per_round = inj.n / max(inj.rounds, 1)
+    sec_per_round = inj.seconds / max(inj.rounds, 1)
+    needed = []
+    for c in t["completeness"]:
+        if c is not None and np.isfinite(c) and c >= 0.5:
+            needed.append(max(c * (1 - c), 0.0) / args.target**2)
+    n_cells = len(t["completeness"])
+    # every cell gets the injections of the neediest cell above 50 % (rounds spread evenly)
+    n_total = (max(needed) if needed else 0.0) * n_cells
+    rounds = math.ceil(n_total / per_round) if per_round else 0
+    return {
+        "experiment": "speed",
+        "sky": str(sky),
+        "area_deg2": args.size**2,
+        "cpu_count": os.cpu_count(),
+        "injected": inj.n,
+        "rounds": inj.rounds,
+        "injections_per_round": round(per_round, 1),
+        "seconds_per_round": round(sec_per_round, 2),
+        "injections_per_second": round(rate, 3),
+        "baseline_seconds": round(inj.baseline_seconds, 2),
+        "target": args.target,
+        "cells_above_50": len(needed),
+        "injections_to_target": int(n_total),
+        "rounds_to_target": rounds,
+        "hours_to_target": round(rounds * sec_per_round / 3600.0, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("what", choices=["accept", "analytic", "speed"])
+    p.add_argument("--workdir", default="scratch/selfn_bench")
+    p.add_argument("--finder", action="append", default=[])
+    p.add_argument("--combine", default=None)
+    p.add_argument("--skies", type=int, default=4)
+    p.add_argument("--first-seed", type=int, default=7001)
+    p.add_argument("--size", type=float, default=1.0)
+    p.add_argument("--tile-size", type=float, default=240.0)
+    p.add_argument("--mass-grid", default="1e14:8e14:3")
+    p.add_argument("--z-grid", default="0.1:1.1:2")
+    p.add_argument("--precision", type=float, default=0.05)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--per-round", type=int, default=100)
+    p.add_argument("--min-separation", type=float, default=10.0)
+    p.add_argument("--edge", type=float, default=10.0)
+    p.add_argument("--max-density", type=float, default=5.0)
+    p.add_argument("--match-radius", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target", type=float, default=0.02)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.what == "accept" and not args.finder:
+        args.finder = ["mf"]
+    doc = {"cmd": {"accept": cmd_accept, "analytic": cmd_analytic, "speed": cmd_speed}}["cmd"][
+        args.what
+    ](args)
+    text = json.dumps(doc, indent=1, default=float)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The fast analytic selection function of the ``mf`` finder (no injections).
+
+For every tile, the filter's own noise is measured by the mf plugin itself
+(:meth:`~clusterfw.plugins.finders.mf.finder.MatchedFilterFinder.filter_tile`: ``σ_s`` of the
+central-y estimate at each search scale ``s``, in the finder's SNR unit), and the tile's noise
+weights ``q(k) = aᵀP⁻¹a`` are rebuilt from the same band transforms and covariance estimate
+(:mod:`clusterfw.plugins.finders.mf.filters`, :mod:`~clusterfw.plugins.finders.mf.bands`).
+A model cluster of mass ``M500c`` at redshift ``z`` (A10 profile of scale θ500, total Compton-Y
+from the scaling relation) then has the noise-free SNR
+
+``ζ = max_s  Y_eff Q_s / σ_s``,  ``Q_s = Σ_k n_k τ_s(k) t(k) q(k) / Σ_k n_k τ_s(k)² q(k)``,
+
+where ``τ_s`` is the filter's template at scale ``s``, ``t`` the cluster's own profile
+(normalised to 1 at its centre) and ``Y_eff = Y_tot / t(0)`` its central y: ``Q_s`` is the
+filter-mismatch factor (nemo's *Q*) of a template that is not the cluster's shape. The measured
+SNR of a peak search over position and scale is biased up (Vanderlinde et al. 2010):
+``ξ ~ N(√(ζ² + d), 1)`` with ``d`` free parameters (3: two for the position, one for the
+scale), so the completeness at threshold ``q`` is ``Φ(√(ζ² + d) − q)``, averaged over the
+lognormal Y–M scatter (Gauss–Hermite), over the (M, z) cell (log-uniform in M, uniform in z, as
+the injections) and, for the whole map, over the tiles weighted by their area open to
+injections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from scipy import special
+
+from clusterfw.selection.grid import MassRedshiftGrid
+from clusterfw.selection.model import ScalingModel, median_y500_sr
+from clusterfw.sim import sz
+from clusterfw.sim.instrument import ARCMIN
+
+#: Points per cell axis (mass, redshift) and Gauss–Hermite nodes of the Y scatter.
+N_MASS, N_Z, N_SCATTER = 8, 6, 24
+
+
+def tile_noise_weights(finder: Any, tile: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(k_fine, counts, q)`` of ``tile``: the filter's band-combined noise weight per mode.
+
+    Rebuilt with the mf plugin's own functions, as :func:`~clusterfw.plugins.finders.mf.
+    filters.run_filter` does before its scale loop (data covariance from the windowed,
+    beam-deconvolved, point-source-cleaned band transforms, or the noise model).
+    """
+    from clusterfw.plugins.finders.mf import filters as mff
+    from clusterfw.plugins.finders.mf import noise as noise_mod
+    from clusterfw.plugins.finders.mf.bands import transform_bands
+    from clusterfw.plugins.finders.mf.grid import fourier_grid, padded_shape
+    from clusterfw.plugins.finders.mf.templates import tsz_uk_per_y
+
+    settings = finder._settings()
+    maps = np.asarray(tile.maps, dtype=np.float32)
+    nb, ny, nx = maps.shape
+    pix_arcmin = tile.pixel_scale_arcmin
+    pix = round(float(pix_arcmin), 9)
+    shape = padded_shape(ny, nx)
+    grid = fourier_grid(shape, pix)
+    apod_pix = settings.apod_arcmin / pix_arcmin
+    valid = np.all(np.isfinite(maps), axis=0)
+    all_valid = bool(valid.all())
+    window, _ = noise_mod.apodisation(valid, apod_pix)
+    w2 = float(np.sum(window.astype(np.float64) ** 2)) / grid.npix
+    freqs = [b.freq_ghz for b in tile.bands]
+    beams = [b.beam_fwhm_arcmin for b in tile.bands]
+    modelled = None
+    if settings.noise == "model":
+        p = noise_mod.model_power(
+            grid, freqs, beams, [float(b.noise_uk_arcmin) for b in tile.bands], settings.cmb_dl
+        )
+        modelled = noise_mod.NoiseCov.from_fine(p, grid)
+    fmaps, binned, _ = transform_bands(
+        maps,
+        window,
+        None if all_valid else valid,
+        grid,
+        mff._beam_inverse(shape, pix, tuple(float(b) for b in beams)),
+        beams,
+        pix_arcmin,
+        w2,
+        settings.point_sources,
+        settings.ps_snr_min,
+        modelled,
+        settings.workers,
+        lambda: np.empty((ny, nx), dtype=np.float32),
+    )
+    del fmaps
+    power = (
+        modelled
+        if modelled is not None
+        else noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
+    )
+    fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))
+    a = np.broadcast_to(fsz, power.power.shape[:2])
+    _, q_rows = mff.combine_weights(power.power, a)
+    return grid.k_fine, grid.counts, q_rows[power.fine_row]
+
+
+def snr_per_y(
+    finder: Any,
+    sigma_y: np.ndarray,
+    k: np.ndarray,
+    counts: np.ndarray,
+    q: np.ndarray,
+    theta500_arcmin: np.ndarray,
+) -> np.ndarray:
+    """Noise-free SNR per unit total Compton-Y (arcmin²) at each θ500: ``max_s Q_s/(t(0) σ_s)``."""
+    from clusterfw.plugins.finders.mf.templates import template_transform
+
+    scales = finder.scales
+    w = counts * q
+    tau = np.stack([template_transform(finder.options.profile, s, k) for s in scales])
+    f_sum = (tau * tau * w).sum(axis=1)
+    out = np.empty(theta500_arcmin.size)
+    for i, th in enumerate(theta500_arcmin):
+        t = template_transform("arnaud", float(th), k)
+        t0 = float(template_transform("arnaud", float(th), np.zeros(1))[0])
+        cross = (tau * t[None, :] * w).sum(axis=1)
+        out[i] = np.max(cross / f_sum / sigma_y) / t0
+    return out
+
+
+def completeness_from_snr(zeta: np.ndarray, threshold: float, dof: float) -> np.ndarray:
+    """``P(ξ >= q)`` for ``ξ ~ N(√(ζ² + dof), 1)``."""
+    mean = np.sqrt(np.square(zeta) + dof)
+    return 0.5 * special.erfc((threshold - mean) / np.sqrt(2.0))
+
+
+def cell_completeness(
+    grid: MassRedshiftGrid,
+    model: ScalingModel,
+    threshold: float,
+    dof: float,
+    snr_of_theta: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean completeness of every cell and its spread (std over the cell's points).
+
+    ``snr_of_theta(theta500_arcmin) -> SNR per unit Y (arcmin²)``.
+    """
+    nm, nz = grid.shape
+    um = (np.arange(N_MASS) + 0.5) / N_MASS
+    uz = (np.arange(N_Z) + 0.5) / N_Z
+    x, wgh = np.polynomial.hermite_e.hermegauss(N_SCATTER)
+    wgh = wgh / wgh.sum()
+    rmax = model.profile_rmax_r500
+    prof = sz.projected_profile(rmax)
+    comp = np.empty(grid.n_cells)
+    spread = np.empty(grid.n_cells)
+    for im in range(nm):
+        lm = np.log(grid.m_edges[im]) + um * np.log(grid.m_edges[im + 1] / grid.m_edges[im])
+        for iz in range(nz):
+            zz = grid.z_edges[iz] + uz * (grid.z_edges[iz + 1] - grid.z_edges[iz])
+            m, z = np.meshgrid(np.exp(lm), zz, indexing="ij")
+            m, z = m.ravel(), z.ravel()
+            th = sz.theta500_rad(m, z) / ARCMIN
+            y_tot = median_y500_sr(m, z, model) * prof.i_rmax / prof.i1 / ARCMIN**2
+            zeta0 = snr_of_theta(th) * y_tot
+            zeta = zeta0[:, None] * np.exp(model.y500_scatter_ln * x[None, :])
+            c = (completeness_from_snr(zeta, threshold, dof) * wgh[None, :]).sum(axis=1)
+            comp[im * nz + iz] = c.mean()
+            spread[im * nz + iz] = c.std()
+    return comp, spread
+
+
+def _tile_views(prepared: Any) -> list[Any]:
+    """Each tile as the mf finder sees it (layered skies: read per job)."""
+    from clusterfw.core.layers.model import LayerSky
+    from clusterfw.core.pipeline import _tile_core, read_job_layers, tile_from_cutouts
+
+    if not isinstance(prepared.sky, LayerSky):
+        return list(prepared.tiles)
+    names = prepared.finder_layers[0]
+    return [
+        (job, tile_from_cutouts(job.tile_id, _tile_core(job), read_job_layers(job, names)))
+        for job in prepared.tiles
+    ]
+
+
+def analytic_selection(
+    prepared: Any,
+    grid: MassRedshiftGrid,
+    model: ScalingModel,
+    threshold: float,
+    opt_bias_dof: float = 3.0,
+    per_tile: bool = True,
+    provenance: Mapping[str, Any] | None = None,
+    edge_arcmin: float = 10.0,
+) -> pa.Table:
+    """The analytic completeness table of ``mf`` (see the module docstring).
+
+    Parameters
+    ----------
+    prepared : PreparedRun
+        From :func:`clusterfw.selection.api.prepare`, with the mf finder alone.
+    grid : MassRedshiftGrid
+    model : ScalingModel
+    threshold : float
+        The catalogue's SNR threshold (from the calibration).
+    opt_bias_dof : float
+        Free parameters of the peak search in the optimisation bias.
+    per_tile : bool
+        Also the per-tile rows.
+    edge_arcmin : float
+        Area weights count pixels this far from edges and masks (as the injections).
+    """
+    from clusterfw.selection.inject import allowed_pixels, build_target
+    from clusterfw.selection.injection import tile_of
+    from clusterfw.selection.table import analytic_rows, build_table
+
+    finder = prepared.finders[0]
+    target = build_target(prepared.sky, prepared.finders, prepared.finder_layers)
+    allowed = allowed_pixels(target, edge_arcmin)
+    iy, ix = np.nonzero(allowed[::4, ::4])
+    ra, dec = target.wcs.pixel_to_world_values(ix * 4.0, iy * 4.0)
+    weights_by_tile = np.bincount(
+        np.maximum(tile_of(prepared.tiles, np.asarray(ra) % 360.0, np.asarray(dec)), 0)
+        if ra.size
+        else np.zeros(0, np.int64),
+    )
+    parts = []
+    comps, weights, spreads = [], [], []
+    for item in _tile_views(prepared):
+        job, tile = item if isinstance(item, tuple) else (item, item)
+        if finder.blank_band(tile) is not None:
+            continue
+        res = finder.filter_tile(tile)
+        k, counts, q = tile_noise_weights(finder, tile)
+        sigma = np.asarray(res.sigma_y, float)
+
+        def snr_of_theta(th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q) -> np.ndarray:
+            return snr_per_y(finder, s, kk, cc, qq, th)
+
+        comp, spread = cell_completeness(grid, model, threshold, opt_bias_dof, snr_of_theta)
+        tid = int(job.tile_id)
+        w = float(weights_by_tile[tid]) if tid < weights_by_tile.size else 0.0
+        comps.append(comp)
+        spreads.append(spread)
+        weights.append(w)
+        if per_tile:
+            parts.append(analytic_rows(grid, tid, comp, spread))
+    if not comps:
+        from clusterfw.core.errors import ClusterfwError
+
+        raise ClusterfwError("--method analytic: no tile with data to filter")
+    wts = np.asarray(weights)
+    if wts.sum() <= 0:
+        wts = np.ones_like(wts)
+    wts = wts / wts.sum()
+    whole = np.tensordot(wts, np.asarray(comps), axes=1)
+    spread = np.tensordot(wts, np.asarray(spreads), axes=1)
+    return build_table([analytic_rows(grid, None, whole, spread), *parts], provenance or {})
