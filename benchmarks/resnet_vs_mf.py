@@ -59,6 +59,7 @@ class PatchResult:
     grid: np.ndarray  # (n_cells,) probability of each cell's own grid cutout (DeepSZ scoring)
     top_mass: np.ndarray  # (n_cells,) MASS_DEF mass of the cell's most massive halo (0: none)
     top_z: np.ndarray  # (n_cells,) its redshift
+    halos: dict[str, np.ndarray] | None = None  # qualifying halos: ra, dec, cell
 
 
 def cell_ids(sky, ra, dec, stride=24, size=32):
@@ -149,7 +150,54 @@ def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="defau
     order = np.argsort(truth.mass[inside])  # the most massive halo is written last
     top_mass[hcell[inside][order]] = truth.mass[inside][order]
     top_z[hcell[inside][order]] = truth.z[inside][order]
-    return PatchResult(label, cand, n_cells, grid, top_mass, top_z), table, truth
+    halos_q = {
+        "ra": truth.ra[qualifies],
+        "dec": truth.dec[qualifies],
+        "cell": hcell[qualifies],
+    }
+    cand["resnet_ra"] = np.asarray(col["resnet_ra"], float)
+    cand["resnet_dec"] = np.asarray(col["resnet_dec"], float)
+    result = PatchResult(label, cand, n_cells, grid, top_mass, top_z, halos_q)
+    return result, table, truth
+
+
+def position_errors(patches, grid_threshold, threshold):
+    """Distance (arcmin) from each qualifying halo the grid finds (its cell's grid cutout has
+    p ≥ ``grid_threshold``) to the nearest localised ``resnet`` detection with score ≥
+    ``threshold`` (inf when there is none): how well the catalogue places the clusters the
+    classifier sees. Returns the distances."""
+    out = []
+    for p in patches:
+        h = p.halos
+        found = (h["cell"] >= 0) & (p.grid[np.maximum(h["cell"], 0)] >= grid_threshold)
+        ra, dec = p.cand["resnet_ra"], p.cand["resnet_dec"]
+        ok = np.isfinite(ra) & (np.nan_to_num(p.cand["resnet_score"], nan=-1.0) >= threshold)
+        ra, dec = ra[ok], dec[ok]
+        for hra, hdec in zip(h["ra"][found], h["dec"][found], strict=True):
+            if ra.size == 0:
+                out.append(np.inf)
+                continue
+            dx = (ra - hra + 180.0) % 360.0 - 180.0
+            d = np.hypot(dx * np.cos(np.radians(hdec)), dec - hdec) * 60.0
+            out.append(float(d.min()))
+    return np.asarray(out)
+
+
+def error_summary(d):
+    """Median, fractions beyond 1' and 2' of position errors ``d`` (arcmin)."""
+    if d.size == 0:
+        return {
+            "n": 0,
+            "median": float("nan"),
+            "frac_gt_1": float("nan"),
+            "frac_gt_2": float("nan"),
+        }
+    return {
+        "n": int(d.size),
+        "median": float(np.median(d)),
+        "frac_gt_1": float(np.mean(d > 1.0)),
+        "frac_gt_2": float(np.mean(d > 2.0)),
+    }
 
 
 def cell_scores(patches, method_cell, scores):
@@ -217,6 +265,12 @@ def main() -> None:
         help="true clusters: deepsz (Mvir >= 2e14, z > 0.25) or sz (M500c >= 1.5e14, any z)",
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the resnet")
+    ap.add_argument(
+        "--localise-method",
+        default="auto",
+        choices=["auto", "regression", "plateau"],
+        help="resnet localisation (auto: the position head when the weights have one)",
+    )
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument(
         "--calibration", default=None, help="write the validation calibration (JSON) here"
@@ -232,7 +286,13 @@ def main() -> None:
     from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
     from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
-    resnet = ResNetFinder({"weights": args.weights, "threads": args.threads})
+    resnet = ResNetFinder(
+        {
+            "weights": args.weights,
+            "threads": args.threads,
+            "localise_method": args.localise_method,
+        }
+    )
     resnet_grid = ResNetFinder(
         {"weights": args.weights, "threads": args.threads, "localise": False}
     )
@@ -378,6 +438,14 @@ def main() -> None:
     }
 
     f1 = {k: v["test"]["f1"] for k, v in results.items()}
+    pos_err = {
+        split: error_summary(
+            position_errors(
+                patches[split], results["ResNet-grid"]["threshold"], results["ResNet"]["threshold"]
+            )
+        )
+        for split in ("val", "test")
+    }
     for v in results.values():
         v["test_f1_sigma"] = f1_sigma(v["test"])
     best_name = max(single, key=lambda k: f1[k])
@@ -417,6 +485,7 @@ def main() -> None:
         "resnet_grid_minus_mf": f1["ResNet-grid"] - f1["MF"],
         "gain_over_best_single": {k: f1[k] - better for k in ("AND",) + combined},
         "false_positive_kinds": fp_kinds,
+        "position_error_arcmin": pos_err,
         "stack_model": {
             "model": stack_entry.kind,
             "weights": stack_entry.model.weights(),
@@ -443,6 +512,11 @@ def main() -> None:
     )
     for name, k in fp_kinds.items():
         print(f"  {name:14s} {k['near_mass_cut']:5d} {k['below_z_cut']:5d} {k['other']:5d}")
+    for split, e in pos_err.items():
+        print(
+            f"\nresnet position error ({split}, {e['n']} clusters the grid finds): median "
+            f"{e['median']:.2f}', beyond 1' {e['frac_gt_1']:.1%}, beyond 2' {e['frac_gt_2']:.1%}"
+        )
     sm = summary["stack_model"]
     weights = ", ".join(f"{k} {v:+.3f}" for k, v in sm["weights"].items())
     print(f"\nstack model ({sm['model']}): intercept {sm['intercept']:+.3f}, {weights}")

@@ -30,7 +30,8 @@ from clusterfw.core.plugin_api import Finder, PluginOptions
 from clusterfw.core.schema import candidate_table, plugin_field
 from clusterfw.core.sky import PixelBoxCore, Tile
 
-_CACHE: dict[tuple[str, str, str], Any] = {}
+_CACHE: dict[tuple[str, str, str, str], Any] = {}
+POSITION_FILE = "position.safetensors"
 _LOCK = threading.Lock()
 
 
@@ -40,17 +41,25 @@ def shipped_weights() -> Path:
 
 
 class _Loaded:
-    """A loaded network with everything needed to score cutouts."""
+    """A loaded network with everything needed to score cutouts.
 
-    def __init__(self, weights: Path, platt_path: Path, device: str) -> None:
+    The classifier's batch normalisations are folded into the preceding convolutions
+    (:func:`~clusterfw.plugins.finders.resnet.model.fold_batchnorm`: the same function, fewer
+    passes over memory); the position head (``position.safetensors``) is loaded when given.
+    """
+
+    def __init__(
+        self, weights: Path, platt_path: Path, device: str, position: Path | None = None
+    ) -> None:
         from clusterfw.plugins.finders.resnet.calibrate import Platt
-        from clusterfw.plugins.finders.resnet.model import load_weights
+        from clusterfw.plugins.finders.resnet.model import fold_batchnorm, load_weights
 
         if not weights.is_file():
             raise PluginError(f"resnet: weights file not found: {weights}")
         if not platt_path.is_file():
             raise PluginError(f"resnet: calibration file not found: {platt_path}")
-        self.model, self.meta = load_weights(str(weights), device)
+        model, self.meta = load_weights(str(weights), device)
+        self.model = fold_batchnorm(model)
         self.platt = Platt.load(platt_path)
         self.device = device
         self.size = int(self.meta.get("cutout_size", 32))
@@ -62,6 +71,12 @@ class _Loaded:
             import torch
 
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.position = None
+        if position is not None:
+            from clusterfw.plugins.finders.resnet.position import load_head, n_features
+
+            head, _ = load_head(position, n_features(self.model))
+            self.position = head.to(device)
 
 
 def _device(option: str) -> str:
@@ -117,6 +132,20 @@ class ResNetFinder(Finder):
         merge_arcmin: float = Field(
             3.0, gt=0, description="localised candidates closer than this are merged"
         )
+        localise_method: str = Field(
+            "auto",
+            pattern="^(auto|regression|plateau)$",
+            description="auto: the position head when the weights have one, else the plateau "
+            "search; regression: the head (error without one); plateau: the plateau search",
+        )
+        position: str | None = Field(
+            None,
+            description=f"position-head safetensors (default: {POSITION_FILE} beside the "
+            "weights, when there is one)",
+        )
+        localise_iterations: int = Field(
+            2, ge=0, le=10, description="re-centred cutouts per seed of the regression method"
+        )
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
@@ -131,10 +160,23 @@ class ResNetFinder(Finder):
             import torch
 
             torch.set_num_threads(int(opts.threads))
-        key = (str(weights.resolve()), str(platt.resolve()), _device(opts.device))
+        if opts.position:
+            position: Path | None = Path(opts.position)
+            if not position.is_file():
+                raise PluginError(f"resnet: position-head file not found: {position}")
+        else:
+            position = weights.with_name(POSITION_FILE)
+            if opts.localise_method == "plateau" or not position.is_file():
+                position = None
+        key = (
+            str(weights.resolve()),
+            str(platt.resolve()),
+            _device(opts.device),
+            str(position.resolve()) if position else "",
+        )
         with _LOCK:
             if key not in _CACHE:
-                _CACHE[key] = _Loaded(weights, platt, key[2])
+                _CACHE[key] = _Loaded(weights, platt, key[2], position)
             return _CACHE[key]
 
     # ------------------------------------------------------------------ checks
@@ -179,15 +221,15 @@ class ResNetFinder(Finder):
         """``(n, nb, size, size)`` windows with lower-left tile pixels ``(x0, y0)``.
 
         ``padded`` comes from :meth:`_padded` with ``pad = size``; windows further out are
-        clipped to the NaN border.
+        clipped to the NaN border. The windows are read from one strided view of every
+        ``size × size`` window of the map (:func:`numpy.lib.stride_tricks.sliding_window_view`,
+        no copy) indexed by the window origins: one gather, no per-cutout Python.
         """
         _, pny, pnx = padded.shape
         x0 = np.clip(x0 + size, 0, pnx - size)
         y0 = np.clip(y0 + size, 0, pny - size)
-        iy = y0[:, None] + np.arange(size)[None, :]
-        ix = x0[:, None] + np.arange(size)[None, :]
-        out = padded[:, iy[:, :, None], ix[:, None, :]]
-        return np.moveaxis(out, 1, 0)
+        view = np.lib.stride_tricks.sliding_window_view(padded, (size, size), axis=(1, 2))
+        return np.moveaxis(view[:, y0, x0], 1, 0)
 
     @staticmethod
     def clamp_windows(
@@ -207,11 +249,14 @@ class ResNetFinder(Finder):
         return x0, y0
 
     def _score_windows(
-        self, tile: Tile, x0: np.ndarray, y0: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, tile: Tile, x0: np.ndarray, y0: np.ndarray, *, offsets: bool = False
+    ) -> tuple[np.ndarray, ...]:
         """Logits, probabilities and masked-pixel fractions of windows at ``(x0, y0)``.
 
-        Windows are first moved onto the tile (:meth:`clamp_windows`).
+        Windows are first moved onto the tile (:meth:`clamp_windows`). With ``offsets`` (and a
+        position head) two more arrays follow: the predicted cluster offsets ``(n, 2)`` from the
+        window centre in tile pixels (NaN without a head), and the window origins actually used
+        ``(n, 2)`` — the features come out of the same forward pass as the logits.
         """
         import torch
 
@@ -224,21 +269,34 @@ class ResNetFinder(Finder):
         n = x0.size
         logits = np.full(n, np.nan)
         masked = np.ones(n)
-        if n == 0:
-            return logits, logits.copy(), masked
-        padded = self._padded(np.asarray(tile.maps[order], dtype=np.float32), net.size)
-        bs = int(self.options.batch_size)
-        with torch.inference_mode():
-            for i in range(0, n, bs):
-                raw = self._cutouts(padded, x0[i : i + bs], y0[i : i + bs], net.size)
-                masked[i : i + bs] = np.mean(~np.isfinite(raw).all(axis=1), axis=(1, 2))
-                x = torch.from_numpy(normalise(raw, net.scales)).to(net.device)
-                if net.device == "cpu":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                logits[i : i + bs] = net.model(x).float().cpu().numpy()
-        full = masked >= 1.0
-        logits[full] = np.nan
-        return logits, net.platt(logits), masked
+        shift = np.full((n, 2), np.nan)
+        head = net.position if offsets else None
+        if n:
+            padded = self._padded(np.asarray(tile.maps[order], dtype=np.float32), net.size)
+            bs = int(self.options.batch_size)
+            with torch.inference_mode():
+                for i in range(0, n, bs):
+                    raw = self._cutouts(padded, x0[i : i + bs], y0[i : i + bs], net.size)
+                    masked[i : i + bs] = np.mean(~np.isfinite(raw).all(axis=1), axis=(1, 2))
+                    x = torch.from_numpy(normalise(raw, net.scales)).to(net.device)
+                    if net.device == "cpu":
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    if head is None:
+                        logits[i : i + bs] = net.model(x).float().cpu().numpy()
+                    else:
+                        from clusterfw.plugins.finders.resnet.position import (
+                            forward_with_features,
+                        )
+
+                        lg, feats = forward_with_features(net.model, x)
+                        logits[i : i + bs] = lg.float().cpu().numpy()
+                        shift[i : i + bs] = head(feats).float().cpu().numpy()
+            logits[masked >= 1.0] = np.nan
+        prob = net.platt(logits) if n else logits.copy()
+        if not offsets:
+            return logits, prob, masked
+        shift /= tile.pixel_scale_arcmin  # arcmin -> tile pixels
+        return logits, prob, masked, shift, np.column_stack([x0, y0])
 
     def _grid_centres(self, tile: Tile, net: _Loaded) -> tuple[np.ndarray, np.ndarray]:
         """Tile-pixel centres of the 6'-stride cutouts, anchored to the parent map grid."""
@@ -285,15 +343,18 @@ class ResNetFinder(Finder):
         )
         # report the centre of the cutout actually scored (moved inwards at map edges)
         ra, dec = tile.pixel_to_world(x0 + half, y0 + half)
-        logits, prob, masked = self._score_windows(tile, x0, y0)
-        if self.options.localise:
+        if self.options.localise and self._use_regression(net):
+            xc, yc = self._localise_regression(tile, net)
+        elif self.options.localise:
+            prob = self._score_windows(tile, x0, y0)[1]
             xc, yc = self._localise(tile, net, x0 + half, y0 + half, prob)
+        if self.options.localise:
             ra, dec = tile.pixel_to_world(xc, yc)
             inside = tile.in_core(ra, dec)
             xc, yc, ra, dec = xc[inside], yc[inside], ra[inside], dec[inside]
             x0 = np.floor(xc - half + 0.5).astype(np.int64)
             y0 = np.floor(yc - half + 0.5).astype(np.int64)
-            logits, prob, masked = self._score_windows(tile, x0, y0)
+        logits, prob, masked = self._score_windows(tile, x0, y0)
         ok = np.isfinite(prob) & (prob >= self.options.p_min)
         return candidate_table(
             finder=self.name,
@@ -342,6 +403,52 @@ class ResNetFinder(Finder):
             return self._score_windows(tile, x0, y0)[1]
 
         return localise(xc, yc, prob, centred, settings)
+
+    def _use_regression(self, net: _Loaded) -> bool:
+        method = self.options.localise_method
+        if method == "regression" and net.position is None:
+            raise PluginError(
+                "resnet: localise_method=regression needs a position head "
+                f"({POSITION_FILE} beside the weights, or -o resnet.position=FILE)"
+            )
+        return method != "plateau" and net.position is not None
+
+    def _localise_regression(self, tile: Tile, net: _Loaded) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster positions (tile pixels) from every grid cutout of the tile, margin included
+        (a core cluster may be seen best from a margin cutout); see ``localise.py``."""
+        from clusterfw.plugins.finders.resnet.localise import (
+            LocaliseSettings,
+            localise_regression,
+        )
+
+        o = self.options
+        pix = tile.pixel_scale_arcmin
+        half = (net.size - 1) / 2.0
+        gx, gy = self._grid_centres(tile, net)
+        x0 = np.rint(gx - half).astype(np.int64)
+        y0 = np.rint(gy - half).astype(np.int64)
+        _, prob, _, shift, org = self._score_windows(tile, x0, y0, offsets=True)
+        settings = LocaliseSettings(
+            p_seed=o.p_seed,
+            suppress_pix=0.0,
+            reach_pix=o.localise_reach_arcmin / pix,
+            step_pix=o.localise_step_arcmin / pix,
+            plateau=0.5,
+            merge_pix=o.merge_arcmin / pix,
+            iterations=o.localise_iterations,
+        )
+
+        def centred(
+            x: np.ndarray, y: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            wx = np.floor(x - half + 0.5).astype(np.int64)
+            wy = np.floor(y - half + 0.5).astype(np.int64)
+            _, p, _, sh, used = self._score_windows(tile, wx, wy, offsets=True)
+            return p, sh, used[:, 0] + half, used[:, 1] + half
+
+        return localise_regression(
+            org[:, 0] + half, org[:, 1] + half, prob, shift, centred, settings
+        )
 
     def score_at(self, tile: Tile, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Calibrated probability of a cutout centred on each position (nearest pixel).

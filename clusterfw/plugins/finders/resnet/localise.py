@@ -1,5 +1,22 @@
 """Localising clusters found by the cutout classifier.
 
+Two methods. **Regression** (the default when the weights come with a position head,
+``position.safetensors``; :func:`localise_regression`): the head reads the classifier's own
+features of each grid cutout and predicts where in it the cluster is (offset from the centre,
+:mod:`clusterfw.plugins.finders.resnet.position`):
+
+1. seeds are grid cutouts with probability ≥ ``p_seed``; each moves to its predicted position;
+2. ``iterations`` times, a cutout centred on the current position (nearest pixel) is scored and
+   the position moved by its predicted offset — the cluster is then near the centre, where the
+   head is most precise, and a seed whose cluster lay outside its central box is pulled in;
+3. positions closer than ``merge`` are merged, keeping the most probable (seeds on the same
+   cluster converge to the same place).
+
+Cost: ``1 + iterations`` cutouts per seed (plus the final scoring), against
+``(2 reach / step + 1)²`` and more for the plateau search.
+
+**Plateau search** (without a head; :func:`localise`):
+
 A grid cutout only says that a cluster lies *somewhere* in its central 6' × 6' box, so its
 centre can be 3' or more from the cluster, too far for a catalogue matched at 1'. The network
 was trained with clusters anywhere in that box, so the probability of a cutout centred at
@@ -36,6 +53,7 @@ class LocaliseSettings:
     plateau: float
     merge_pix: float
     refine_passes: int = 0
+    iterations: int = 2
 
 
 def _plateau_centres(
@@ -122,4 +140,53 @@ def localise(
             settings.plateau,
         )
     keep = suppress_weaker(px, py, peak, settings.merge_pix)
+    return px[keep], py[keep]
+
+
+def localise_regression(
+    x: np.ndarray,
+    y: np.ndarray,
+    prob: np.ndarray,
+    shift: np.ndarray,
+    score_centred: Callable[
+        [np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ],
+    settings: LocaliseSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster positions from grid cutouts and their predicted offsets (see the module).
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Tile-pixel centres of the grid cutouts.
+    prob : numpy.ndarray
+        Their probabilities (NaN for unusable cutouts).
+    shift : numpy.ndarray
+        ``(n, 2)`` predicted cluster offsets from each centre, tile pixels.
+    score_centred : callable
+        ``score_centred(xc, yc) -> (prob, shift, cx, cy)`` of cutouts centred on the nearest
+        pixels of ``(xc, yc)``: probabilities, predicted offsets and the centres actually used.
+    settings : LocaliseSettings
+        ``p_seed``, ``iterations``, ``merge_pix`` and ``reach_pix`` (largest move per step).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Tile-pixel positions of the localised candidates.
+    """
+    shift = np.asarray(shift, dtype=np.float64).reshape(-1, 2)
+    ok = np.isfinite(prob) & (prob >= settings.p_seed) & np.isfinite(shift).all(axis=1)
+    reach = settings.reach_pix
+    px = x[ok] + np.clip(shift[ok, 0], -reach, reach)
+    py = y[ok] + np.clip(shift[ok, 1], -reach, reach)
+    p = prob[ok]
+    for _ in range(settings.iterations):
+        if px.size == 0:
+            break
+        p, sh, cx, cy = score_centred(px, py)
+        good = np.isfinite(p) & np.isfinite(sh).all(axis=1)
+        px = cx[good] + np.clip(sh[good, 0], -reach, reach)
+        py = cy[good] + np.clip(sh[good, 1], -reach, reach)
+        p = p[good]
+    keep = suppress_weaker(px, py, p, settings.merge_pix)
     return px[keep], py[keep]
