@@ -135,7 +135,7 @@ def truth_completeness(args, skies, table, label: str) -> dict:
     var = np.zeros(grid.n_cells)
     n = np.zeros(grid.n_cells)
     for sky in skies:
-        cat_path = sky / f"{label}.parquet"
+        cat_path = sky / f"{label}_calibrated.parquet"
         if not cat_path.exists():
             cal = calibration_file(args, Path(args.workdir))
             execute_run(request(args, maps_of(sky), cat_path, cal))
@@ -195,23 +195,35 @@ def cmd_accept(args: argparse.Namespace) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     skies = [simulate(work, args.first_seed + i, args.size) for i in range(args.skies)]
     label = "+".join(args.finder) + (f"_{args.combine}" if args.combine else "")
-    t0 = time.perf_counter()
-    res = measure_selfn(args, maps_of(skies[0]))
-    from clusterfw.selection.table import write_table
+    from clusterfw.selection.table import read_table, write_table
 
-    write_table(res.table, work / f"selfn_{label}.parquet")
+    saved = work / f"selfn_{label}.parquet"
     doc = {
         "experiment": "accept",
         "finder_set": label,
         "skies": [str(s) for s in skies],
         "selfn_sky": str(skies[0]),
         "size_deg": args.size,
-        "injected": res.injection.n,
-        "rounds": res.injection.rounds,
-        "selfn_seconds": round(time.perf_counter() - t0, 1),
-        "injections_per_second": round(res.injection.n / res.injection.seconds, 3),
     }
-    doc.update(truth_completeness(args, skies, res.table, label))
+    if args.reuse and saved.exists():
+        table = read_table(saved)
+        doc["selfn_table"] = f"{saved} (reused)"
+        doc.update(json.loads(table.schema.metadata[b"clusterfw.selfn_injections"]))
+    else:
+        t0 = time.perf_counter()
+        res = measure_selfn(args, maps_of(skies[0]))
+        table = res.table
+        write_table(table, saved)
+        doc.update(
+            {
+                "selfn_table": str(saved),
+                "injected": res.injection.n,
+                "rounds": res.injection.rounds,
+                "selfn_seconds": round(time.perf_counter() - t0, 1),
+                "injections_per_second": round(res.injection.n / res.injection.seconds, 3),
+            }
+        )
+    doc.update(truth_completeness(args, skies, table, label))
     return doc
 
 
@@ -321,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target", type=float, default=0.02)
     p.add_argument("--json", default=None)
+    p.add_argument("--reuse", action="store_true", help="reuse a saved selfn table (accept)")
     args = p.parse_args(argv)
     if args.what == "accept" and not args.finder:
         args.finder = ["mf"]

@@ -242,3 +242,68 @@ def test_build_target_refuses_other_kinds():
         match="finder 'xfinder' uses layer 'xray' of kind 'xray', which cannot take injections",
     ):
         build_target(LayerSky((layer,)), [Finder()], [("xray",)])
+
+
+def test_evaluate_with_selfn(tiny_sky, tmp_path):
+    """``evaluate --selfn`` prints the cell comparison with chi2 and draws the figure."""
+    selfn = tmp_path / "a.parquet"
+    res = _cli(
+        "selfn",
+        *map(str, tiny_sky),
+        "-f",
+        "mf",
+        "--method",
+        "analytic",
+        "--mass-grid",
+        "3e13:1e15:4",
+        "--z-grid",
+        "0.1:1.5:2",
+        "--out",
+        str(selfn),
+        "-q",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    cat = tmp_path / "cat.parquet"
+    res = _cli("run", *map(str, tiny_sky), "-f", "mf", "--out", str(cat), "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    truth = tiny_sky[0].parent / "truth_halos.parquet"
+    res = _cli(
+        "evaluate",
+        str(cat),
+        "--truth",
+        str(truth),
+        "--selfn",
+        str(selfn),
+        "--threshold",
+        "7.1",
+        "--plots",
+        str(tmp_path / "plots"),
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    line = next(x for x in res.stdout.splitlines() if x.startswith("selection function"))
+    assert "vs detections (score >= 7.1)" in line and "chi2/dof = " in line
+    n_true = pq.read_table(truth).num_rows
+    rows = [x for x in res.stdout.splitlines() if x[:1].isdigit() and "e+" in x[:10]]
+    assert 1 <= len(rows) <= 8
+    assert sum(int(r.split()[2]) for r in rows) <= n_true
+    assert (tmp_path / "plots" / "eval_selfn.png").stat().st_size > 1000
+
+
+def test_compare_cells_chi2_exact():
+    """Two cells with known counts and a flat selection function: the chi2 by hand."""
+    from clusterfw.selection.compare import compare_cells
+    from clusterfw.selection.grid import MassRedshiftGrid
+    from clusterfw.selection.table import analytic_rows, build_table
+
+    grid = MassRedshiftGrid(np.array([1e14, 2e14, 4e14]), np.array([0.1, 1.0]))
+    selfn = build_table([analytic_rows(grid, None, np.array([0.5, 0.5]), np.zeros(2))], {})
+    m = np.array([1.2e14] * 10 + [3e14] * 4)
+    z = np.full(m.size, 0.5)
+    det = np.array([True] * 8 + [False] * 2 + [True, False, False, False])
+    doc = compare_cells(selfn, m, z, det)
+    # cell 0: k=8, expected 5, var 2.5; cell 1: k=1, expected 2, var 1
+    assert doc["chi2"] == pytest.approx(9.0 / 2.5 + 1.0 / 1.0)
+    assert doc["dof"] == 2
+    assert [c["detected"] for c in doc["cells"]] == [8, 1]

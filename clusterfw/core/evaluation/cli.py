@@ -161,6 +161,14 @@ def _command_line() -> str:
     default=None,
     help="Write PNG figures into this directory.",
 )
+@click.option(
+    "--selfn",
+    "selfn_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Selection function from `clusterfw selfn`: compare it with the catalogue's measured "
+    "completeness of true halos (chi2; and a figure with --plots).",
+)
 def evaluate(
     catalogue: Path,
     truth_path: Path,
@@ -174,6 +182,7 @@ def evaluate(
     cutout: float | None,
     json_out: Path | None,
     plots_dir: Path | None,
+    selfn_path: Path | None = None,
 ) -> None:
     """Match CATALOGUE to truth halos; report purity, completeness and F1."""
     from clusterfw.core.atomic import check_writable, refuse_overwrite
@@ -262,6 +271,10 @@ def evaluate(
 
         for p in plot_all(results, plots_dir):
             click.echo(f"wrote {p}", err=True)
+    if selfn_path is not None:  # the selection function beside the measured completeness
+        from clusterfw.selection.compare import evaluate_selfn
+
+        evaluate_selfn(selfn_path, table, truth, truth_path, radius, results[cols[0]], plots_dir)
 
 
 def candidate_coverage(table: Any) -> dict[str, float]:
