@@ -216,8 +216,14 @@ def log_to(stream: Callable[[str], None] | None) -> Callable[[str], None]:
 
 
 def interpolate_completeness(table: pa.Table, m500c: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Completeness at (M500c, z) from a table's whole-map rows, bilinear in (ln M, z) between
-    cell centres (clamped at the grid's outer centres; NaN outside the grid)."""
+    """Completeness at (M500c, z) from a table's whole-map rows: linear in (ln M, z) between
+    the cells' centres, extrapolated linearly from the outer centres to the grid's edges
+    (clipped to [0, 1]); NaN outside the grid.
+
+    A cell's completeness is its average over log-uniform masses, i.e. the value near its
+    centre; halos between a centre and the grid edge (where the steep mass function puts most
+    of them) get the extrapolated value, not the centre's.
+    """
     from scipy.interpolate import RegularGridInterpolator
 
     from clusterfw.selection.table import overall
@@ -236,11 +242,17 @@ def interpolate_completeness(table: pa.Table, m500c: np.ndarray, z: np.ndarray) 
     m = np.log(np.asarray(m500c, float))
     zz = np.asarray(z, float)
     inside = (m >= np.log(m_lo[0])) & (m <= np.log(m_hi[-1])) & (zz >= z_lo[0]) & (zz <= z_hi[-1])
-    pts = np.column_stack([np.clip(m, lm[0], lm[-1]), np.clip(zz, zc[0], zc[-1])])
-    if lm.size == 1 or zc.size == 1:  # a single row or column of cells: nearest cell
-        i = np.clip(np.searchsorted(m_lo, np.exp(m), side="right") - 1, 0, lm.size - 1)
-        j = np.clip(np.searchsorted(z_lo, zz, side="right") - 1, 0, zc.size - 1)
-        vals = c[i, j]
-    else:
-        vals = RegularGridInterpolator((lm, zc), c)(pts)
+    axes: list[np.ndarray] = []
+    pts: list[np.ndarray] = []
+    for centres, values in ((lm, m), (zc, zz)):
+        if centres.size == 1:  # one cell along this axis: constant
+            centres = np.array([centres[0] - 1.0, centres[0] + 1.0])
+        axes.append(centres)
+        pts.append(values)
+    if lm.size == 1:
+        c = np.repeat(c, 2, axis=0)
+    if zc.size == 1:
+        c = np.repeat(c, 2, axis=1)
+    interp = RegularGridInterpolator(tuple(axes), c, bounds_error=False, fill_value=None)
+    vals = np.clip(interp(np.column_stack(pts)), 0.0, 1.0)
     return np.where(inside, vals, np.nan)

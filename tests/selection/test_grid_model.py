@@ -102,3 +102,20 @@ def test_render_conserves_compton_y():
     # the centre of the stamp is the brightest pixel of the y map
     iy, ix = np.unravel_index(np.argmax(per_band[1]), per_band[1].shape)
     assert (rows.start + iy, cols.start + ix) in {(199, 200), (200, 200), (199, 201), (200, 201)}
+
+
+def test_interpolate_completeness_extrapolates_to_edges():
+    from clusterfw.selection.api import interpolate_completeness
+    from clusterfw.selection.table import analytic_rows, build_table
+
+    grid = MassRedshiftGrid(np.array([1e14, 2e14, 4e14]), np.array([0.1, 0.5, 0.9]))
+    rows = analytic_rows(grid, None, np.array([0.2, 0.4, 0.6, 0.8]), np.zeros(4))
+    table = build_table([rows], {})
+    got = interpolate_completeness(
+        table,
+        np.array([math.sqrt(2) * 1e14, 1e14, 4e14, 2e14, 5e14]),
+        np.array([0.3, 0.3, 0.7, 0.5, 0.5]),
+    )
+    # a cell centre; half a bin below the first centre (0.2 - 0.4/2); clipped at 1; the middle
+    np.testing.assert_allclose(got[:4], [0.2, 0.0, 1.0, 0.5], atol=1e-12)
+    assert np.isnan(got[4])  # outside the grid
