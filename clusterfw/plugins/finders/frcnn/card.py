@@ -1,0 +1,73 @@
+"""The model card (``MODEL.md``) written by ``clusterfw train frcnn`` from the run's summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _row(name: str, r: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {r['threshold']:.3f} | {r['tp']} | {r['fp']} | {r['fn']} | "
+        f"{r['purity']:.3f} | {r['completeness']:.3f} | **{r['f1']:.3f}** |"
+    )
+
+
+def write_model_card(summary: dict[str, Any], path: str | Path, command: str) -> Path:
+    """Write the model card of a training run (atomically).
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`clusterfw.plugins.finders.frcnn.train.train` returned.
+    path : str or Path
+        Output file.
+    command : str
+        The command line that produced the run.
+    """
+    from clusterfw.core.atomic import write_atomic
+
+    c = summary["config"]
+    secs = summary["epoch_seconds"]
+    text = f"""# frcnn — Faster R-CNN cluster finder on g, r, i images (model card)
+
+Trained by this project's own command (from random weights; nothing downloaded):
+
+```
+{command}
+```
+
+- seed {c["seed"]}; torch threads {c["threads"]}; {summary["epochs_run"]} epochs run in
+  {summary["minutes"]} min wall (mean {sum(secs) / max(1, len(secs)):.0f} s of training per
+  epoch on this shared 2-core machine); best epoch by validation F1 (1'):
+  **{summary["best_epoch"]}**.
+- Data: `clusterfw simulate optical-fields --preset des-coarse --rebin 2` (DES depth and seeing,
+  0.526" pixels summed to 1.052", 0.2° fields, M500c ≥ 1e14 Msun clusters at 0.05 < z < 0.7
+  labelled, seeing × U(0.85, 1.25) and depth + U(−0.5, 0.3) mag per field):
+  {summary["n_fields"]["train"]} training fields (seeds {
+        ", ".join(Path(p).name for p in summary["fields"]["train"])
+    }), {summary["n_fields"]["val"]} validation (seed 20·seed+1),
+  {summary["n_fields"]["test"]} test (seed 30·seed+1); independent skies.
+- Model: torchvision FasterRCNN, trunk width {c["width"]}, windows {c["window"]}² px at 2.104"
+  (asinh stretch, softening 0.1 nanomaggy), AdamW lr {c["lr"]}, batch {c["batch_size"]}.
+- Calibration: Platt a = {summary["platt"]["a"]:.4f}, b = {summary["platt"]["b"]:.4f} on
+  {summary["platt"]["n_fit"]} validation detections ({summary["platt"]["n_positive"]} matched
+  within 1'); validation-picked threshold p ≥ {summary["threshold_probability"]:.3f}.
+
+## Detection on the central window of each field (box centres, greedy match)
+
+| set | p threshold | TP | FP | FN | purity | completeness | F1 |
+|---|---:|---:|---:|---:|---:|---:|---:|
+{_row("validation, 1'", summary["val_1arcmin"])}
+{_row("test, 1'", summary["test_1arcmin"])}
+{_row("test, 100 kpc", summary["test_100kpc_box_centre"])}
+
+The finder's own numbers (windows over whole tiles, red-sequence centring, photo-z) are in
+docs/finders/frcnn.md. Per-epoch losses and validation numbers: `metrics.jsonl`.
+
+```json
+{json.dumps({k: summary[k] for k in ("best_epoch", "epochs_run", "threshold_probability")})}
+```
+"""
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))

@@ -1,0 +1,238 @@
+"""Held-out field evaluation of the ``frcnn`` finder (the numbers of docs/finders/frcnn.md).
+
+``python -m clusterfw.plugins.finders.frcnn.evaluate --val DIR --test DIR [--weights FILE]
+[--json OUT] [--plot PNG]`` runs the finder's own detection path (:meth:`FrcnnFinder.detect`:
+overlapping windows and NMS over the whole field, red-sequence centring and photo-z) on every
+field of two ``clusterfw simulate optical-fields`` folders, picks the probability threshold with
+the best F1 (100 kpc match) on the validation fields and reports, on the test fields:
+
+- F1, purity, completeness with a match within 100 kpc of the true centre (Deep-CEE's rule) and
+  within 1', at that threshold;
+- the median centre offset (kpc) of the matched clusters, for the BCG-centred and the box-centre
+  positions;
+- completeness against M500c and z (a figure with ``--plot``);
+- σ(Δz/(1+z)) of ``frcnn_z`` for the matched clusters: the standard deviation, the NMAD and the
+  outlier fraction (|Δz|/(1+z) > 0.1), and the bias (median).
+
+Detections within half a window of nothing are kept: the fields are 0.2° wide, the clusters lie
+in their central 70 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def run_fields(finder: Any, directory: str | Path) -> list[dict[str, Any]]:
+    """The finder's detections on every field of a shard folder, with each field's truth."""
+    from clusterfw.plugins.finders.frcnn.data import shard_pixel_arcsec
+    from clusterfw.plugins.finders.frcnn.photoz import box_photoz, find_sources
+    from clusterfw.sim.shards.common import iter_shards
+
+    pix = shard_pixel_arcsec(directory)
+    net = finder._net()
+    out = []
+    for shard in iter_shards(directory):
+        for j in range(shard["images"].shape[0]):
+            img = shard["images"][j].astype(np.float32)
+            det = finder.detect(img, pix)
+            boxes = det["boxes"]
+            src = find_sources(img, pix, shard["psf_fwhm_arcsec"][j])
+            n = len(det["raw"])
+            z = np.full(n, np.nan)
+            zerr = np.full(n, np.nan)
+            xy_bcg = np.zeros((n, 2))
+            for k in range(n):
+                # sources are at pixel indices: the box moves to that frame, the BCG back
+                pz = box_photoz(src, tuple(boxes[k] - 0.5), img.shape[1:])
+                z[k], zerr[k] = pz.z, pz.z_err
+                xy_bcg[k] = (pz.x + 0.5, pz.y + 0.5)
+            xy_box = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2,
+                               (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)  # fmt: skip
+            k = int(shard["n_boxes"][j])
+            out.append({
+                "p": net.prob(det["raw"]),
+                "xy_bcg": xy_bcg,  # stored pixels, edge frame
+                "xy_box": xy_box,
+                "z": z,
+                "z_err": zerr,
+                "true_xy": np.stack([shard["box_x"][j, :k], shard["box_y"][j, :k]], axis=1),
+                "true_z": shard["box_z"][j, :k],
+                "true_m": shard["box_m500c"][j, :k],
+                "pix": pix,
+            })  # fmt: skip
+    return out
+
+
+def match(fields: list[dict[str, Any]], which: str, rule: str) -> Any:
+    """Pooled :class:`~.metrics.Matched` of the fields (``rule``: ``100kpc`` or ``1arcmin``)."""
+    from clusterfw.plugins.finders.frcnn.metrics import match_field, pool
+    from clusterfw.plugins.finders.frcnn.prep import PIXEL_ARCSEC
+    from clusterfw.plugins.finders.frcnn.train import kpc_radius_pix
+
+    parts = []
+    for f in fields:
+        if rule == "100kpc":
+            r = kpc_radius_pix(f["true_z"]) * PIXEL_ARCSEC / f["pix"]
+        else:
+            r = 60.0 / f["pix"]
+        parts.append(match_field(f[which], f["p"], f["true_xy"], r))
+        parts[-1] = (f["p"], *parts[-1])
+    return pool(parts)
+
+
+def kpc_per_pix(z: np.ndarray, pix_arcsec: float) -> np.ndarray:
+    """Proper kpc per stored pixel at ``z``."""
+    from clusterfw.sim.cosmology import angular_diameter_distance
+
+    da = np.asarray(angular_diameter_distance(np.asarray(z, float)), float) * 1000.0
+    return da * pix_arcsec / 206264.806
+
+
+def summarise(val: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every number of the module docstring."""
+    from clusterfw.plugins.finders.frcnn.metrics import best_f1, f1_at
+
+    res: dict[str, Any] = {}
+    thr = best_f1(match(val, "xy_bcg", "100kpc"))["threshold"]
+    res["threshold_probability"] = thr
+    res["val_100kpc"] = best_f1(match(val, "xy_bcg", "100kpc"))
+    for which in ("xy_bcg", "xy_box"):
+        for rule in ("100kpc", "1arcmin"):
+            res[f"test_{rule}_{which[3:]}"] = f1_at(match(test, which, rule), thr)
+    # offsets, completeness, photo-z from the 1' match of the BCG positions above threshold
+    offs_bcg, offs_box, zt, zp, ze, mt, found = [], [], [], [], [], [], []
+    from clusterfw.plugins.finders.frcnn.metrics import match_field
+
+    for f in test:
+        sel = f["p"] >= thr
+        for which, offs in (("xy_bcg", offs_bcg), ("xy_box", offs_box)):
+            _, ts, off = match_field(f[which][sel], f["p"][sel], f["true_xy"], 60.0 / f["pix"])
+            offs.extend(list(off[np.isfinite(off)] * kpc_per_pix(f["true_z"][np.isfinite(off)],
+                                                                 f["pix"])))  # fmt: skip
+            if which == "xy_bcg":
+                tp, ts, off = match_field(f[which][sel], f["p"][sel], f["true_xy"],
+                                          60.0 / f["pix"])  # fmt: skip
+                # the detection matched to each true cluster
+                d = np.hypot(f[which][sel][:, None, 0] - f["true_xy"][None, :, 0],
+                             f[which][sel][:, None, 1] - f["true_xy"][None, :, 1])  # fmt: skip
+                for j in range(len(f["true_z"])):
+                    mt.append(f["true_m"][j])
+                    zt.append(f["true_z"][j])
+                    ok = np.isfinite(off[j])
+                    found.append(bool(ok))
+                    if ok:
+                        i = int(np.flatnonzero(np.isclose(d[:, j], off[j]) & tp)[0])
+                        zp.append(f["z"][sel][i])
+                        ze.append(f["z_err"][sel][i])
+                    else:
+                        zp.append(np.nan)
+                        ze.append(np.nan)
+    zt_a, zp_a, ze_a = np.array(zt), np.array(zp), np.array(ze)
+    mt_a, found_a = np.array(mt), np.array(found)
+    res["median_offset_kpc_bcg"] = float(np.median(offs_bcg)) if offs_bcg else float("nan")
+    res["median_offset_kpc_box"] = float(np.median(offs_box)) if offs_box else float("nan")
+    dz = (zp_a - zt_a) / (1 + zt_a)
+    ok = np.isfinite(dz)
+    res["photoz"] = {
+        "n": int(ok.sum()),
+        "n_without_z": int((found_a & ~ok).sum()),
+        "sigma": float(np.std(dz[ok])) if ok.any() else float("nan"),
+        "nmad": float(1.4826 * np.median(np.abs(dz[ok] - np.median(dz[ok]))))
+        if ok.any()
+        else float("nan"),
+        "bias_median": float(np.median(dz[ok])) if ok.any() else float("nan"),
+        "outlier_fraction": float(np.mean(np.abs(dz[ok]) > 0.1)) if ok.any() else float("nan"),
+        "sigma_without_outliers": float(np.std(dz[ok][np.abs(dz[ok]) <= 0.1]))
+        if ok.any()
+        else float("nan"),
+        "median_z_err": float(np.median(ze_a[ok])) if ok.any() else float("nan"),
+    }
+    m_edges = np.array([1e14, 1.5e14, 2.5e14, 4e14, 1e15])
+    z_edges = np.array([0.05, 0.2, 0.35, 0.5, 0.7])
+    res["completeness_vs_m500c"] = _binned(mt_a, found_a, m_edges)
+    res["completeness_vs_z"] = _binned(zt_a, found_a, z_edges)
+    res["_arrays"] = {"m": mt_a, "z": zt_a, "found": found_a, "zp": zp_a}
+    return res
+
+
+def _binned(x: np.ndarray, found: np.ndarray, edges: np.ndarray) -> list[dict[str, float]]:
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        s = (x >= lo) & (x < hi)
+        c = float(found[s].mean()) if s.any() else float("nan")
+        out.append({"lo": float(lo), "hi": float(hi), "n": int(s.sum()), "completeness": c})
+    return out
+
+
+def plot(res: dict[str, Any], path: str | Path) -> None:
+    """Completeness against M500c and z, and photo-z against true z (one PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = res["_arrays"]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
+    for k, (key, xlabel, log) in enumerate(
+        (("completeness_vs_m500c", "M500c [Msun]", True), ("completeness_vs_z", "z", False))
+    ):
+        rows = res[key]
+        xc = [np.sqrt(r["lo"] * r["hi"]) if log else 0.5 * (r["lo"] + r["hi"]) for r in rows]
+        c = [r["completeness"] for r in rows]
+        n = [r["n"] for r in rows]
+        err = [np.sqrt(max(v * (1 - v), 1e-3) / max(m, 1)) for v, m in zip(c, n, strict=True)]
+        ax[k].errorbar(xc, c, yerr=err, marker="o", capsize=3)
+        ax[k].set_xscale("log" if log else "linear")
+        ax[k].set_ylim(0, 1.05)
+        ax[k].set_xlabel(xlabel)
+        ax[k].set_ylabel("completeness (1' match, test fields)")
+    ok = np.isfinite(a["zp"])
+    ax[2].plot(a["z"][ok], a["zp"][ok], ".", ms=4)
+    ax[2].plot([0, 0.8], [0, 0.8], "k-", lw=0.6)
+    ax[2].set_xlabel("true z")
+    ax[2].set_ylabel("frcnn_z (red sequence)")
+    pz = res["photoz"]
+    title = f"NMAD {pz['nmad']:.3f}, σ {pz['sigma']:.3f}, outliers {pz['outlier_fraction']:.0%}"
+    ax[2].set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--val", required=True)
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--plot", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    from clusterfw.plugins.finders.frcnn.finder import FrcnnFinder
+
+    t0 = time.time()
+    finder = FrcnnFinder({"weights": args.weights, "threads": args.threads, "p_min": 0.0})
+    val = run_fields(finder, args.val)
+    test = run_fields(finder, args.test)
+    res = summarise(val, test)
+    res["seconds"] = round(time.time() - t0, 1)
+    if args.plot:
+        plot(res, args.plot)
+    res.pop("_arrays")
+    text = json.dumps(res, indent=1)
+    if args.json:
+        Path(args.json).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Registers the ``frcnn`` finder and the ``clusterfw train frcnn`` command.
+
+Entry point ``frcnn`` in the ``clusterfw`` group. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from clusterfw.core.cli import FiniteFloat
+from clusterfw.core.hookspecs import hookimpl
+from clusterfw.plugins.finders.frcnn.finder import FrcnnFinder
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_finders(register: Any) -> None:
+    """Register :class:`FrcnnFinder`."""
+    register(FrcnnFinder)
+
+
+@click.command("frcnn")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Output folder (frcnn.safetensors, platt.json, metrics.jsonl, summary.json, MODEL.md).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache of simulated fields (default OUT/data): train_s<seed>/, val/, test/.",
+)
+@click.option("--n-train", type=click.IntRange(2, 100_000), default=200, show_default=True)
+@click.option("--n-chunks", type=click.IntRange(1, 9), default=2, show_default=True)
+@click.option("--n-val", type=click.IntRange(2, 100_000), default=50, show_default=True)
+@click.option("--n-test", type=click.IntRange(2, 100_000), default=50, show_default=True)
+@click.option(
+    "--width", type=click.IntRange(4, 128), default=16, show_default=True, help="Trunk width."
+)
+@click.option("--batch-size", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=40, show_default=True)
+@click.option(
+    "--max-minutes",
+    type=FiniteFloat(min=0.0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Stop after the epoch that passes this wall time.",
+)
+@click.option("--lr", type=FiniteFloat(min=0.0, min_open=True, max=1.0), default=1e-3,
+              show_default=True)  # fmt: skip
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def train_frcnn(
+    out: str,
+    seed: int,
+    data_dir: str | None,
+    n_train: int,
+    n_chunks: int,
+    n_val: int,
+    n_test: int,
+    width: int,
+    batch_size: int,
+    epochs: int,
+    max_minutes: float,
+    lr: float,
+    threads: int,
+    quiet: bool,
+) -> None:
+    """Train the frcnn optical finder on simulated g, r, i fields (Deep-CEE's Faster R-CNN)."""
+    from pathlib import Path
+
+    from clusterfw.core.atomic import check_writable
+
+    out_dir = Path(out)
+    check_writable(out_dir, folder=True)
+    if data_dir is not None:
+        check_writable(Path(data_dir), folder=True)
+    from clusterfw.plugins.finders.frcnn.card import write_model_card
+    from clusterfw.plugins.finders.frcnn.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        out=out_dir, seed=seed, data_dir=Path(data_dir) if data_dir else None, n_train=n_train,
+        n_chunks=n_chunks, n_val=n_val, n_test=n_test, width=width, batch_size=batch_size,
+        epochs=epochs, max_minutes=max_minutes, lr=lr, threads=threads,
+    )  # fmt: skip
+    command = _command_line(click.get_current_context())
+    summary = train(cfg, progress=not quiet)
+    write_model_card(summary, out_dir / "MODEL.md", command)
+    t = summary["test_1arcmin"]
+    click.echo(
+        f"wrote {out}/frcnn.safetensors; test F1(1') {t['f1']:.3f} (purity {t['purity']:.3f}, "
+        f"completeness {t['completeness']:.3f}) at p ≥ {summary['threshold_probability']:.3f}",
+        err=True,
+    )
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command rebuilt from the parsed options (non-defaults, plus out and seed)."""
+    import shlex
+
+    parts = ["clusterfw", "train", "frcnn"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        value = ctx.params.get(param.name)
+        if param.name not in ("out", "seed") and value == param.default:
+            continue
+        if param.is_flag:
+            if value:
+                parts.append(param.opts[0])
+        else:
+            parts += [param.opts[0], shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_commands(cli: click.Group) -> None:
+    """Add ``train frcnn`` (creating the ``train`` group if no other plugin did)."""
+    group = cli.commands.get("train")
+    if group is None:
+        group = click.Group("train", help="Train a plugin's model.")
+        cli.add_command(group)
+    if isinstance(group, click.Group) and "frcnn" not in group.commands:
+        group.add_command(train_frcnn)

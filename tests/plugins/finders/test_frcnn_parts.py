@@ -1,0 +1,159 @@
+"""``frcnn`` building blocks without a trained network: working scale, stretch, augmentation,
+matching, red-sequence photo-z, weights files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clusterfw.core.errors import InputError, PluginError
+from clusterfw.plugins.finders.frcnn import prep
+from clusterfw.plugins.finders.frcnn.data import crop_boxes, rot_flip
+from clusterfw.plugins.finders.frcnn.metrics import best_f1, f1_at, match_field, pool
+from clusterfw.plugins.finders.frcnn.photoz import (
+    Z_GRID,
+    Sources,
+    box_photoz,
+    find_sources,
+    moffat_enclosed,
+    red_sequence_model,
+)
+
+
+def test_working_scale_keeps_flux_and_refuses_far_pixels():
+    rng = np.random.default_rng(1)
+    img = rng.uniform(0, 1, (3, 64, 64)).astype(np.float32)
+    # DES 0.263" -> 8x8 sums, exactly
+    out, f = prep.to_working_scale(img, 0.263)
+    assert f == 8.0 and out.shape == (3, 8, 8)
+    assert out[1, 2, 3] == pytest.approx(img[1, 16:24, 24:32].sum(), rel=1e-5)
+    # SDSS 0.396": 5x5 sums, then a bilinear step of 1.0626; flux per area kept
+    big = np.full((3, 400, 400), 0.5, np.float32)
+    out, f = prep.to_working_scale(big, 0.396)
+    assert f == pytest.approx(2.104 / 0.396)
+    assert out.shape[1] == int(400 // 5 / (2.104 / 0.396 / 5))
+    assert np.allclose(out, 0.5 * f * f, rtol=1e-4)
+    with pytest.raises(PluginError, match=r'pixels of 3" are coarser than the model'):
+        prep.to_working_scale(img, 3.0)
+    with pytest.raises(PluginError, match="finer than 0.1"):
+        prep.check_pixel_scale(0.05)
+
+
+def test_asinh_stretch_compresses_stars_and_keeps_colours():
+    f = np.array([0.0, 0.1, 1.0, 1000.0], np.float32)
+    x = prep.stretch(f)
+    assert x[0] == 0.0
+    assert x[1] == pytest.approx(np.arcsinh(1.0) / 3)
+    # a 1000-nanomaggy star pixel is < 4 times a 1-nanomaggy member pixel (sqrt: 31.6 times)
+    assert x[3] / x[2] < 4.0
+    assert np.isfinite(prep.stretch(np.array([np.nan]))).all()
+
+
+def test_rotations_and_flips_move_boxes_with_the_pixels():
+    n = 40
+    img = np.zeros((3, n, n), np.float32)
+    box = np.array([[5.0, 8.0, 15.0, 12.0]], np.float32)  # x 5..15, y 8..12
+    img[:, 8:12, 5:15] = 1.0
+    for k in range(4):
+        for flip in (False, True):
+            x, b = rot_flip(img, box, k, flip)
+            x0, y0, x1, y1 = b[0].astype(int)
+            assert x[0, y0:y1, x0:x1].sum() == 40.0, (k, flip)
+            assert x[0].sum() == 40.0
+    b, keep = crop_boxes(np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32), 5, 5, 30)
+    assert keep.tolist() == [0, 1] and b[1].tolist() == [15, 15, 30, 30]
+    b, keep = crop_boxes(np.array([[40, 40, 60, 60]], np.float32), 5, 5, 30)
+    assert keep.size == 0
+
+
+def test_greedy_matching_and_f1():
+    det = np.array([[0.0, 0.0], [1.0, 0.0], [50.0, 50.0]])
+    s = np.array([0.9, 0.8, 0.7])
+    true = np.array([[0.5, 0.0], [100.0, 100.0]])
+    tp, ts, off = match_field(det, s, true, 2.0)
+    assert tp.tolist() == [True, False, False]
+    assert ts[0] == 0.9 and ts[1] == -np.inf and off[0] == 0.5
+    m = pool([(s, tp, ts, off)])
+    r = f1_at(m, 0.85)
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 0, 1)
+    assert r["f1"] == pytest.approx(2 / 3)
+    assert best_f1(m)["threshold"] == 0.9
+
+
+def test_moffat_aperture_fraction():
+    # half the flux within the half-width at half maximum is not a Moffat property; check the
+    # limits and a value computed by hand for beta = 3: alpha = 1 / (2 sqrt(2^(1/3) - 1))
+    alpha = 1.0 / (2 * np.sqrt(2 ** (1 / 3) - 1))
+    assert moffat_enclosed(1.0, np.array([1.0]), 3.0)[0] == pytest.approx(
+        1 - (1 + (1 / alpha) ** 2) ** -2
+    )
+    assert moffat_enclosed(1e4, np.array([1.0]), 3.0)[0] == pytest.approx(1.0)
+
+
+def _red_sequence_scene(z: float, n_members: int, rng: np.random.Generator):
+    """A 300² px image (0.5") of Gaussian point sources: members on the E locus at z, plus
+    field sources of random colours."""
+    gr_m, ri_m, ms = red_sequence_model()
+    k = int(np.argmin(np.abs(Z_GRID - z)))
+    pix, fwhm = 0.5, 1.0
+    n = 300
+    img = rng.normal(0, 0.003, (3, n, n)).astype(np.float32)
+    yy, xx = np.mgrid[0:n, 0:n]
+    sig = fwhm / pix / 2.3548
+
+    def paint(x, y, mags):
+        g = np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / sig**2) / (2 * np.pi * sig**2)
+        for b in range(3):
+            img[b] += 10 ** (-0.4 * (mags[b] - 22.5)) * g
+
+    for _ in range(n_members):
+        x, y = rng.normal(150, 25, 2).clip(20, 280)
+        r = rng.uniform(ms[k] - 1.0, ms[k] + 1.3)
+        gr = gr_m[k] + rng.normal(0, 0.03)
+        ri = ri_m[k] + rng.normal(0, 0.03)
+        paint(x, y, (r + gr, r, r - ri))
+    for _ in range(40):
+        x, y = rng.uniform(10, 290, 2)
+        r = rng.uniform(19, 23)
+        paint(x, y, (r + rng.uniform(0.2, 1.8), r, r - rng.uniform(0.1, 1.0)))
+    return img, pix, fwhm
+
+
+@pytest.mark.parametrize("z", [0.2, 0.45, 0.65])
+def test_red_sequence_photoz_recovers_the_redshift(z):
+    rng = np.random.default_rng(int(z * 100))
+    img, pix, fwhm = _red_sequence_scene(z, 25, rng)
+    src = find_sources(img, pix, fwhm)
+    assert len(src) >= 40
+    pz = box_photoz(src, (50.0, 50.0, 250.0, 250.0), img.shape[1:])
+    assert abs(pz.z - z) / (1 + z) < 0.02, pz
+    assert 0 < pz.z_err < 0.05
+    assert pz.centred
+
+
+def test_photoz_of_an_empty_box_is_nan():
+    src = Sources(np.zeros(0), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
+    pz = box_photoz(src, (0.0, 0.0, 10.0, 10.0), (100, 100))
+    assert np.isnan(pz.z) and not pz.centred
+
+
+def test_weights_round_trip_and_corrupt_files(tmp_path):
+    torch = pytest.importorskip("torch")
+    from clusterfw.plugins.finders.frcnn.model import build_model, load_weights, save_weights
+
+    torch.manual_seed(0)
+    model = build_model(width=4, window=64, head=16)
+    meta = {"pixel_arcsec": 2.104, "soft_nmgy": 0.1, "bands": ["g", "r", "i"]}
+    path = tmp_path / "w.safetensors"
+    save_weights(model, str(path), meta)
+    loaded, m = load_weights(str(path))
+    assert m["pixel_arcsec"] == 2.104
+    a = model.state_dict()["backbone.body.0.0.weight"].half().float()
+    assert torch.equal(loaded.state_dict()["backbone.body.0.0.weight"], a)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(InputError, match="bad.safetensors: not a readable safetensors file"):
+        load_weights(str(bad))
+    save_weights(model, str(bad), {**meta, "bands": ["r"]})
+    with pytest.raises(InputError, match="metadata bands"):
+        load_weights(str(bad))
