@@ -84,3 +84,64 @@ def test_train_command_end_to_end(tmp_path):
     assert "--setting randomised --labels sz" in card
     assert "M500c ≥ 1.5e+14 Msun (any redshift) lies\nin the central" in card
     assert all(summary["data"][k]["setting"] == "randomised" for k in ("train", "val", "test"))
+
+
+@pytest.mark.slow
+def test_position_head_command_and_finder_use_it(tmp_path):
+    """`train resnet-position` on a tiny trained model's cache; the finder then localises with
+    the head (one forward pass per seed and iteration) and refuses a head of another size."""
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from clusterfw.core.cli import _add_optional_commands, cli
+
+    _add_optional_commands(cli)
+    out = tmp_path / "run"
+    args = [
+        "train", "resnet", "--out", str(out), "--seed", "5", "--width", "4", "--n-train", "200",
+        "--positive-fraction", "0.5", "--val-patches", "1", "--test-patches", "1",
+        "--grid-patch-arcmin", "96", "--ratios", "1", "--batch-size", "16",
+        "--first-epoch-batches", "2", "--eval-every", "2", "--quiet",
+    ]  # fmt: skip
+    assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
+    args = [
+        "train", "resnet-position", "--weights", str(out / "resnet.safetensors"),
+        "--data-dir", str(out / "data"), "--out", str(out), "--epochs", "2", "--hidden", "8",
+        "--quiet",
+    ]  # fmt: skip
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "median error" in res.output
+    summary = json.loads((out / "position_summary.json").read_text())
+    trained = json.loads((out / "summary.json").read_text())
+    assert summary["n_train"] == 2 * trained["positives"]["train"]  # two orientations each
+    assert summary["test_grid_centre"]["median"] > 0.5  # positives sit anywhere in the 6' box
+
+    from clusterfw.plugins.finders.resnet.finder import ResNetFinder, shipped_weights
+    from clusterfw.sim import PatchConfig, simulate_patch
+
+    platt = str(shipped_weights() / "platt.json")  # a 2-batch model's own Platt fit may be < 0
+
+    tile = simulate_patch(PatchConfig(size_deg=0.5), 3).sky
+    tile = tile.tiles(tile_size_arcmin=1e4, margin_arcmin=0.0)[0]
+    finder = ResNetFinder(
+        {"weights": str(out / "resnet.safetensors"), "calibration": platt, "p_seed": 0.0}
+    )
+    assert finder._net().position is not None
+    table = finder.find(tile)
+    assert table.num_rows >= 1
+    bad = ResNetFinder(
+        {
+            "weights": str(out / "resnet.safetensors"),
+            "calibration": platt,
+            "localise_method": "plateau",
+        }  # fmt: skip
+    )._net()
+    assert bad.position is None
+
+    missing = CliRunner().invoke(
+        cli, ["train", "resnet-position", "--weights", str(out / "resnet.safetensors"),
+              "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert missing.exit_code == 2
+    assert "no train cutouts" in missing.output

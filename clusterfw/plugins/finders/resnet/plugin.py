@@ -1,4 +1,5 @@
-"""Registers the ``resnet`` finder and the ``clusterfw train resnet`` command.
+"""Registers the ``resnet`` finder and the ``clusterfw train resnet`` and
+``clusterfw train resnet-position`` commands.
 
 Entry point ``resnet`` in the ``clusterfw`` group. Nothing here imports torch.
 """
@@ -242,6 +243,82 @@ def train_resnet(
     )
 
 
+@click.command("resnet-position")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, exists=True),
+    required=True,
+    help="The classifier (resnet.safetensors) whose features the head reads; it stays frozen.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, exists=True),
+    required=True,
+    help="Cutout cache of `clusterfw train resnet` (train, val, test folders).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder for position.safetensors (put it beside the weights to use it).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--variants",
+    type=click.IntRange(min=1, max=8),
+    default=2,
+    show_default=True,
+    help="Dihedral orientations of each training positive.",
+)
+@click.option("--hidden", type=click.IntRange(min=1, max=4096), default=256, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1, max=1000), default=12, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1, max=1024),
+    default=1,
+    show_default=True,
+    help="torch CPU threads.",
+)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def train_resnet_position(
+    weights: str,
+    data_dir: str,
+    out: str,
+    seed: int,
+    variants: int,
+    hidden: int,
+    epochs: int,
+    threads: int,
+    quiet: bool,
+) -> None:
+    """Train the resnet position head (cluster offset in a cutout) on the frozen classifier."""
+    from pathlib import Path
+
+    from clusterfw.core.atomic import check_writable
+    from clusterfw.core.errors import InputError
+
+    data = Path(data_dir)
+    for split in ("train", "val", "test"):
+        if not any((data / split).glob("*.npz")):
+            raise InputError(
+                data_dir, f"no {split} cutouts (make them with clusterfw train resnet)"
+            )
+    check_writable(Path(out), folder=True)
+    from clusterfw.plugins.finders.resnet.position import train_position
+
+    s = train_position(
+        Path(weights), data, Path(out), seed=seed, variants=variants, hidden=hidden,
+        epochs=epochs, threads=threads, progress=not quiet,
+    )  # fmt: skip
+    v, t, g = s["val"], s["test"], s["test_grid_centre"]
+    click.echo(
+        f"wrote {out}/position.safetensors; test cutouts: median error {t['median']:.2f}', "
+        f"beyond 1' {t['frac_gt_1']:.1%} (grid centre: {g['median']:.2f}', "
+        f"{g['frac_gt_1']:.1%}); validation {v['median']:.2f}'",
+        err=True,
+    )
+
+
 def _command_line(ctx: click.Context) -> str:
     """The command rebuilt from the parsed options (non-defaults, plus out/seed/setting/labels)."""
     import shlex
@@ -271,3 +348,5 @@ def clusterfw_register_commands(cli: click.Group) -> None:
         cli.add_command(group)
     if isinstance(group, click.Group) and "resnet" not in group.commands:
         group.add_command(train_resnet)
+    if isinstance(group, click.Group) and "resnet-position" not in group.commands:
+        group.add_command(train_resnet_position)
