@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,12 @@ def selfn(**kwargs: Any) -> None:
         max_density=kwargs["max_density"],
         opt_bias_dof=kwargs["opt_bias_dof"],
         per_tile=kwargs["per_tile"],
+        state_dir=run_kwargs.get("checkpoint"),
+        run_key=json.dumps(
+            {k: v for k, v in run_kwargs.items() if k not in ("inputs", "quiet", "checkpoint")},
+            default=str,
+            sort_keys=True,
+        ),
         log=None if quiet else (lambda m: click.echo(f"selfn: {m}", err=True)),
     )
     written = SelfnOutputs(

@@ -166,6 +166,79 @@ def tile_of(tiles: Sequence[Any], ra: np.ndarray, dec: np.ndarray) -> np.ndarray
     return out
 
 
+STATE_FILE = "selfn_state.json"
+
+
+def state_key(inputs: Sequence[Path], settings: InjectionSettings, run_key: str) -> str:
+    """What a checkpoint must match: the inputs (path, size, mtime), the run's options and the
+    injection settings other than the stopping rules."""
+    import hashlib
+    import json
+
+    files = []
+    for p in inputs:
+        st = Path(p).stat()
+        files.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+    doc = {
+        "files": files,
+        "run": run_key,
+        "grid": settings.grid.to_dict(),
+        "model": settings.model.model_dump(mode="json"),
+        "per_round": settings.per_round,
+        "max_density": settings.max_density,
+        "min_separation": settings.min_separation_arcmin,
+        "edge": settings.edge_arcmin,
+        "radius": settings.match_radius_arcmin,
+        "seed": settings.seed,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def read_state(path: Path | None, key: str) -> dict[str, Any] | None:
+    """A checkpoint's content when it exists and matches ``key``; None otherwise."""
+    import json
+
+    if path is None or not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("key") == key else None
+
+
+def write_state(
+    path: Path,
+    key: str,
+    rounds: int,
+    cols: dict[str, list[np.ndarray]],
+    rng: np.random.Generator,
+    avoid: np.ndarray,
+    baseline_seconds: float,
+    seconds: float,
+) -> None:
+    """Save the injections so far (JSON, atomically)."""
+    from clusterfw.core.evaluation.io import write_json_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {k: (np.concatenate(v).tolist() if v else []) for k, v in cols.items()}
+    for k in ("score",):
+        columns[k] = [None if not np.isfinite(x) else x for x in columns[k]]
+    write_json_atomic(
+        {
+            "format": "clusterfw.selfn_state",
+            "key": key,
+            "rounds": rounds,
+            "seconds": seconds,
+            "baseline_seconds": baseline_seconds,
+            "avoid": np.asarray(avoid, float).tolist(),
+            "rng": rng.bit_generator.state,
+            "columns": columns,
+        },
+        path,
+    )
+
+
 def run_injection(
     inputs: Sequence[Path],
     target: InjectionTarget,
@@ -176,6 +249,8 @@ def run_injection(
     calibration_label: str = "calibration",
     log: Callable[[str], None] | None = None,
     workdir: Path | None = None,
+    state_dir: Path | None = None,
+    run_key: str = "",
 ) -> InjectionResult:
     """Measure a selection function by injection (see the module docstring).
 
@@ -195,6 +270,13 @@ def run_injection(
         Progress lines.
     workdir : Path, optional
         Where the temporary copies go (a new temporary directory by default, removed after).
+    state_dir : Path, optional
+        Checkpoint folder: the injections so far are saved there after every round, and a
+        rerun with the same inputs, run options (``run_key``) and injection settings resumes
+        after the last finished round (the stopping rules, ``--precision``, ``--max-rounds``
+        and ``--min-per-cell``, may change: a resumed run can be extended).
+    run_key : str
+        What identifies the run's options (part of the checkpoint's key).
     """
     say = log or (lambda _msg: None)
     grid = settings.grid
@@ -222,19 +304,33 @@ def run_injection(
         )
     }
     resolved = {Path(p).resolve(): Path(p) for p in inputs}
+    state_file = None if state_dir is None else Path(state_dir) / STATE_FILE
+    state_id = state_key(inputs, settings, run_key)
+    state = read_state(state_file, state_id)
     try:
         t0 = time.perf_counter()
-        base = run_catalogue(list(inputs), tmp / "baseline.parquet", calibration)
-        check_decisions(base, calibration_label)
-        base_seconds = time.perf_counter() - t0
-        avoid = np.zeros((0, 2))
-        if base.num_rows:
-            isc = base.column("is_cluster").fill_null(False).to_numpy(zero_copy_only=False)
-            bx, by = wcs.world_to_pixel_values(
-                base.column("ra").to_numpy()[isc], base.column("dec").to_numpy()[isc]
-            )
-            avoid = np.column_stack([bx, by])
-        say(f"baseline run: {len(avoid)} detections above threshold ({base_seconds:.1f} s)")
+        if state is None:
+            base = run_catalogue(list(inputs), tmp / "baseline.parquet", calibration)
+            check_decisions(base, calibration_label)
+            avoid = np.zeros((0, 2))
+            if base.num_rows:
+                isc = base.column("is_cluster").fill_null(False).to_numpy(zero_copy_only=False)
+                bx, by = wcs.world_to_pixel_values(
+                    base.column("ra").to_numpy()[isc], base.column("dec").to_numpy()[isc]
+                )
+                avoid = np.column_stack([bx, by])
+            base_seconds = time.perf_counter() - t0
+            say(f"baseline run: {len(avoid)} detections above threshold ({base_seconds:.1f} s)")
+        else:
+            avoid = np.asarray(state["avoid"], dtype=float).reshape(-1, 2)
+            base_seconds = float(state["baseline_seconds"])
+            rng.bit_generator.state = state["rng"]
+            for k in cols:
+                vals = state["columns"][k]
+                if k == "score":
+                    vals = [np.nan if v is None else v for v in vals]
+                cols[k] = [np.asarray(vals)] if vals else []
+            say(f"resumed from {state_file}: {state['rounds']} rounds done")
         allowed = allowed_pixels(target, settings.edge_arcmin)
         if not allowed.any():
             raise ClusterfwError(
@@ -248,7 +344,17 @@ def run_injection(
         k_cell = np.zeros(grid.n_cells, dtype=np.int64)
         rounds = 0
         spent = 0.0
-        for rounds in range(1, settings.max_rounds + 1):
+        done = 0
+        if state is not None:
+            done = int(state["rounds"])
+            spent = float(state["seconds"])
+            if cols["cell"]:
+                cells0 = np.concatenate(cols["cell"]).astype(np.int64)
+                rec0 = np.concatenate(cols["recovered"]).astype(bool)
+                np.add.at(n_cell, cells0, 1)
+                np.add.at(k_cell, cells0, rec0.astype(np.int64))
+        rounds = done
+        for rounds in range(done + 1, settings.max_rounds + 1):
             _, lo, hi = wilson_interval(k_cell, n_cell)
             need = ((hi - lo) / 2.0 > settings.precision) | (n_cell < settings.min_per_cell)
             if not need.any():
@@ -301,6 +407,8 @@ def run_injection(
                 ("score", score),
             ):
                 cols[key].append(np.asarray(val))
+            if state_file is not None:
+                write_state(state_file, state_id, rounds, cols, rng, avoid, base_seconds, spent)
             say(
                 f"round {rounds}: {len(xy)} injected, {int(rec.sum())} recovered; "
                 f"{int(need.sum())} cells below precision; {spent:.1f} s"

@@ -99,6 +99,8 @@ def measure(
     opt_bias_dof: float = 3.0,
     per_tile: bool = True,
     log: Callable[[str], None] | None = None,
+    state_dir: Path | None = None,
+    run_key: str = "",
 ) -> SelfnResult:
     """Measure the selection function of ``request`` (see ``clusterfw selfn --help``).
 
@@ -112,6 +114,11 @@ def measure(
         Injected clusters' scaling relation (default: the simulator's).
     run_catalogue : callable, optional
         One run on other inputs; default :func:`~clusterfw.selection.api.request_runner`.
+    state_dir : Path, optional
+        Checkpoint folder of the injection rounds (a rerun resumes; see
+        :func:`~clusterfw.selection.injection.run_injection`).
+    run_key : str
+        The run's options as text (part of the checkpoint's key).
 
     Returns
     -------
@@ -189,6 +196,9 @@ def measure(
             calibration_label=label,
             log=log,
             workdir=Path(tmp),
+            state_dir=state_dir,
+            run_key=run_key
+            or repr((request.finders, request.combiner, request.options, request.overrides)),
         )
     prov = run_provenance(
         prepared,

@@ -307,3 +307,41 @@ def test_compare_cells_chi2_exact():
     assert doc["chi2"] == pytest.approx(9.0 / 2.5 + 1.0 / 1.0)
     assert doc["dof"] == 2
     assert [c["detected"] for c in doc["cells"]] == [8, 1]
+
+
+def test_selfn_checkpoint_resumes_rounds(tiny_sky, tmp_path):
+    """A rerun with --checkpoint continues after the saved rounds; the log equals a fresh run's."""
+
+    def selfn(rounds: str, name: str, *extra: str) -> dict:
+        log = tmp_path / f"{name}.parquet"
+        res = _cli(
+            "selfn",
+            *map(str, tiny_sky),
+            "-f",
+            "mf",
+            *GRID,
+            *FAST,
+            "--max-rounds",
+            rounds,
+            "--out",
+            str(tmp_path / f"t_{name}.parquet"),
+            "--injections",
+            str(log),
+            *extra,
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.stderr
+        return {"log": pq.read_table(log).to_pydict(), "stderr": res.stderr}
+
+    ck = ["--checkpoint", str(tmp_path / "ck")]
+    first = selfn("1", "a", *ck)
+    assert (tmp_path / "ck" / "selfn_state.json").exists()
+    second = selfn("2", "b", *ck)
+    assert "resumed from" in second["stderr"] and "1 rounds done" in second["stderr"]
+    assert "baseline run" not in second["stderr"]
+    fresh = selfn("2", "c")
+    n1 = len(first["log"]["m500c"])
+    assert len(second["log"]["m500c"]) > n1
+    assert second["log"]["m500c"][:n1] == first["log"]["m500c"]
+    for col in ("m500c", "z", "ra", "recovered", "round"):
+        assert second["log"][col] == fresh["log"][col]
