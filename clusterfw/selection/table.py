@@ -131,10 +131,14 @@ def write_table(table: pa.Table, path: Path) -> Path:
         if f.name == "tile":
             col = np.array([-1 if v is None else v for v in table.column(f.name).to_pylist()])
         t[f.name] = col
-    for k, v in (table.schema.metadata or {}).items():
-        key = k.decode().removeprefix("clusterfw.").upper()[:8]
-        t.meta[key] = v.decode()[:60]
-    t.meta["COMMENT"] = "tile = -1: the whole map; provenance: see the Parquet table"
+        if f.name in UNITS:
+            t[f.name].unit = UNITS[f.name]
+    prov = {
+        k.decode().removeprefix("clusterfw."): v.decode()
+        for k, v in (table.schema.metadata or {}).items()
+    }
+    t.meta["CFWPROV"] = json.dumps(prov)  # long string: FITS CONTINUE cards
+    t.meta["COMMENT"] = "tile = -1: the whole map; CFWPROV: the provenance (JSON)"
     return write_atomic(path, lambda tmp: t.write(tmp, format="fits", overwrite=True))
 
 

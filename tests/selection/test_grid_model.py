@@ -119,3 +119,24 @@ def test_interpolate_completeness_extrapolates_to_edges():
     # a cell centre; half a bin below the first centre (0.2 - 0.4/2); clipped at 1; the middle
     np.testing.assert_allclose(got[:4], [0.2, 0.0, 1.0, 0.5], atol=1e-12)
     assert np.isnan(got[4])  # outside the grid
+
+
+def test_write_table_fits_keeps_provenance(tmp_path):
+    import json
+
+    from astropy.table import Table
+
+    from clusterfw.selection.table import analytic_rows, build_table, write_table
+
+    grid = MassRedshiftGrid(np.array([1e14, 2e14]), np.array([0.1, 1.0]))
+    rows = [analytic_rows(grid, None, np.array([0.3]), np.zeros(1))]
+    rows.append(analytic_rows(grid, 4, np.array([0.25]), np.zeros(1)))
+    table = build_table(rows, {"selfn_method": "analytic", "selfn_grid": grid.to_dict()})
+    out = write_table(table, tmp_path / "s.fits")
+    t = Table.read(out)
+    assert t["tile"].tolist() == [-1, 4]
+    assert t["completeness"].tolist() == pytest.approx([0.3, 0.25])
+    assert str(t["m500c_lo"].unit) == "solMass"
+    prov = json.loads(t.meta["CFWPROV"])
+    assert prov["selfn_method"] == "analytic"
+    assert json.loads(prov["selfn_grid"])["m500c_edges"] == [1e14, 2e14]
