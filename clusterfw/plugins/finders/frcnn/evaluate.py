@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 
-def run_fields(finder: Any, directory: str | Path) -> list[dict[str, Any]]:
-    """The finder's detections on every field of a shard folder, with each field's truth."""
+def run_fields(
+    finder: Any, directory: str | Path, max_fields: int | None = None
+) -> list[dict[str, Any]]:
+    """The finder's detections on the fields of a shard folder, with each field's truth."""
     from clusterfw.plugins.finders.frcnn.data import shard_pixel_arcsec
     from clusterfw.plugins.finders.frcnn.photoz import box_photoz, find_sources
     from clusterfw.sim.shards.common import iter_shards
@@ -41,6 +43,8 @@ def run_fields(finder: Any, directory: str | Path) -> list[dict[str, Any]]:
     out = []
     for shard in iter_shards(directory):
         for j in range(shard["images"].shape[0]):
+            if max_fields is not None and len(out) >= max_fields:
+                return out
             img = shard["images"][j].astype(np.float32)
             det = finder.detect(img, pix)
             boxes = det["boxes"]
@@ -206,6 +210,55 @@ def plot(res: dict[str, Any], path: str | Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def composite_figure(
+    finder: Any, directory: str | Path, indices: list[int], path: str | Path, p_min: float
+) -> None:
+    """gri composites (Lupton et al. 2004 asinh) of some fields with true boxes (green, z) and
+    detections with p ≥ ``p_min`` (red: box, BCG position, p and frcnn_z)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.visualization import make_lupton_rgb
+    from matplotlib.patches import Rectangle
+
+    from clusterfw.plugins.finders.frcnn.data import shard_pixel_arcsec
+    from clusterfw.plugins.finders.frcnn.photoz import box_photoz, find_sources
+    from clusterfw.sim.shards.common import iter_shards
+
+    pix = shard_pixel_arcsec(directory)
+    fields = []
+    i = 0
+    for shard in iter_shards(directory):
+        for j in range(shard["images"].shape[0]):
+            if i in indices:
+                fields.append({k: v[j] for k, v in shard.items()})
+            i += 1
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.2 * len(fields), 4.4))
+    for ax, f in zip(np.atleast_1d(axes), fields, strict=True):
+        img = f["images"].astype(np.float32)
+        rgb = make_lupton_rgb(img[2], img[1], img[0], stretch=0.5, Q=8, minimum=0.0)
+        ax.imshow(rgb, origin="lower")
+        for k in range(int(f["n_boxes"])):
+            x0, y0, x1, y1 = f["boxes"][k]
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                   ec="lime", lw=1.2))  # fmt: skip
+            ax.text(x0, y1 + 4, f"z={f['box_z'][k]:.2f}", color="lime", fontsize=7)
+        det = finder.detect(img, pix)
+        p = finder._net().prob(det["raw"])
+        src = find_sources(img, pix, f["psf_fwhm_arcsec"])
+        for b, pk in zip(det["boxes"][p >= p_min], p[p >= p_min], strict=True):
+            pz = box_photoz(src, tuple(b - 0.5), img.shape[1:])
+            ax.add_patch(Rectangle((b[0] - 0.5, b[1] - 0.5), b[2] - b[0], b[3] - b[1],
+                                   fill=False, ec="red", lw=1.0, ls="--"))  # fmt: skip
+            ax.plot(pz.x, pz.y, "+", color="red", ms=8)
+            ax.text(b[0], b[1] - 14, f"p={pk:.2f} z={pz.z:.2f}", color="red", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -215,17 +268,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-fields", type=int, default=None)
+    ap.add_argument("--composite", default=None, help="PNG of gri composites of test fields")
+    ap.add_argument("--composite-fields", default="1,6,11")
     args = ap.parse_args(argv)
     from clusterfw.plugins.finders.frcnn.finder import FrcnnFinder
 
     t0 = time.time()
     finder = FrcnnFinder({"weights": args.weights, "threads": args.threads, "p_min": 0.0})
-    val = run_fields(finder, args.val)
-    test = run_fields(finder, args.test)
+    val = run_fields(finder, args.val, args.max_fields)
+    test = run_fields(finder, args.test, args.max_fields)
     res = summarise(val, test)
     res["seconds"] = round(time.time() - t0, 1)
     if args.plot:
         plot(res, args.plot)
+    if args.composite:
+        idx = [int(v) for v in args.composite_fields.split(",")]
+        composite_figure(finder, args.test, idx, args.composite, res["threshold_probability"])
     res.pop("_arrays")
     text = json.dumps(res, indent=1)
     if args.json:
