@@ -5,7 +5,8 @@ the Arrow field metadata *and* in astropy's ``table_meta_yaml`` key, so both
 ``pyarrow.parquet.read_table`` and ``astropy.table.QTable.read`` see them. Dictionary-typed
 string columns (``finder``, ``score_kind``) are stored as plain strings (Parquet
 dictionary-encodes them on disk anyway) and come back as dictionaries from
-:func:`read_catalogue`.
+:func:`read_catalogue`. A ``.hats`` output is a HATS catalogue folder (see
+:mod:`clusterfw.core.hats_io`; the ``hats`` extra), read back by :func:`read_catalogue` too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ FORMATS = {
     ".fit": "fits",
     ".csv": "csv",
     ".ecsv": "ecsv",
+    ".hats": "hats",
 }
 
 
@@ -37,7 +39,8 @@ def catalogue_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise InputError(
-            str(path), f"unknown catalogue format {suffix!r} (use .parquet, .fits, .csv or .ecsv)"
+            str(path),
+            f"unknown catalogue format {suffix!r} (use .parquet, .fits, .csv, .ecsv or .hats)",
         )
     return FORMATS[suffix]
 
@@ -101,7 +104,7 @@ def write_catalogue(table: pa.Table, path: str | Path, validate: bool = True) ->
     table : pyarrow.Table
         A candidate table (see ``catalog_schema/``).
     path : str or Path
-        ``.parquet`` (zstd), ``.fits``, ``.csv`` or ``.ecsv``.
+        ``.parquet`` (zstd), ``.fits``, ``.csv``, ``.ecsv`` or ``.hats`` (a HATS folder).
     validate : bool
         Check the table against the schema first (default True).
 
@@ -113,6 +116,10 @@ def write_catalogue(table: pa.Table, path: str | Path, validate: bool = True) ->
     fmt = catalogue_format(path)
     if validate:
         validate_candidates(table)
+    if fmt == "hats":
+        from clusterfw.core.hats_io import write_hats
+
+        return write_hats(table, path)
     if fmt == "parquet":
         plain = _plain_strings(table)
         meta = dict(plain.schema.metadata or {})
@@ -140,16 +147,29 @@ _DICTIONARY_COLUMNS = ("finder", "score_kind")
 
 
 def read_catalogue(path: str | Path) -> pa.Table:
-    """Read a Parquet catalogue back into a :class:`pyarrow.Table` (schema types restored).
+    """Read a Parquet catalogue (or a HATS folder) into a :class:`pyarrow.Table`.
+
+    Schema types are restored (``finder``/``score_kind`` as dictionaries), and for HATS the
+    units, descriptions and provenance from its sidecar.
 
     Raises
     ------
     InputError
-        If the file is missing or not a Parquet file.
+        If the file is missing or not a Parquet file / HATS catalogue.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), "file not found")
+    from clusterfw.core.hats_io import is_hats_path, read_hats
+
+    if is_hats_path(path):
+        table = read_hats(path)
+        for i, f in enumerate(table.schema):
+            if f.name in _DICTIONARY_COLUMNS and not pa.types.is_dictionary(f.type):
+                col = table.column(i).dictionary_encode()
+                table = table.set_column(i, pa.field(f.name, col.type, f.nullable, f.metadata), col)
+        _check_schema_version(path, table)
+        return table
     try:
         names = pq.read_schema(path).names
         table = pq.read_table(path, read_dictionary=[c for c in _DICTIONARY_COLUMNS if c in names])

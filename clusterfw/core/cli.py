@@ -259,7 +259,8 @@ def _split_values(values: tuple[str, ...]) -> list[str]:
     type=click.Path(path_type=Path),
     default=Path("catalogue.parquet"),
     show_default=True,
-    help="Output catalogue (.parquet, .fits, .csv, .ecsv).",
+    help="Output catalogue (.parquet, .fits, .csv, .ecsv; .hats: a HATS catalogue folder, "
+    "the hats extra).",
 )
 @click.option(
     "--calibration",
@@ -291,7 +292,25 @@ def _split_values(values: tuple[str, ...]) -> list[str]:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Processes for the tile loop.",
+    help="Processes for the tile loop (with --dask: Dask worker processes).",
+)
+@click.option(
+    "--dask",
+    "use_dask",
+    is_flag=True,
+    help="Run the tiles on a Dask LocalCluster of --workers processes (the dask extra).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the tiles on the Dask cluster whose scheduler is at ADDRESS (tcp://host:port).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of per-tile results: a rerun with the same arguments skips finished tiles.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def run(
@@ -309,6 +328,9 @@ def run(
     headers: tuple[str, ...],
     tile_size: float,
     workers: int,
+    use_dask: bool,
+    scheduler: str | None,
+    checkpoint: Path | None,
     quiet: bool,
 ) -> None:
     """Find clusters in INPUT maps (one FITS per band); no INPUT runs on the demo sky."""
@@ -333,6 +355,9 @@ def run(
         tile_size_arcmin=tile_size,
         workers=workers,
         quiet=quiet,
+        dask=use_dask,
+        scheduler=scheduler,
+        checkpoint=checkpoint,
     )
     execute_run(request, cli_registry())
 
@@ -388,6 +413,8 @@ def plugins(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(catalogue: Path, as_json: bool) -> None:
     """Show a catalogue's schema (with units), provenance and row count.
+
+    CATALOGUE is a Parquet file or a HATS catalogue folder (``--out x.hats``).
 
     Given a calibration file (``.json``): its thresholds and each combiner's section (the
     weights of ``stack``).

@@ -1,8 +1,11 @@
-"""Executors that map tile jobs: in-process by default, a process pool on request.
+"""Executors that map tile jobs: in-process by default, a process pool or a Dask cluster on request.
 
 Anything with a ``concurrent.futures.Executor``-like ``map(fn, *iterables)`` that yields results
-works. (A Dask ``distributed.Client`` is not one - its ``map`` returns futures - but
-``client.get_executor()`` is; Dask support is planned, not yet tested.)
+in order works. :class:`DaskExecutor` maps tile jobs over a ``distributed`` cluster: a
+``LocalCluster`` it starts (``--dask``) or an existing scheduler (``--scheduler ADDRESS``, e.g.
+one started by ``dask-jobqueue`` on Slurm). Arguments that are the same object in every call
+(the finder list) are scattered once to every worker, so each worker deserialises the plugin
+objects once and reuses them (models loaded once per worker), whatever the number of tiles.
 
 The pool's worker processes ignore ``SIGINT`` and ``SIGTERM``: a Ctrl-C (sent by the terminal to
 the whole process group) or a ``kill`` reaches the parent only, which then cancels the pool
@@ -12,10 +15,15 @@ traceback and a worker's ``KeyboardInterrupt`` could come back as a tile result.
 
 from __future__ import annotations
 
+import logging
 import signal
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from clusterfw.core.errors import ClusterfwError
 
 
 class TileExecutor(Protocol):
@@ -74,16 +82,244 @@ class TileProcessPool(ProcessPoolExecutor):
                 pass
 
 
-def get_executor(workers: int = 1) -> InProcessExecutor | TileProcessPool:
-    """In-process for ``workers == 1``, else a :class:`TileProcessPool` of ``workers``.
+def _missing_extra(exc: ImportError) -> ClusterfwError:
+    return ClusterfwError(
+        f"--dask/--scheduler: needs the 'dask' extra (pip install 'clusterfw[dask]'): {exc}"
+    )
+
+
+@dataclass(frozen=True)
+class RemoteFailure:
+    """A user-facing error raised in a Dask worker, carried back as plain text.
+
+    ``ClusterfwError`` subclasses with several constructor arguments (``InputError``) do not
+    survive pickling, so the worker sends the class name and the one-line message instead.
+    """
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """A worker's result with the warnings it raised (re-issued in the parent, one line each)."""
+
+    value: Any
+    warnings: tuple[str, ...] = ()
+
+
+def _remote_call(fn: Callable[..., Any], *args: Any) -> RemoteResult | RemoteFailure:
+    """Run ``fn(*args)`` on a worker; a ``ClusterfwError`` comes back as :class:`RemoteFailure`.
+
+    Warnings are recorded and sent back with the result, so that the parent shows them as the
+    command line shows its own (``clusterfw: warning: ...``), not as worker log noise.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            value = fn(*args)
+    except ClusterfwError as exc:
+        return RemoteFailure(type(exc).__name__, " ".join(str(exc).split()))
+    return RemoteResult(value, tuple(str(w.message) for w in caught))
+
+
+def _connect_timeout_s() -> float:
+    """Dask's ``distributed.comm.timeouts.connect`` in seconds (``DASK_DISTRIBUTED__COMM__...``)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.comm.timeouts.connect", "30s")
+    return float(parse_timedelta(value, default="seconds") or 30.0)
+
+
+class DaskExecutor:
+    """Map tile jobs over a Dask ``distributed`` cluster, results back in submission order.
+
+    Use :meth:`local` (``--dask``) or :meth:`connect` (``--scheduler``) rather than the
+    constructor. A worker that dies mid-run (killed, out of memory) has its tiles rerun by the
+    scheduler on another worker (up to ``distributed.scheduler.allowed-failures`` times); as
+    every tile is a pure function of its job, the catalogue is unchanged.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    cluster : distributed.LocalCluster, optional
+        The cluster this executor started (closed by :meth:`shutdown` / :meth:`cancel`).
+    """
+
+    def __init__(self, client: Any, cluster: Any | None = None) -> None:
+        self.client = client
+        self.cluster = cluster
+        self._futures: list[Any] = []
+
+    @classmethod
+    def local(cls, workers: int = 1, threads_per_worker: int = 1) -> DaskExecutor:
+        """Start a ``LocalCluster`` of ``workers`` processes with ``threads_per_worker`` threads.
+
+        Processes (not threads) because the finders hold the GIL in Python loops and numpy
+        code paths that do not release it; one thread per worker because the FFT and torch
+        libraries already use the cores they are given, and Dask sets ``OMP_NUM_THREADS=1`` in
+        its workers. Worker processes start with SIGINT ignored (the disposition survives the
+        spawn), so a Ctrl-C reaches this process only, which closes the cluster.
+        """
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise _missing_extra(exc) from None
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        return cls(Client(cluster), cluster)
+
+    @classmethod
+    def connect(cls, address: str, timeout_s: float | None = None) -> DaskExecutor:
+        """Connect to a running scheduler at ``address`` (``tcp://host:port``).
+
+        Raises
+        ------
+        ClusterfwError
+            ``--scheduler: cannot reach ADDRESS (...)`` when no scheduler answers within
+            ``timeout_s`` (default: Dask's ``distributed.comm.timeouts.connect``).
+        """
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise _missing_extra(exc) from None
+        timeout = _connect_timeout_s() if timeout_s is None else float(timeout_s)
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        try:
+            client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ClusterfwError(
+                f"--scheduler: cannot reach {address} within {timeout:g} s ({reason[:200]})"
+            ) from None
+        return cls(client, None)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard's address, when the scheduler serves one."""
+        try:
+            if "dashboard" not in self.client.scheduler_info().get("services", {}):
+                return None
+            link = self.client.dashboard_link
+        except (AttributeError, KeyError, ValueError, OSError):
+            return None
+        return str(link) if link else None
+
+    @property
+    def n_workers(self) -> int:
+        """Workers known to the scheduler now."""
+        return len(self.client.scheduler_info().get("workers", {}))
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
+        """Submit ``fn(*args)`` for every tuple of ``iterables``; yield results in order.
+
+        Raises
+        ------
+        ClusterfwError
+            The one-line message of a user-facing error raised in a worker.
+        """
+        columns = [list(it) for it in iterables]
+        n = min((len(c) for c in columns), default=0)
+        run = uuid.uuid4().hex[:12]
+        args: list[list[Any] | Any] = []
+        for col in columns:
+            col = col[:n]
+            if n > 1 and all(item is col[0] for item in col):
+                # one copy per worker: plugin objects are deserialised once per worker
+                args.append(self.client.scatter([col[0]], broadcast=True, hash=False)[0])
+            else:
+                args.append(col)
+        futures = []
+        for i in range(n):
+            call = [a[i] if isinstance(a, list) else a for a in args]
+            futures.append(
+                self.client.submit(_remote_call, fn, *call, key=f"clusterfw-{run}-{i}", pure=False)
+            )
+        self._futures = futures
+        return self._results(futures)
+
+    @staticmethod
+    def _results(futures: list[Any]) -> Iterator[Any]:
+        import warnings
+
+        shown: set[str] = set()
+        for index, future in enumerate(futures):
+            try:
+                result = future.result()
+            except Exception as exc:
+                if type(exc).__name__ == "KilledWorker":
+                    raise ClusterfwError(
+                        f"tile {index}: the Dask workers running it died too often "
+                        "(out of memory, or killed); see the workers' logs"
+                    ) from None
+                raise
+            if isinstance(result, RemoteFailure):
+                raise ClusterfwError(result.message)
+            for message in result.warnings:
+                if message not in shown:
+                    shown.add(message)
+                    warnings.warn(message, UserWarning, stacklevel=2)
+            yield result.value
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Close the client, and the cluster when this executor started it."""
+        self._close()
+
+    def cancel(self) -> None:
+        """Cancel the queued tiles and close (after an interrupt or an error)."""
+        try:
+            if self._futures:
+                self.client.cancel(self._futures, force=True)
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        self._close()
+
+    def _close(self) -> None:
+        for thing in (self.client, self.cluster):
+            if thing is None:
+                continue
+            try:
+                thing.close(timeout=10)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        self._futures = []
+
+
+def get_executor(
+    workers: int = 1, dask: bool = False, scheduler: str | None = None
+) -> InProcessExecutor | TileProcessPool | DaskExecutor:
+    """The executor a run asked for.
+
+    ``scheduler`` (an address) connects to an existing Dask cluster; ``dask`` starts a
+    ``LocalCluster`` of ``workers`` processes; otherwise in-process for ``workers == 1``,
+    else a :class:`TileProcessPool` of ``workers``.
 
     Raises
     ------
     ValueError
         For ``workers < 1`` (the command line refuses it before this point).
+    ClusterfwError
+        The Dask extra is missing, or the scheduler cannot be reached.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if scheduler:
+        return DaskExecutor.connect(scheduler)
+    if dask:
+        return DaskExecutor.local(workers)
     if workers == 1:
         return InProcessExecutor()
     return TileProcessPool(workers)

@@ -20,14 +20,19 @@ Each plugin's output is checked where it comes back, and a broken contract is a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from clusterfw.core.errors import ForcedScoringUnsupported, PluginError, SchemaError
+from clusterfw.core.errors import (
+    ClusterfwError,
+    ForcedScoringUnsupported,
+    PluginError,
+    SchemaError,
+)
 from clusterfw.core.executors import InProcessExecutor, TileExecutor
 from clusterfw.core.layers.model import Layer, LayerBand, LayerSky, MmBand
 from clusterfw.core.layers.requirements import (
@@ -49,6 +54,7 @@ from clusterfw.core.sky import Band, HealpixCore, HealpixSky, PixelBoxCore, Sky,
 AnySky = Sky | HealpixSky | LayerSky
 
 if TYPE_CHECKING:
+    from clusterfw.core.checkpoint import Checkpoint
     from clusterfw.core.layers.cutout import LayerCutout
     from clusterfw.core.layers.jobs import TileJob
 
@@ -173,7 +179,7 @@ def run_tile(finders: Sequence[Finder], tile: Tile | Sequence[Tile], forced: boo
     views = [tile] * len(finders) if isinstance(tile, Tile) else list(tile)
     tables = {}
     for finder, view in zip(finders, views, strict=True):
-        table = check_finder_output(finder, finder.find(view))
+        table = check_finder_output(finder, _find(finder, view))
         if table.num_rows:
             keep = view.in_core(table.column("ra").to_numpy(), table.column("dec").to_numpy())
             table = table.filter(pa.array(keep))
@@ -186,6 +192,21 @@ def run_tile(finders: Sequence[Finder], tile: Tile | Sequence[Tile], forced: boo
             result.forced[finder.name] = (ra, dec, _forced_scores(finder, view, ra, dec))
             result.covered[finder.name] = (ra, dec, covered(view, ra, dec))
     return result
+
+
+def _find(finder: Finder, tile: Tile) -> object:
+    """``finder.find(tile)``; an unexpected exception becomes one line naming tile and cause.
+
+    Errors that are already user-facing (:class:`ClusterfwError`) pass unchanged.
+    """
+    try:
+        return finder.find(tile)
+    except ClusterfwError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin failure is reported, not a traceback
+        lines = str(exc).strip().splitlines()
+        cause = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        raise PluginError(f"tile {tile.tile_id}: finder {finder.name!r} failed ({cause})") from None
 
 
 # --------------------------------------------------------------------------- tile jobs
@@ -278,7 +299,7 @@ def plugin_layers(
         One line naming the plugin and the missing layer or band (before any work).
     """
     check_requirements(plugin_name, requirements, sky)
-    names = [matching_layers(req, sky)[0] for req in requirements]
+    names = [found[0] for req in requirements if (found := matching_layers(req, sky))]
     return tuple(dict.fromkeys(names))
 
 
@@ -481,6 +502,7 @@ def run_pipeline(
     executor: TileExecutor | None = None,
     tile_size_arcmin: float = 240.0,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> pa.Table:
     """Find, combine and characterise clusters on a sky.
 
@@ -503,6 +525,9 @@ def run_pipeline(
         Tile core size.
     progress : callable, optional
         ``progress(iterable, total)`` wrapper (e.g. tqdm) for the tile loop.
+    checkpoint : Checkpoint, optional
+        Tiles it holds are loaded instead of run; every tile run is saved to it (atomically)
+        as soon as its result is back, so a killed run resumes where it stopped.
 
     Returns
     -------
@@ -518,17 +543,30 @@ def run_pipeline(
     finder_layers = check_plugins(sky, finders, estimators)
     want_forced = combiner is not None and len(finders) > 1
     tiles: Sequence[Tile] | Sequence[TileJob]
+    fn: Callable[..., TileResult]
+    fixed: tuple[list[Any], ...]
     if isinstance(sky, LayerSky):
         tiles = plan_jobs(sky, finders, finder_layers, tile_size_arcmin)
-        n = len(tiles)
-        mapped = executor.map(
-            run_tile_job, [finders] * n, tiles, [finder_layers] * n, [want_forced] * n
-        )
+        fn, fixed = run_tile_job, ([finder_layers], [want_forced])
     else:
         tiles = tiles_for(sky, finders, tile_size_arcmin)
-        n = len(tiles)
-        mapped = executor.map(run_tile, [finders] * n, tiles, [want_forced] * n)
-    results = list(progress(mapped, n) if progress else mapped)
+        fn, fixed = run_tile, ([want_forced],)
+    n = len(tiles)
+    stored: dict[int, TileResult] = {}
+    if checkpoint is not None:
+        checkpoint.start(n)
+        stored = {i: checkpoint.load(i) for i in checkpoint.finished()}
+    todo = [i for i in range(n) if i not in stored]
+    k = len(todo)
+    mapped = executor.map(
+        fn, [finders] * k, [tiles[i] for i in todo], *[value * k for value in fixed]
+    )
+    if checkpoint is not None:
+        mapped = _saving(checkpoint, todo, mapped)
+    computed = list(progress(mapped, k) if progress else mapped)
+    by_index = dict(stored)
+    by_index.update(zip(todo, computed, strict=True))
+    results = [by_index[i] for i in range(n)]
     tables: dict[str, pa.Table] = {}
     for finder in finders:
         parts = [r.tables[finder.name] for r in results]
@@ -550,6 +588,15 @@ def run_pipeline(
     plugin_names = (*names, *([combiner.name] if combiner else []), *(e.name for e in estimators))
     validate_candidates(table, prefixes=plugin_names)
     return table
+
+
+def _saving(
+    checkpoint: Checkpoint, indices: Sequence[int], results: Iterable[TileResult]
+) -> Iterator[TileResult]:
+    """Save each result to ``checkpoint`` as it arrives (tile ``indices[i]``), then yield it."""
+    for index, result in zip(indices, results, strict=False):
+        checkpoint.save(index, result)
+        yield result
 
 
 def finder_covered_field(finder: str) -> pa.Field:

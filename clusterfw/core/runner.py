@@ -40,6 +40,12 @@ class RunRequest:
     tile_size_arcmin: float = 240.0
     workers: int = 1
     quiet: bool = False
+    #: Run the tiles on a Dask ``LocalCluster`` of ``workers`` processes.
+    dask: bool = False
+    #: Address of a running Dask scheduler (``tcp://host:port``); implies Dask.
+    scheduler: str | None = None
+    #: Folder of per-tile results: a rerun with the same arguments skips finished tiles.
+    checkpoint: Path | None = None
 
 
 def check_request(request: RunRequest) -> None:
@@ -59,8 +65,23 @@ def check_request(request: RunRequest) -> None:
         raise ClusterfwError(f"--tile-size: must be a finite number of arcmin > 0, got {tile}")
     if not isinstance(request.workers, int) or request.workers < 1:
         raise ClusterfwError(f"--workers: must be an integer >= 1, got {request.workers}")
-    refuse_overwrite([*request.inputs, request.calibration], [request.out])
-    check_writable(request.out)
+    if request.scheduler is not None and not str(request.scheduler).strip():
+        raise ClusterfwError("--scheduler: empty address (use tcp://host:port)")
+    if catalogue_format(request.out) == "hats":
+        from clusterfw.core.hats_io import check_hats_output
+
+        check_hats_output(request.out)
+    hats = catalogue_format(request.out) == "hats"
+    refuse_overwrite(
+        [*request.inputs, request.calibration],
+        [] if hats else [request.out],
+        folders=[request.out] if hats else [],
+    )
+    check_writable(request.out, folder=hats)
+    if request.checkpoint is not None:
+        refuse_overwrite([*request.inputs, request.calibration], [], folders=[request.checkpoint])
+        if Path(request.checkpoint).resolve() == Path(request.out).resolve():
+            raise ClusterfwError(f"--checkpoint: {request.checkpoint} is also the --out path")
 
 
 MAX_TILES = 20_000
@@ -338,8 +359,20 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
 
     check_plugins(sky, finders, estimators)
     check_tile_count(sky, request.tile_size_arcmin)
+    checkpoint = None
+    if request.checkpoint is not None:
+        from clusterfw.core.checkpoint import Checkpoint
+
+        want_forced = combiner is not None and len(finders) > 1
+        checkpoint = Checkpoint(
+            request.checkpoint, run_fingerprint(request, finders, inputs, want_forced)
+        )
+        checkpoint.check()
     progress = None if request.quiet else _tqdm_progress(f"{'+'.join(request.finders)} tiles")
-    executor = get_executor(request.workers)
+    executor = get_executor(request.workers, dask=request.dask, scheduler=request.scheduler)
+    link = getattr(executor, "dashboard_link", None)
+    if link and not request.quiet:
+        print(f"clusterfw: Dask dashboard: {link}", file=sys.stderr)
     finished = False
     try:
         table = run_pipeline(
@@ -351,6 +384,7 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
             executor,
             request.tile_size_arcmin,
             progress,
+            checkpoint,
         )
         finished = True
     finally:
@@ -379,6 +413,45 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
     if not request.quiet:
         print_summary(table, request.out, source)
     return table
+
+
+def run_fingerprint(
+    request: RunRequest, finders: list[Any], inputs: Iterable[InputFile], want_forced: bool
+) -> dict[str, Any]:
+    """What decides a run's tile results, for :class:`~clusterfw.core.checkpoint.Checkpoint`.
+
+    Input files by name, size and sha256 (not by folder or mtime: a copied input resumes);
+    each finder's name, version and options; the tile size; band and header overrides;
+    whether forced scores are computed (a combiner of several finders); the clusterfw version.
+    Combiner, estimators and the output name are not in it: they act after the tiles.
+    """
+    import os
+
+    import clusterfw
+
+    files = []
+    for f in inputs:
+        try:
+            size = os.stat(f.path).st_size
+        except OSError:
+            size = None
+        files.append({"name": Path(f.path).name, "band": f.band, "size": size, "sha256": f.sha256})
+    return {
+        "clusterfw": clusterfw.__version__,
+        "inputs": files,
+        "finders": [
+            {
+                "name": f.name,
+                "version": str(getattr(f, "version", "0")),
+                "options": f.options.model_dump(mode="json"),
+            }
+            for f in finders
+        ],
+        "forced": bool(want_forced),
+        "tile_size_arcmin": float(request.tile_size_arcmin),
+        "overrides": {k: list(v) for k, v in sorted(request.overrides.items()) if v},
+        "header_overrides": dict(sorted(request.header_overrides.items())),
+    }
 
 
 def _tqdm_progress(desc: str) -> Callable[[Iterable[Any], int], Iterable[Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -13,9 +14,10 @@ import click
 from clusterfw.core.cli import FiniteFloat
 
 #: Largest flat patch, in pixels (a 29.5 deg square at 0.25'), and largest HEALPix Nside:
-#: beyond these a simulation needs tens of GiB and hours.
+#: beyond these a simulation needs tens of GiB and hours. HEALPix bands are simulated and
+#: written one at a time (Nside 4096: about 6 GiB of memory, 2.4 GB of maps).
 MAX_PATCH_PIXELS = 50_000_000
-MAX_NSIDE = 2048
+MAX_NSIDE = 4096
 #: Largest cutout count and shard volume (cutouts x side^2) of ``simulate cutouts``.
 MAX_CUTOUTS = 10_000_000
 MAX_SHARD_PIXELS = 100_000_000
@@ -104,6 +106,12 @@ def _check_patch(cfg: Any) -> None:
             f"--size: a {cfg.size_deg:g} x {cfg.height_deg or cfg.size_deg:g} deg patch at "
             f"{cfg.pixel_arcmin:g}' is {ny} x {nx} pixels (at most {MAX_PATCH_PIXELS})"
         )
+
+
+def _write_streamed(cfg: Any, directory: Path, prefix: str, seed: int) -> dict:
+    from clusterfw.sim.healpix import simulate_healpix_to
+
+    return simulate_healpix_to(cfg, seed, directory, prefix)
 
 
 def _check_nside(nside: int) -> None:
@@ -240,12 +248,11 @@ def mm(
         raise ClusterfwError(f"--setting: {setting} is for flat patches (not --healpix-nside)")
     try:
         if healpix_nside is not None:
-            from clusterfw.sim.healpix import simulate_healpix, write_healpix
-
             _check_nside(healpix_nside)
             hcfg = HealpixConfig(**{**fields, "nside": healpix_nside})
-            result: Any = simulate_healpix(hcfg, seed)
-            writer: Any = write_healpix
+            # streamed: each band is written to the output as soon as it is made
+            result: Any = hcfg
+            writer: Any = functools.partial(_write_streamed, seed=seed)
         else:
             from clusterfw.sim.patch import simulate_patch, write_patch
 

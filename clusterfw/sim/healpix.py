@@ -9,6 +9,7 @@ are flat-patch only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,25 +78,38 @@ def _paint_healpix(
             kmap[pix] += stamp * halos["ksz_uk_per_y"][i]
 
 
-def simulate_healpix(config: HealpixConfig | None = None, rng_or_seed: Any = 0) -> HealpixResult:
-    """Simulate a full-sky multi-band HEALPix map with truth catalogues.
+@dataclass
+class _Prepared:
+    """Everything of a full-sky simulation except the band maps (see :func:`_prepare`)."""
 
-    Parameters
-    ----------
-    config : HealpixConfig, optional
-        ``nside``, components and physics (mass floor 1e14 Msun by default: a full sky holds
-        ~400 000 such halos).
-    rng_or_seed : int or numpy.random.Generator
+    halos: pa.Table
+    sources: pa.Table
+    bands: tuple[Any, ...]
+    ymap: np.ndarray | None
+    seed: int | None
+    maps: Iterator[np.ndarray]
 
-    Returns
-    -------
-    HealpixResult
-        ``sky`` is a :class:`~clusterfw.core.sky.HealpixSky` (RING, µK_CMB). Halo and source
-        ``x_pix``/``y_pix`` columns hold the RING pixel index and 0.
+
+#: Pixels per block when white noise is drawn and added (bounded work arrays).
+_BLOCK = 1 << 22
+
+
+def _white_blocks(stream: np.random.Generator, npix: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``stream.standard_normal(npix)`` in blocks (the same numbers as one draw)."""
+    for start in range(0, npix, _BLOCK):
+        yield start, stream.standard_normal(min(_BLOCK, npix - start))
+
+
+def _prepare(cfg: HealpixConfig, rng_or_seed: Any) -> _Prepared:
+    """Halos, sources, y map and CMB; the band maps come lazily, one at a time.
+
+    Memory: the y (and kSZ) map, the CMB ``a_lm`` and one band's work arrays; the unresolved
+    source backgrounds are not held but redrawn for each band from saved generator states, in
+    blocks (the numbers are those of one full draw), so three bands at Nside 4096 need about
+    as much as one.
     """
     import healpy as hp
 
-    cfg = config if config is not None else HealpixConfig()
     rng, seed = as_generator(rng_or_seed)
     streams = spawn_streams(rng)
     comp = cfg.components
@@ -140,51 +154,124 @@ def simulate_healpix(config: HealpixConfig | None = None, rng_or_seed: Any = 0) 
 
     cl = lensed_cl_tt(np.arange(lmax + 1))
     cmb_alm = synthesize_alm(streams["cmb"], cl, lmax) if comp.cmb else None
-    bg = []
+    # unresolved backgrounds: one white map per population, shared by the bands; the
+    # generator state before each is kept and the stream is moved past it (block draws)
+    bg: list[tuple[Any, dict[str, Any]]] = []
     if comp.unresolved_sources:
         for name, enabled in (("radio", comp.radio), ("dusty", comp.dusty)):
-            white = streams["background"].standard_normal(npix)
+            state = streams["background"].bit_generator.state
+            for _ in _white_blocks(streams["background"], npix):
+                pass
             if enabled:
-                bg.append((getattr(cfg, name), white))
-    maps = np.empty((len(freqs), npix), dtype=np.float32)
-    for b, band in enumerate(cfg.bands):
-        f = band.freq_ghz
-        real = np.zeros(npix)
-        if ns:
-            real += np.bincount(spix, weights=srcs["flux"][b] * to_uk[b], minlength=npix)
-        for pop, white in bg:
-            amp = (
-                np.sqrt(poisson_cl_below(pop, pop.s_min_jy) / pix_sr)
-                * (f / pop.ref_freq_ghz) ** pop.alpha_mean
-                * float(jy_per_sr_to_uk(f))
-            )
-            real += amp * white
-        if comp.tsz and ymap is not None:
-            real += float(tsz_uk_per_y(f)) * ymap
-        if kmap is not None:
-            real += kmap
-        alm = hp.map2alm(real, lmax=lmax, iter=1)
-        if cmb_alm is not None:
-            alm = alm + cmb_alm
-        alm = hp.almxfl(alm, hp.gauss_beam(band.beam_fwhm_arcmin * ARCMIN, lmax=lmax))
-        out = hp.alm2map(alm, nside, lmax=lmax)
-        if comp.noise:
-            sigma = band.noise_uk_arcmin / hp.nside2resol(nside, arcmin=True)
-            out = out + streams["noise"].standard_normal(npix) * sigma
-        maps[b] = out
+                bg.append((getattr(cfg, name), state))
+    fluxes = np.asarray(srcs["flux"]) if ns else None
 
     halos["ra"], halos["dec"] = hra, hdec
     srcs["ra"], srcs["dec"] = sra, sdec
     srcs["x_pix"], srcs["y_pix"] = spix.astype(float), np.zeros(ns)
     halo_tab, src_tab, bands = truth_and_bands(cfg, seed, halos, srcs)
-    return HealpixResult(
-        HealpixSky(maps, bands),
+
+    def band_maps() -> Iterator[np.ndarray]:
+        for b, band in enumerate(cfg.bands):
+            f = band.freq_ghz
+            real = np.zeros(npix)
+            if fluxes is not None:
+                real += np.bincount(spix, weights=fluxes[b] * to_uk[b], minlength=npix)
+            for pop, state in bg:
+                amp = (
+                    np.sqrt(poisson_cl_below(pop, pop.s_min_jy) / pix_sr)
+                    * (f / pop.ref_freq_ghz) ** pop.alpha_mean
+                    * float(jy_per_sr_to_uk(f))
+                )
+                again = np.random.Generator(type(streams["background"].bit_generator)())
+                again.bit_generator.state = state
+                for start, white in _white_blocks(again, npix):
+                    real[start : start + white.size] += amp * white
+            if comp.tsz and ymap is not None:
+                real += float(tsz_uk_per_y(f)) * ymap
+            if kmap is not None:
+                real += kmap
+            alm = hp.map2alm(real, lmax=lmax, iter=1)
+            del real
+            if cmb_alm is not None:
+                alm = alm + cmb_alm
+            alm = hp.almxfl(alm, hp.gauss_beam(band.beam_fwhm_arcmin * ARCMIN, lmax=lmax))
+            out = hp.alm2map(alm, nside, lmax=lmax)
+            del alm
+            if comp.noise:
+                sigma = band.noise_uk_arcmin / hp.nside2resol(nside, arcmin=True)
+                for start, white in _white_blocks(streams["noise"], npix):
+                    out[start : start + white.size] += white * sigma
+            yield out.astype(np.float32)
+            del out
+
+    return _Prepared(
         halo_tab,
         src_tab,
-        cfg,
+        bands,
         None if ymap is None else ymap.astype(np.float32),
         seed,
+        band_maps(),
     )
+
+
+def simulate_healpix(config: HealpixConfig | None = None, rng_or_seed: Any = 0) -> HealpixResult:
+    """Simulate a full-sky multi-band HEALPix map with truth catalogues.
+
+    Parameters
+    ----------
+    config : HealpixConfig, optional
+        ``nside``, components and physics (mass floor 1e14 Msun by default: a full sky holds
+        ~400 000 such halos).
+    rng_or_seed : int or numpy.random.Generator
+
+    Returns
+    -------
+    HealpixResult
+        ``sky`` is a :class:`~clusterfw.core.sky.HealpixSky` (RING, µK_CMB). Halo and source
+        ``x_pix``/``y_pix`` columns hold the RING pixel index and 0. Every band is held in
+        memory; :func:`simulate_healpix_to` writes the same maps one band at a time.
+    """
+    cfg = config if config is not None else HealpixConfig()
+    prep = _prepare(cfg, rng_or_seed)
+    maps = np.stack(list(prep.maps)) if cfg.bands else np.empty((0, 12 * cfg.nside**2))
+    return HealpixResult(
+        HealpixSky(maps.astype(np.float32, copy=False), prep.bands),
+        prep.halos,
+        prep.sources,
+        cfg,
+        prep.ymap,
+        prep.seed,
+    )
+
+
+def simulate_healpix_to(
+    config: HealpixConfig, rng_or_seed: Any, directory: str | Path, prefix: str = "sim"
+) -> dict:
+    """Simulate as :func:`simulate_healpix` and write each band as soon as it is made.
+
+    The maps are bit for bit those of :func:`simulate_healpix` with the same seed; only one
+    band is in memory at a time (Nside 4096: about 6 GB in all instead of about 14 GB).
+
+    Returns
+    -------
+    dict
+        ``maps`` (paths, band order), ``halos``, ``sources``, ``ymap`` (None).
+    """
+    from clusterfw.core.catalog_io import write_table_atomic
+    from clusterfw.core.fits_io import write_healpix_sky_fits
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    prep = _prepare(config, rng_or_seed)
+    paths = []
+    for band, values in zip(prep.bands, prep.maps, strict=True):
+        one = HealpixSky(values[None, :], (band,))
+        paths.extend(write_healpix_sky_fits(one, directory, prefix))
+        del one, values
+    halos = write_table_atomic(prep.halos, directory / "truth_halos.parquet")
+    sources = write_table_atomic(prep.sources, directory / "truth_sources.parquet")
+    return {"maps": paths, "halos": halos, "sources": sources, "ymap": None}
 
 
 def write_healpix(result: HealpixResult, directory: str | Path, prefix: str = "sim") -> dict:
