@@ -14,7 +14,7 @@ from clusterfw.core.errors import InputError
 
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a table from Parquet, FITS, CSV/ECSV or ``.npz`` (one array per column).
+    """Read a table from Parquet, a HATS folder, FITS, CSV/ECSV or ``.npz`` (one array per column).
 
     Candidate catalogues written by ``clusterfw run`` are Parquet; truth catalogues may be any
     of these formats.
@@ -29,6 +29,10 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         raise InputError(str(p), "no such file")
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() == ".gz" else p.suffix.lower()
     try:
+        if suffix == ".hats" or (p.is_dir() and (p / "hats.properties").exists()):
+            from clusterfw.core.catalog_io import read_catalogue
+
+            return read_catalogue(p)  # a HATS catalogue folder (units from its sidecar)
         if suffix in (".parquet", ".pq", ".parq"):
             try:
                 from clusterfw.core.catalog_io import read_catalogue
