@@ -151,3 +151,33 @@ def test_randomised_cutouts_draw_their_own_relation_profile_and_survey():
 
     with pytest.raises(ClusterfwError, match="--setting: unknown setting 'nope'"):
         MassCutoutConfig(setting="nope").validate_options()
+
+
+def test_sigma_recalibration_and_the_acceptance_numbers():
+    from clusterfw.plugins.estimators.vgg_mass.train import (
+        acceptance,
+        residual_stats,
+        sigma_scale_factor,
+    )
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    m = 10 ** rng.uniform(13.7, 15.2, n)
+    z = rng.uniform(0.05, 1.05, n)
+    r = rng.normal(0.0, 0.2, n)
+    head = np.full(n, 0.1)  # a head that is over-confident by a factor 2
+    k = sigma_scale_factor(r, head)
+    assert k == pytest.approx(2.0, rel=0.05)
+    assert residual_stats(r, head)["coverage68"] == pytest.approx(0.38, abs=0.03)
+    assert residual_stats(r, head * k)["coverage68"] == pytest.approx(0.6827, abs=0.002)
+    floor = r * 0.5
+    acc = acceptance(r, head * k, m, z, ln_ysz=r * 1.5, floor=floor)
+    inside = (m >= 1e14) & (m <= 1e15) & (z >= 0.1) & (z <= 1.0)
+    assert acc["cnn"]["n"] == int(inside.sum())
+    assert acc["cnn_over_floor"] == pytest.approx(2.0, rel=1e-9)
+    assert acc["same_clusters"]["reduction"] == pytest.approx(1 / 3, rel=1e-9)
+    # 4 mass + 3 z + 12 (mass × z) bins, all with ≥ 30 clusters; unbiased: none beyond 2 s.e.
+    assert acc["bins_counted"] == 19
+    assert acc["bins_beyond_0.02_2se"] == []
+    shifted = acceptance(r + 0.1, head * k, m, z)
+    assert len(shifted["bins_beyond_0.02_2se"]) == 19

@@ -276,6 +276,21 @@ def load_many(
     )
 
 
+def select(d: MassData, keep: np.ndarray) -> MassData:
+    """The samples of ``d`` where ``keep`` is true (e.g. one redshift bin)."""
+    return MassData(
+        x=d.x[keep],
+        z=d.z[keep],
+        m500c=d.m500c[keep],
+        y_raw=None if d.y_raw is None else d.y_raw[keep],
+        labels={k: v[keep] for k, v in d.labels.items()},
+        pixel_arcmin=d.pixel_arcmin,
+        raw_pixel_arcmin=d.raw_pixel_arcmin,
+        ymap_preset=d.ymap_preset,
+        manifest=d.manifest,
+    )
+
+
 def ym_floor_residuals(m500c: np.ndarray, z: np.ndarray, y500_arcmin2: np.ndarray) -> np.ndarray:
     """The ln-mass error of a perfect Y500 measurement inverted through the default relation.
 

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from clusterfw.core.errors import InputError, PluginError
+from clusterfw.core.errors import ClusterfwError, InputError, PluginError
 from clusterfw.core.hookspecs import hookimpl
 from clusterfw.core.layers.requirements import LayerRequirement
 from clusterfw.core.plugin_api import Estimator, PluginOptions
@@ -315,13 +315,15 @@ class VggMassEstimator(Estimator):
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after the epoch that passes this wall time.")  # fmt: skip
 @click.option("--no-baseline", is_flag=True, help="Skip the Y–M inversion on held-out clusters.")
+@click.option("--z-bin", "z_bin", default=None,
+              help="LO,HI: train on the cutouts with LO <= z < HI only.")  # fmt: skip
 @click.option("--smoke", is_flag=True, help="Label the model card as a smoke run (not final).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
 def train_vgg_mass(
     data: tuple[str, ...], channels: str, out: str, seed: int, epochs: int, batch_size: int,
     lr: float, patience: int, rebin: int, limit: int | None, threads: int,
     max_minutes: float | None,
-    no_baseline: bool, smoke: bool, quiet: bool,
+    no_baseline: bool, z_bin: str | None, smoke: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Train the vgg_mass network on simulated mass-cutout shards."""
     import shlex
@@ -333,6 +335,14 @@ def train_vgg_mass(
     from clusterfw.sim.shards.common import read_manifest
 
     chans = parse_channels(channels)
+    zr = None
+    if z_bin is not None:
+        try:
+            zr = tuple(float(v) for v in z_bin.split(","))
+        except ValueError:
+            zr = ()
+        if len(zr) != 2 or not (0 <= zr[0] < zr[1]):
+            raise ClusterfwError(f"--z-bin: expected LO,HI with 0 <= LO < HI (got {z_bin!r})")
     for folder in data:
         read_manifest(folder)  # one-line error before TensorFlow starts
     names = {*OUTPUT_NAMES, f"{stem(chans)}.weights.h5", f"{stem(chans)}.json"}
@@ -341,7 +351,7 @@ def train_vgg_mass(
         data=tuple(Path(f) for f in data), out=Path(out), channels=chans, seed=seed, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, rebin=rebin, limit=limit,
         threads=threads, max_minutes=max_minutes if max_minutes is not None else math.inf,
-        baseline=(not no_baseline) and "y" in chans,
+        baseline=(not no_baseline) and "y" in chans, z_range=zr,
         extra={"smoke": smoke, "command": shlex.join(["clusterfw", *sys.argv[1:]])},
     )  # fmt: skip
     summary = train(cfg, progress=not quiet)

@@ -63,6 +63,7 @@ class TrainConfig:
     threads: int = 2
     max_minutes: float = math.inf
     baseline: bool = True
+    z_range: tuple[float, float] | None = None
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +85,8 @@ def residual_stats(ln_ratio: np.ndarray, sigma: np.ndarray | None = None) -> dic
         mean=float(r.mean()),
         std=float(r.std(ddof=1)) if r.size > 1 else math.nan,
         robust_sigma=float(0.5 * (p84 - p16)),
+        # standard error of the median of a Gaussian of that width: √(π/2) σ / √n
+        median_se=float(1.2533 * 0.5 * (p84 - p16) / math.sqrt(r.size)),
     )
     if sigma is not None:
         s = np.asarray(sigma)[ok]
@@ -162,6 +165,13 @@ def acceptance(
     full = [b for b in bins if b.get("n", 0) >= MIN_BIN]
     out["max_abs_bin_median"] = max((abs(b["median"]) for b in full), default=math.nan)
     out["bins_counted"] = len(full)
+    # a median of n clusters scatters by s.e. = √(π/2) σ/√n (~0.02 for 150 clusters of σ 0.2):
+    # bins whose |median| exceeds 0.02 by more than two standard errors
+    out["bins_beyond_0.02_2se"] = [
+        (b["by"], b["lo"], b.get("zlo"))
+        for b in full
+        if abs(b["median"]) > 0.02 + 2 * b["median_se"]
+    ]
     if floor is not None:
         f = floor[sel]
         out["floor_std"] = float(np.std(f[np.isfinite(f)], ddof=1))
@@ -217,6 +227,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     d = data_mod.load_many(
         folders, cfg.channels, rebin=cfg.rebin, limit=cfg.limit, keep_y=cfg.baseline
     )
+    if cfg.z_range is not None:  # a de Andrés-style z-bin network: only the bin's cutouts
+        d = data_mod.select(d, (d.z >= cfg.z_range[0]) & (d.z < cfg.z_range[1]))
     n = d.x.shape[0]
     split = data_mod.split_indices(n, cfg.seed, cfg.fractions)
     if min(len(v) for v in split.values()) < 2:
