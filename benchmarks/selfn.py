@@ -167,6 +167,10 @@ def truth_completeness(args, skies, table, label: str) -> dict:
     use = (n > 0) & (var_tot > 1e-6)
     chi2 = float(np.sum((k[use] - p_sum[use]) ** 2 / var_tot[use]))
     dof = int(use.sum())
+    # the same with the binomial scatter alone (the selection function taken as exact)
+    use_b = (n > 0) & (var > 1e-6)
+    chi2_b = float(np.sum((k[use_b] - p_sum[use_b]) ** 2 / var[use_b]))
+    dof_b = int(use_b.sum())
     nm, nz = grid.shape
     cells = []
     for i in range(grid.n_cells):
@@ -186,6 +190,9 @@ def truth_completeness(args, skies, table, label: str) -> dict:
         "dof": dof,
         "chi2_per_dof": chi2 / dof if dof else float("nan"),
         "p_value": float(stats.chi2.sf(chi2, dof)) if dof else float("nan"),
+        "chi2_binomial_only": chi2_b,
+        "dof_binomial_only": dof_b,
+        "p_value_binomial_only": float(stats.chi2.sf(chi2_b, dof_b)) if dof_b else float("nan"),
         "cells": cells,
     }
 
@@ -328,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-round", type=int, default=100)
     p.add_argument("--min-separation", type=float, default=10.0)
     p.add_argument("--edge", type=float, default=10.0)
-    p.add_argument("--max-density", type=float, default=5.0)
+    p.add_argument("--max-density", type=float, default=1.0)
     p.add_argument("--match-radius", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target", type=float, default=0.02)

@@ -81,7 +81,7 @@ def _run_params() -> list[click.Parameter]:
 @click.option(
     "--max-density",
     type=FiniteFloat(min=0.0, min_open=True),
-    default=5.0,
+    default=1.0,
     show_default=True,
     help="Most clusters injected per deg² per round (dense bright injections bias a noise "
     "covariance measured from the maps, as mf's).",

@@ -51,7 +51,7 @@ class InjectionSettings:
     edge_arcmin: float = 10.0
     match_radius_arcmin: float = 1.0
     seed: int = 0
-    max_density: float = 5.0
+    max_density: float = 1.0
 
 
 @dataclass

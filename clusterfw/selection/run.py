@@ -95,7 +95,7 @@ def measure(
     edge_arcmin: float = 10.0,
     match_radius_arcmin: float | None = None,
     seed: int = 0,
-    max_density: float = 5.0,
+    max_density: float = 1.0,
     opt_bias_dof: float = 3.0,
     per_tile: bool = True,
     log: Callable[[str], None] | None = None,
