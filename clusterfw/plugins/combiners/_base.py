@@ -23,7 +23,9 @@ without a calibrated threshold), and for each finder ``f``: ``f_score`` (its det
 score), ``f_ra``/``f_dec`` (its detection's position, null where it did not detect),
 ``f_candidate_id``,
 ``f_percentile`` and, when ``f``'s table has a ``flags`` column, ``f_flags`` (uint32, its
-detection's flags, null where it did not detect); plus ``<combiner>_n_detected``. Rows are sorted
+detection's flags, null where it did not detect), and, when ``f``'s table has an ``f_z`` column
+(an optical finder's photo-z), ``f_z`` (its detection's value, null elsewhere: what the
+``vgg_mass`` estimator reads as the candidate's redshift); plus ``<combiner>_n_detected``. Rows are sorted
 by decreasing combined score.
 
 Calibration
@@ -83,12 +85,15 @@ class PercentileCombiner(Combiner):
         percentiles: Mapping[str, np.ndarray],
         scores: Mapping[str, np.ndarray],
         calibration: Calibration,
+        *,
+        detected: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """The combined score from percentiles, raw scores (NaN: the finder cannot score there)
-        and the calibration in use.
+        """The combined score from percentiles, raw scores (NaN: the finder cannot score there),
+        the calibration in use and which finders detected each candidate themselves.
 
         The default is :meth:`combined_score` (percentiles only); a combiner that needs more
-        (``stack``: which finders covered a candidate, and its fitted model) overrides this.
+        (``stack``: which finders covered or detected a candidate, and its fitted model)
+        overrides this.
         """
         return self.combined_score(percentiles)
 
@@ -213,7 +218,8 @@ class PercentileCombiner(Combiner):
             pct_used = {n: np.where(covered[n], pct[n], np.nan) for n in names}
         else:
             pct_used = pct
-        combined = self.combined_score_of(pct_used, scores, cal)
+        detected = {n: cm.members[n] >= 0 for n in names}
+        combined = self.combined_score_of(pct_used, scores, cal, detected=detected)
         decision, decision_info = self.decide(scores, combined, cal, in_sample, covered=covered)
 
         order = np.lexsort((np.arange(n_groups), -combined))
@@ -309,6 +315,12 @@ class PercentileCombiner(Combiner):
                 has = np.r_[col.is_valid().to_numpy(zero_copy_only=False), False]
                 j = np.where(det, m, fl.size - 1)
                 add(finder_flags_field(n), pa.array(fl[j], pa.uint32(), mask=~has[j]))
+            if f"{n}_z" in tables[n].column_names:  # a finder's redshift (an optical photo-z)
+                zcol = tables[n].column(f"{n}_z").cast(pa.float64()).fill_null(np.nan)
+                zv = np.r_[zcol.to_numpy(zero_copy_only=False), np.nan]
+                zj = zv[np.where(det, m, zv.size - 1)]  # with its detection; null elsewhere
+                zf = tables[n].schema.field(f"{n}_z").with_type(pa.float64())
+                add(zf, pa.array(zj, pa.float64(), mask=~np.isfinite(zj)))
         n_det = np.sum([cm.members[n][order] >= 0 for n in names], axis=0).astype(np.int32)
         add(
             plugin_field(
