@@ -25,8 +25,8 @@ score), ``f_ra``/``f_dec`` (its detection's position, null where it did not dete
 ``f_percentile`` and, when ``f``'s table has a ``flags`` column, ``f_flags`` (uint32, its
 detection's flags, null where it did not detect), and, when ``f``'s table has an ``f_z`` column
 (an optical finder's photo-z), ``f_z`` (its detection's value, null elsewhere: what the
-``vgg_mass`` estimator reads as the candidate's redshift); plus ``<combiner>_n_detected``. Rows are sorted
-by decreasing combined score.
+``vgg_mass`` estimator reads as the candidate's redshift); plus ``<combiner>_n_detected``.
+Rows are sorted by decreasing combined score.
 
 Calibration
 -----------
