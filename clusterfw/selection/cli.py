@@ -24,7 +24,18 @@ _OWN_RUN_NAMES = {"out"}
 
 
 def _run_params() -> list[click.Parameter]:
-    return [copy.copy(p) for p in run_command.params if p.name not in _OWN_RUN_NAMES]
+    out = []
+    for p in run_command.params:
+        if p.name in _OWN_RUN_NAMES:
+            continue
+        q = copy.copy(p)
+        if q.name == "checkpoint" and isinstance(q, click.Option):
+            q.help = (
+                "Folder of the injection rounds: a rerun with the same arguments resumes after "
+                "the last finished round (and may add rounds)."
+            )
+        out.append(q)
+    return out
 
 
 @click.command(
