@@ -345,3 +345,38 @@ def test_selfn_checkpoint_resumes_rounds(tiny_sky, tmp_path):
     assert second["log"]["m500c"][:n1] == first["log"]["m500c"]
     for col in ("m500c", "z", "ra", "recovered", "round"):
         assert second["log"][col] == fresh["log"][col]
+
+
+def test_injection_into_mm_and_y_layers(tiny_sky, tmp_path):
+    """Every layer of the target gets the cluster: tSZ in µK per band, y in the y map."""
+    from astropy.io import fits
+
+    from clusterfw.core.plugins import Registry
+    from clusterfw.core.runner import read_inputs
+    from clusterfw.selection.inject import build_target, write_injected
+    from clusterfw.selection.model import ScalingModel, draw_clusters
+    from clusterfw.sim.instrument import ARCMIN, tsz_uk_per_y
+
+    ymap = tmp_path / "ymap.fits"
+    with fits.open(tiny_sky[0].parent / "truth_ymap.fits") as hdul:
+        hdul[0].header["BEAMFWHM"] = 1.5
+        hdul.writeto(ymap)
+    sky, _ = read_inputs(Registry(), [*tiny_sky, ymap], {}, {})
+    assert [(la.name, la.kind) for la in sky] == [("mm", "mm"), ("ymap", "ymap")]
+
+    class Fake:
+        name = "fake"
+
+    target = build_target(sky, [Fake()], [("mm", "ymap")])
+    assert [b.beam_fwhm_arcmin for b in target.bands] == [1.6, 1.2, 1.0, 1.5]
+    clusters = draw_clusters(
+        np.array([5e14]), np.array([0.3]), ScalingModel(ksz=False), np.random.default_rng(0)
+    )
+    copies = write_injected(target, clusters, np.array([[60.0, 60.0]]), 5.0, tmp_path / "inj")
+    pix_sr = (0.5 * ARCMIN) ** 2
+    y_tot = clusters.y_total_sr(5.0)[0]
+    for band, freq in zip(target.bands, [95.0, 150.0, 220.0, None], strict=True):
+        before = fits.getdata(band.path).astype(float)
+        after = fits.getdata(copies[band.path]).astype(float)
+        per_y = 1.0 if freq is None else float(tsz_uk_per_y(freq))
+        assert (after - before).sum() * pix_sr == pytest.approx(y_tot * per_y, rel=1e-3)
