@@ -18,8 +18,8 @@ different seeds. Everything goes through the command line:
    candidates — and, as an upper bound, the same model fitted and thresholded on the test
    candidates themselves.
 
-True clusters: M500c ≥ ``--mass-min`` (1.5e14 Msun) at z ≥ ``--z-min`` (0.05), matched within
-1' (DeepSZ's rule, the most massive halo within the radius). Usage::
+True clusters: M500c ≥ ``--mass-min`` (1e14 Msun, the optical training cut) at z ≥ ``--z-min``
+(0.05), matched within 1' (DeepSZ's rule, the most massive halo within the radius). Usage::
 
     python benchmarks/sz_optical.py --val U_VAL --test U_TEST --work DIR [--json OUT]
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--val", type=Path, required=True)
     ap.add_argument("--test", type=Path, required=True)
     ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--mass-min", type=float, default=1.5e14)
+    ap.add_argument("--mass-min", type=float, default=1e14)
     ap.add_argument("--z-min", type=float, default=0.05)
     ap.add_argument("--cutout", type=float, default=6.0)
     ap.add_argument("--tile-size", type=float, default=40.0)

@@ -21,8 +21,8 @@ def weights(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("frcnn_w")
     torch.manual_seed(3)
-    model = build_model(width=4, window=64, head=16)
-    meta = {"pixel_arcsec": 2.104, "soft_nmgy": 0.1, "bands": ["g", "r", "i"]}
+    model = build_model(width=4, window=32, head=16)
+    meta = {"pixel_arcsec": 4.208, "soft_nmgy": 0.2, "bands": ["g", "r", "i"]}
     save_weights(model, str(d / "frcnn.safetensors"), meta)
     Platt(1.0, 0.0).save(d / "platt.json")
     return d / "frcnn.safetensors"
@@ -116,22 +116,22 @@ def test_coarse_pixels_are_refused(cli, field_files, weights, tmp_path):
     for b in "gri":
         with fits.open(field_files[b]) as hdul:
             h = hdul[0].header.copy()
-            data = block_sum(hdul[0].data.astype(np.float32), 6)
+            data = block_sum(hdul[0].data.astype(np.float32), 10)
         for key in ("CDELT1", "CDELT2"):
             if key in h:
-                h[key] *= 6
+                h[key] *= 10
         for key in ("CD1_1", "CD1_2", "CD2_1", "CD2_2"):
             if key in h:
-                h[key] *= 6
-        h["CRPIX1"] = (h["CRPIX1"] - 0.5) / 6 + 0.5
-        h["CRPIX2"] = (h["CRPIX2"] - 0.5) / 6 + 0.5
+                h[key] *= 10
+        h["CRPIX1"] = (h["CRPIX1"] - 0.5) / 10 + 0.5
+        h["CRPIX2"] = (h["CRPIX2"] - 0.5) / 10 + 0.5
         p = tmp_path / f"coarse_{b}.fits"
         fits.PrimaryHDU(data, h).writeto(p)
         files.append(p)
     out = tmp_path / "cat.parquet"
     rc, o, e = cli("run", *files, "--finder", "frcnn", "-o", f"frcnn.weights={weights}",
                    "--out", out)  # fmt: skip
-    _one_line_error(rc, o, e, 'optical pixels of 3.16" are coarser than')
+    _one_line_error(rc, o, e, 'optical pixels of 5.26" are coarser than')
     assert not out.exists()
 
 

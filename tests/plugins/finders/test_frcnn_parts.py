@@ -23,24 +23,24 @@ from clusterfw.plugins.finders.frcnn.photoz import (
 def test_working_scale_keeps_flux_and_refuses_far_pixels():
     rng = np.random.default_rng(1)
     img = rng.uniform(0, 1, (3, 64, 64)).astype(np.float32)
-    # DES 0.263" -> 8x8 sums, exactly
+    # DES 0.263" -> 16x16 sums, exactly
     out, f = prep.to_working_scale(img, 0.263)
-    assert f == 8.0 and out.shape == (3, 8, 8)
-    assert out[1, 2, 3] == pytest.approx(img[1, 16:24, 24:32].sum(), rel=1e-5)
-    # SDSS 0.396": 5x5 sums, then a bilinear step of 1.0626; flux per area kept
-    big = np.full((3, 400, 400), 0.5, np.float32)
+    assert f == 16.0 and out.shape == (3, 4, 4)
+    assert out[1, 2, 3] == pytest.approx(img[1, 32:48, 48:64].sum(), rel=1e-5)
+    # SDSS 0.396": 10x10 sums, then a bilinear step of 1.0626; flux per area kept
+    big = np.full((3, 800, 800), 0.5, np.float32)
     out, f = prep.to_working_scale(big, 0.396)
-    assert f == pytest.approx(2.104 / 0.396)
-    assert out.shape[1] == int(400 // 5 / (2.104 / 0.396 / 5))
+    assert f == pytest.approx(4.208 / 0.396)
+    assert out.shape[1] == int(800 // 10 / (4.208 / 0.396 / 10))
     assert np.allclose(out, 0.5 * f * f, rtol=1e-4)
-    with pytest.raises(PluginError, match=r'pixels of 3" are coarser than the model'):
-        prep.to_working_scale(img, 3.0)
+    with pytest.raises(PluginError, match=r'pixels of 5" are coarser than the model'):
+        prep.to_working_scale(img, 5.0)
     with pytest.raises(PluginError, match="finer than 0.1"):
         prep.check_pixel_scale(0.05)
 
 
 def test_asinh_stretch_compresses_stars_and_keeps_colours():
-    f = np.array([0.0, 0.1, 1.0, 1000.0], np.float32)
+    f = np.array([0.0, 0.2, 1.0, 1000.0], np.float32)
     x = prep.stretch(f)
     assert x[0] == 0.0
     assert x[1] == pytest.approx(np.arcsinh(1.0) / 3)
@@ -143,11 +143,11 @@ def test_weights_round_trip_and_corrupt_files(tmp_path):
 
     torch.manual_seed(0)
     model = build_model(width=4, window=64, head=16)
-    meta = {"pixel_arcsec": 2.104, "soft_nmgy": 0.1, "bands": ["g", "r", "i"]}
+    meta = {"pixel_arcsec": 4.208, "soft_nmgy": 0.2, "bands": ["g", "r", "i"]}
     path = tmp_path / "w.safetensors"
     save_weights(model, str(path), meta)
     loaded, m = load_weights(str(path))
-    assert m["pixel_arcsec"] == 2.104
+    assert m["pixel_arcsec"] == 4.208
     a = model.state_dict()["backbone.body.0.0.weight"].half().float()
     assert torch.equal(loaded.state_dict()["backbone.body.0.0.weight"], a)
     bad = tmp_path / "bad.safetensors"

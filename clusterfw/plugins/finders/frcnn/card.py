@@ -49,8 +49,8 @@ Trained by this project's own command (from random weights; nothing downloaded):
         ", ".join(Path(p).name for p in summary["fields"]["train"])
     }), {summary["n_fields"]["val"]} validation (seed 20·seed+1),
   {summary["n_fields"]["test"]} test (seed 30·seed+1); independent skies.
-- Model: torchvision FasterRCNN, trunk width {c["width"]}, windows {c["window"]}² px at 2.104"
-  (asinh stretch, softening 0.1 nanomaggy), AdamW lr {c["lr"]}, batch {c["batch_size"]}.
+- Model: torchvision FasterRCNN, trunk width {c["width"]}, windows {c["window"]}² px at 4.208"
+  (asinh stretch, softening 0.2 nanomaggy), AdamW lr {c["lr"]}, batch {c["batch_size"]}.
 - Calibration: Platt a = {summary["platt"]["a"]:.4f}, b = {summary["platt"]["b"]:.4f} on
   {summary["platt"]["n_fit"]} validation detections ({summary["platt"]["n_positive"]} matched
   within 1'); validation-picked threshold p ≥ {summary["threshold_probability"]:.3f}.

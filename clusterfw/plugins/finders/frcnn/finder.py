@@ -1,7 +1,7 @@
 """The ``frcnn`` finder: a Faster R-CNN on g, r, i images (Deep-CEE, Chan & Stott 2019).
 
-``find`` brings the tile's ``optical`` layer to the working scale of 2.104" (:mod:`.prep`:
-pixels from 0.1" to 2.2" are resampled, coarser ones refused), stretches it (asinh), cuts
+``find`` brings the tile's ``optical`` layer to the working scale of 4.208" (:mod:`.prep`:
+pixels from 0.1" to 4.4" are resampled, coarser ones refused), stretches it (asinh), cuts
 overlapping square windows (``window`` pixels, stride ``window × (1 − overlap)``; the last one of
 a row or column moved inwards), runs the detector on batches of windows, and merges the boxes of
 all windows with non-maximum suppression (IoU ``nms_iou``). Each surviving box becomes a
@@ -39,7 +39,7 @@ _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
 BANDS = ("g", "r", "i")
 #: Side of the square boxes ``score_at`` scores, working pixels (1.7', 3.4', 5.6').
-FORCED_BOX_PIX = (48.0, 96.0, 160.0)
+FORCED_BOX_PIX = (24.0, 48.0, 80.0)
 
 
 def shipped_weights() -> Path:

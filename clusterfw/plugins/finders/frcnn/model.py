@@ -4,13 +4,13 @@ Deep-CEE (Chan & Stott 2019) used a COCO-pretrained Inception-v2 trunk. Nothing 
 downloaded here and the model must train from scratch on two shared CPU cores, so the trunk is
 a plain VGG-like stack of 3×3 convolutions with GroupNorm (batch-size independent: the detector
 sees 2–4 images per step), four stride-2 stages to a single stride-16 feature map of
-``width × 8`` channels (~0.4 GMAC per 320² window at ``width = 16``). torchvision's
+``width × 8`` channels (~0.08 GMAC per 160² window at ``width = 16``). torchvision's
 :class:`~torchvision.models.detection.FasterRCNN` supplies the region proposal network, RoI-Align
 and the detection head (two 256-unit fully connected layers, two classes: background and
 cluster).
 
 Anchors follow the paper's idea (scales and ratios covering the ground-truth boxes) at our
-working scale of 2.104" per pixel: sizes 48, 96, 192 and 320 pixels (1.7'–11') with aspect
+working scale of 4.208" per pixel: sizes 24, 48, 96 and 160 pixels (1.7'–11') with aspect
 ratios 0.5, 1 and 2 (boxes of clusters near a window edge are clipped, hence the non-square
 ratios).
 
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 #: Bounds on a weights file's model config, checked before anything is built.
-CONFIG_BOUNDS = {"width": (4, 128), "window": (64, 1024), "head": (16, 2048)}
-ANCHOR_SIZES = (48, 96, 192, 320)
+CONFIG_BOUNDS = {"width": (4, 128), "window": (32, 1024), "head": (16, 2048)}
+ANCHOR_SIZES = (24, 48, 96, 160)
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
 
@@ -63,7 +63,7 @@ class Trunk(nn.Module):
         return {"0": self.body(x)}
 
 
-def build_model(width: int = 16, window: int = 320, head: int = 256) -> nn.Module:
+def build_model(width: int = 16, window: int = 160, head: int = 256) -> nn.Module:
     """A Faster R-CNN with randomly initialised weights (nothing is downloaded).
 
     Parameters

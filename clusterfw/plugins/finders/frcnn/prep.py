@@ -1,19 +1,21 @@
 """From g, r, i images in nanomaggies to the network's input: working scale and stretch.
 
 Working scale
-    ``PIXEL_ARCSEC`` = 2.104" (8 × 8 DES pixels of 0.263"; 5.3 SDSS pixels of 0.396"). At this
-    scale a 320-pixel window is 11.2' — 2.4 Mpc at z = 0.2, 4.5 Mpc at z = 0.6 — and cluster
-    members (r ≲ m* + 2) are still separate blobs. Images are brought to it by summing whole
-    ``k × k`` blocks of pixels (``k = floor(scale / pixel)``) and, when the remaining factor is
-    not 1 (within 1 %), by bilinear resampling of the surface brightness times the pixel-area
-    ratio (flux per working pixel is kept). Pixels from ``MIN_PIXEL_ARCSEC`` (0.1") up to the
+    ``PIXEL_ARCSEC`` = 4.208" (16 × 16 DES pixels of 0.263"; 10.6 SDSS pixels of 0.396"). At
+    this scale a 160-pixel window is 11.2' — 2.4 Mpc at z = 0.2, 4.5 Mpc at z = 0.6 — and
+    bright cluster members (r ≲ m* + 2) are still separate dots; the scale was chosen for
+    training speed on two shared cores (2.104" costs four times more per step). Images are
+    brought to it by summing whole ``k × k`` blocks of pixels (``k = floor(scale / pixel)``)
+    and, when the remaining factor is not 1 (within 1 %), by bilinear resampling of the
+    surface brightness times the pixel-area ratio (flux per working pixel is kept). Pixels
+    from ``MIN_PIXEL_ARCSEC`` (0.1") up to the
     working scale (+5 %) are resampled; coarser pixels are refused, since the galaxies the
-    network learnt to see would be blended (and finer ones would need a > 21-fold sum: beyond
+    network learnt to see would be blended (and finer ones would need a > 42-fold sum: beyond
     any survey the model was trained for).
 
 Stretch
-    ``x = asinh(f / SOFT) / STRETCH_NORM`` per band with one softening ``SOFT = 0.1`` nanomaggy per
-    working pixel for all bands (about 3σ of the DES sky noise at this scale): linear for faint
+    ``x = asinh(f / SOFT) / STRETCH_NORM`` per band with one softening ``SOFT = 0.2`` nanomaggy
+    per working pixel for all bands (about 3σ of the DES sky noise at this scale): linear for faint
     galaxies, logarithmic above (Lupton et al. 2004). Deep-CEE used a square-root stretch; with
     sqrt a 14-mag star is still ~100 times brighter than a cluster member at r = 22 and dominates
     every window it sits in, whereas asinh compresses it to ~3 times the member's value. One
@@ -27,8 +29,8 @@ import numpy as np
 
 from clusterfw.core.errors import PluginError
 
-PIXEL_ARCSEC = 2.104
-SOFT_NMGY = 0.1
+PIXEL_ARCSEC = 4.208
+SOFT_NMGY = 0.2
 STRETCH_NORM = 3.0
 MIN_PIXEL_ARCSEC = 0.1
 MAX_PIXEL_RATIO = 1.05
@@ -48,7 +50,7 @@ def check_pixel_scale(pixel_arcsec: float, name: str = "frcnn") -> None:
     if pixel_arcsec < MIN_PIXEL_ARCSEC:
         raise PluginError(
             f'{name}: optical pixels of {pixel_arcsec:.3g}" are finer than {MIN_PIXEL_ARCSEC:g}" '
-            "(the model's scale would need a more than 21-fold sum); rebin the images first"
+            "(the model's scale would need a more than 42-fold sum); rebin the images first"
         )
 
 

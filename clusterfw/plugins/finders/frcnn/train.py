@@ -48,7 +48,7 @@ class TrainConfig:
     n_val: int = 50
     n_test: int = 50
     width: int = 16
-    window: int = 320
+    window: int = 160
     head: int = 256
     batch_size: int = 2
     epochs: int = 40
@@ -233,9 +233,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             opt.step()
             step += 1
             for k, v in loss_dict.items():
-                losses.setdefault(k, []).append(float(v))
+                losses.setdefault(k, []).append(float(v.detach()))
             if progress and step % 25 == 0:
-                say(f"epoch {epoch} step {step} loss {float(loss):.3f}")
+                say(f"epoch {epoch} step {step} loss {float(loss.detach()):.3f}")
         t_train = time.time() - t0
         epoch_times.append(t_train)
         model.eval()
