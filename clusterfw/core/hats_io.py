@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,12 @@ def check_hats_output(path: str | Path) -> None:
 
 def _field_record(field: pa.Field) -> dict[str, Any]:
     meta = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
-    return {"name": field.name, "type": str(field.type), "metadata": meta}
+    return {
+        "name": field.name,
+        "type": str(field.type),
+        "nullable": field.nullable,
+        "metadata": meta,
+    }
 
 
 def sidecar_document(table: pa.Table) -> dict[str, Any]:
@@ -117,7 +123,11 @@ def write_hats(table: pa.Table, path: str | Path, catalog_name: str | None = Non
     name = catalog_name or path.stem or "clusterfw"
     frame = table.to_pandas(types_mapper=pd.ArrowDtype)
     sidecar = json.dumps(sidecar_document(table), indent=1, sort_keys=True)
-    with atomic_dir(path, _keep) as tmp:
+    with atomic_dir(path, _keep) as tmp, warnings.catch_warnings():
+        # lsdb/nested-pandas deprecation notices are not the user's business
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", category=Warning, module=r"(lsdb|nested_pandas|hats)")
         target = tmp / "catalogue"
         catalog = lsdb.from_dataframe(
             frame,
@@ -206,10 +216,13 @@ def apply_sidecar(table: pa.Table, doc: dict[str, Any]) -> pa.Table:
     order += [n for n in table.column_names if n not in records]
     table = table.select(order)
     fields = []
-    for f in table.schema:
-        meta = records.get(f.name, {}).get("metadata")
+    for f, col in zip(table.schema, table.columns, strict=True):
+        record = records.get(f.name, {})
+        meta = record.get("metadata")
         if meta:
             f = f.with_metadata({k.encode(): v.encode() for k, v in meta.items()})
+        if record.get("nullable") is False and col.null_count == 0:
+            f = f.with_nullable(False)
         fields.append(f)
     schema_meta = {k.encode(): v.encode() for k, v in doc.get("metadata", {}).items()}
     return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=schema_meta))

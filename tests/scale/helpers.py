@@ -133,3 +133,26 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "the condition") -> N
 def catalogue(path: Path) -> pa.Table:
     """A written catalogue without its provenance (run id, times, paths)."""
     return pq.read_table(path).replace_schema_metadata(None)
+
+
+def cfw_plugin(main: Path, *args: object) -> tuple[int, str, str]:
+    """The command line in this process (no interpreter start-up), with the test finders."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    from clusterfw.core import cli as cli_module
+    from clusterfw.core.plugins import Registry, get_plugin_manager
+
+    if str(main.parent) not in sys.path:
+        sys.path.insert(0, str(main.parent))
+    plugin = importlib.import_module("scaleplugin")
+    registry = Registry(get_plugin_manager(extra_plugins=[plugin]))
+    cli_module._add_optional_commands(cli_module.cli)
+    saved = cli_module.cli_registry
+    cli_module.cli_registry = lambda: registry  # type: ignore[assignment]
+    try:
+        r = CliRunner().invoke(cli_module.cli, [str(a) for a in args])
+    finally:
+        cli_module.cli_registry = saved
+    return r.exit_code, r.stdout, r.stderr

@@ -9,9 +9,10 @@ import socket
 import numpy as np
 import pytest
 
-from tests.scale.helpers import catalogue, cli, start, wait_for
+from tests.scale.helpers import catalogue, cfw_plugin, cli, start, wait_for
 
 pytest.importorskip("distributed")
+import dask  # noqa: E402
 
 RUN = ("run", "--tile-size", "20", "-q")
 
@@ -24,7 +25,7 @@ def test_mf_in_process_workers_2_and_dask_identical(plugin_main, maps, dask_clus
         "dask": ("--scheduler", dask_cluster.scheduler_address),
     }.items():
         out = tmp_path / f"{name}.parquet"
-        rc, _, err = cli(plugin_main, *RUN, *maps, "--out", out, *extra)
+        rc, _, err = cfw_plugin(plugin_main, *RUN, *maps, "--out", out, *extra)
         assert rc == 0, err
         tables[name] = catalogue(out)
     assert tables["inproc"].num_rows == 10  # 12 decrements, two close pairs merged by mf
@@ -48,7 +49,7 @@ def test_sigkill_of_a_dask_worker_gives_the_same_catalogue(
     plugin_main, maps, dask_cluster, tmp_path
 ):
     ref = tmp_path / "ref.parquet"
-    assert cli(plugin_main, *RUN, "-f", "peaks", *maps, "--out", ref)[0] == 0
+    assert cfw_plugin(plugin_main, *RUN, "-f", "peaks", *maps, "--out", ref)[0] == 0
     marks = tmp_path / "marks"
     marks.mkdir()
     workers = {
@@ -63,7 +64,7 @@ def test_sigkill_of_a_dask_worker_gives_the_same_catalogue(
                  what="a tile on a worker", timeout=120)  # fmt: skip
     except AssertionError:
         proc.kill()
-        raise AssertionError(f"{workers} {list(marks.iterdir())} {proc.communicate()}")
+        raise AssertionError(f"{workers} {list(marks.iterdir())} {proc.communicate()}") from None
     victim = next(int(p.name.split(".")[0]) for p in marks.iterdir())
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
@@ -89,8 +90,8 @@ def _closed_port() -> int:
 def test_unreachable_scheduler_is_one_line_and_exit_2(plugin_main, maps, tmp_path):
     out = tmp_path / "cat.parquet"
     address = f"tcp://127.0.0.1:{_closed_port()}"
-    rc, stdout, err = cli(plugin_main, *RUN, *maps, "--out", out, "--scheduler", address,
-                          env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})  # fmt: skip
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        rc, stdout, err = cfw_plugin(plugin_main, *RUN, *maps, "--out", out, "--scheduler", address)
     assert rc == 2
     assert err.startswith(f"clusterfw: error: --scheduler: cannot reach {address} within 1 s (")
     assert len(err.strip().splitlines()) == 1 and stdout == ""
@@ -101,7 +102,7 @@ def test_unreachable_scheduler_is_one_line_and_exit_2(plugin_main, maps, tmp_pat
 def test_a_finder_that_raises_names_the_tile(plugin_main, maps, dask_cluster, tmp_path, where):
     out = tmp_path / "cat.parquet"
     extra = ("--scheduler", dask_cluster.scheduler_address) if where == "dask" else ()
-    rc, stdout, err = cli(plugin_main, *RUN, "-f", "boom", *maps, "--out", out, *extra,
+    rc, stdout, err = cfw_plugin(plugin_main, *RUN, "-f", "boom", *maps, "--out", out, *extra,
                           "-o", "boom.boom_tile=4")  # fmt: skip
     assert rc == 2, err
     assert err.strip() == (
