@@ -136,6 +136,17 @@ def truth_completeness(args, skies, table, label: str) -> dict:
     n = np.zeros(grid.n_cells)
     for sky in skies:
         cat_path = sky / f"{label}_calibrated.parquet"
+        legacy = sky / f"{label}.parquet"  # an uncalibrated run of one finder: add is_cluster
+        if not cat_path.exists() and legacy.exists() and len(args.finder) == 1:
+            from clusterfw.core.catalog_io import write_catalogue
+            from clusterfw.core.evaluation.calibration import load_calibration
+            from clusterfw.core.pipeline import _apply_single_calibration
+
+            cal = load_calibration(calibration_file(args, Path(args.workdir)))
+            old = read_catalogue(legacy)
+            if "is_cluster" not in old.column_names:
+                finder = type("F", (), {"name": args.finder[0]})()
+                write_catalogue(_apply_single_calibration(old, [finder], cal), cat_path)
         if not cat_path.exists():
             cal = calibration_file(args, Path(args.workdir))
             execute_run(request(args, maps_of(sky), cat_path, cal))
