@@ -10,7 +10,12 @@ computes it, :func:`clusterfw.core.evaluation.calibration.percentile`):
 - ``f:log_p`` = ``log p_f``;
 - ``f:log_1mp`` = ``log(1 - p_f)`` (spreads the top tail, where clusters are);
 - ``f:uncovered`` = 1 where ``f`` has no score for the candidate (its forced score is null/NaN:
-  the finder has no data there), else 0. An uncovered finder's percentile is set to the floor.
+  the finder has no data there), else 0. An uncovered finder's percentile is set to the floor;
+- ``f:forced`` = 1 where ``f`` did not detect the candidate itself (its score is a forced score
+  at another finder's position), else 0 (and 0 where that is unknown).
+
+Models stored before ``f:forced`` existed (three features per finder) are still read and used
+with their own features.
 
 ``p_f`` is clipped to ``[c_f, 1 - c_f]`` with ``c_f = 0.5 / n_f``, the floor of ``f``'s
 reference (stored as ``clip``). ``score = sigmoid(w . x + b)`` is the model's probability that the
@@ -29,11 +34,17 @@ On the pooled validation candidates of a finder set (label: matched to a true cl
    noise peaks is handled by the threshold, not the weights). The coefficients are mapped back
    to the raw features and stored as plain JSON (no pickle); the run time needs no scikit-learn.
 2. ``threshold``: the F1-best threshold of the model's probability on validation.
-3. **Never below the best single finder**: each finder's own F1-best validation F1 on the same
-   candidates is computed; if one is higher than the stacked model's, the stored model is that
-   finder alone (*fallback*: a one-feature logistic model on ``logit p_f``, i.e. weights ``a`` on
-   ``f:log_p`` and ``-a`` on ``f:log_1mp``, zero elsewhere; ``model: "fallback"`` and a ``note``
-   say so). Its decisions are then those of that finder's F1-best threshold.
+3. **Never below the best single finder, at the catalogue level**: the best single finder is
+   the one whose *own catalogue* has the highest validation F1 (``calibrate``'s per-finder
+   ``metrics``, from the single-finder catalogues when they are given — the catalogue a user
+   would get from that finder alone; else the F1 of its score on the merged candidates). If the
+   stacked model's validation F1 is lower, the stored model is that finder alone (*fallback*: a
+   logistic model on ``logit p_f``, i.e. weights ``a`` on ``f:log_p`` and ``-a`` on
+   ``f:log_1mp``; when the combined catalogues say which finder detected what, also the
+   variant with :data:`FORCED_PENALTY` against ``f:forced``, in which only ``f``'s own
+   detections can pass — its own catalogue, not its forced scores at the other finders'
+   candidates — and the variant with the higher validation F1 is kept; ``model: "fallback"``
+   and a ``note`` say so), with its F1-best threshold.
 
 The section is ``combiners.stack["a+b"]`` = ``{"model", "fallback_finder", "finders",
 "feature_names", "coefficients", "intercept", "clip", "threshold", "metrics", "validation_f1",
@@ -66,8 +77,13 @@ from clusterfw.plugins.combiners._base import PercentileCombiner, warn_uncalibra
 if TYPE_CHECKING:
     from clusterfw.core.evaluation.calibration import Calibration, ValidationSet
 
-FEATURE_KINDS = ("log_p", "log_1mp", "uncovered")
+FEATURE_KINDS = ("log_p", "log_1mp", "uncovered", "forced")
 """Features per finder, in this order (see the module docstring)."""
+LEGACY_FEATURE_KINDS = ("log_p", "log_1mp", "uncovered")
+"""Features per finder of models stored before ``forced`` (still read)."""
+FORCED_PENALTY = 1000.0
+"""Log-odds a fallback model takes off candidates its finder did not detect: their probability
+is 0 in float64, below every threshold (which is picked among the finder's own detections)."""
 CLASS_WEIGHT: str | None = None
 """Class weights of the logistic fit: ``None``, every validation candidate weighs the same."""
 CS = np.logspace(-4, 4, 17)
@@ -78,9 +94,10 @@ MIN_PER_CLASS = 2
 """Fewer true clusters (or false candidates) than this: no stacked fit, the fallback is used."""
 
 
-def feature_names(finders: Sequence[str]) -> list[str]:
-    """``["a:log_p", "a:log_1mp", "a:uncovered", "b:log_p", ...]`` for finders in this order."""
-    return [f"{f}:{k}" for f in finders for k in FEATURE_KINDS]
+def feature_names(finders: Sequence[str], kinds: Sequence[str] = FEATURE_KINDS) -> list[str]:
+    """``["a:log_p", "a:log_1mp", "a:uncovered", "a:forced", "b:log_p", ...]`` for finders in
+    this order (``kinds``: the features per finder)."""
+    return [f"{f}:{k}" for f in finders for k in kinds]
 
 
 def stack_features(
@@ -88,6 +105,8 @@ def stack_features(
     scores: Mapping[str, np.ndarray],
     finders: Sequence[str],
     clip: Mapping[str, float],
+    detected: Mapping[str, np.ndarray] | None = None,
+    kinds: Sequence[str] = FEATURE_KINDS,
 ) -> np.ndarray:
     """The feature matrix of :func:`feature_names` (one row per candidate).
 
@@ -101,10 +120,15 @@ def stack_features(
         Finders in feature order.
     clip : mapping of str to float
         ``c_f``: percentiles are clipped to ``[c_f, 1 - c_f]``; uncovered ones set to ``c_f``.
+    detected : mapping of str to ndarray, optional
+        Whether each finder detected each candidate itself; None (or a finder missing): the
+        ``forced`` feature is 0.
+    kinds : sequence of str
+        Features per finder (:data:`FEATURE_KINDS`, or :data:`LEGACY_FEATURE_KINDS`).
 
     Returns
     -------
-    ndarray, shape (n, 3 * len(finders))
+    ndarray, shape (n, len(kinds) * len(finders))
     """
     cols = []
     for f in finders:
@@ -112,7 +136,19 @@ def stack_features(
         covered = np.isfinite(np.asarray(scores[f], dtype=np.float64))
         p = np.clip(np.asarray(percentiles[f], dtype=np.float64), c, 1.0 - c)
         p = np.where(covered, p, c)
-        cols += [np.log(p), np.log1p(-p), (~covered).astype(np.float64)]
+        det = None if detected is None else detected.get(f)
+        forced = (
+            np.zeros(covered.shape)
+            if det is None
+            else (~np.asarray(det, dtype=bool)).astype(np.float64)
+        )
+        feats = {
+            "log_p": np.log(p),
+            "log_1mp": np.log1p(-p),
+            "uncovered": (~covered).astype(np.float64),
+            "forced": forced,
+        }
+        cols += [feats[k] for k in kinds]
     n = len(next(iter(scores.values()))) if scores else 0
     return np.column_stack(cols) if cols else np.zeros((n, 0))
 
@@ -302,6 +338,7 @@ class StackEntry:
     clip: dict[str, float]
     threshold: float | None
     kind: str
+    feature_kinds: tuple[str, ...] = FEATURE_KINDS
 
     @classmethod
     def from_section(cls, entry: Mapping[str, Any], source: str, key: str) -> StackEntry:
@@ -315,7 +352,10 @@ class StackEntry:
         try:
             finders = tuple(str(f) for f in entry["finders"])
             model = LogisticModel.from_dict(entry)
-            if list(model.feature_names) != feature_names(finders):
+            for kinds in (FEATURE_KINDS, LEGACY_FEATURE_KINDS):
+                if list(model.feature_names) == feature_names(finders, kinds):
+                    break
+            else:
                 raise ValueError(f"feature_names do not match finders {list(finders)}")
             clip = {f: float(entry["clip"][f]) for f in finders}
             if not all(0 < c < 0.5 for c in clip.values()):
@@ -326,7 +366,7 @@ class StackEntry:
         except (KeyError, TypeError, ValueError) as exc:
             msg = exc.args[0] if isinstance(exc, ValueError) and exc.args else repr(exc)
             raise InputError(source, f"malformed 'stack' model for {key}: {msg}") from None
-        return cls(finders, model, clip, threshold, kind)
+        return cls(finders, model, clip, threshold, kind, tuple(kinds))
 
 
 class StackCombiner(PercentileCombiner):
@@ -353,16 +393,20 @@ class StackCombiner(PercentileCombiner):
         percentiles: Mapping[str, np.ndarray],
         scores: Mapping[str, np.ndarray],
         calibration: Calibration,
+        *,
+        detected: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """The fitted model's probability (or the equal-weight default, see the module)."""
         finders = sorted(scores)
         entry = self._entry(calibration, finders)
+        kinds: Sequence[str] = FEATURE_KINDS
         if entry is None:
             clip = {f: _clip_of(calibration, f, scores[f]) for f in finders}
             model = default_model(finders)
         else:
-            clip, model = entry.clip, entry.model
-        return model.predict(stack_features(percentiles, scores, finders, clip))
+            clip, model, kinds = entry.clip, entry.model, entry.feature_kinds
+        x = stack_features(percentiles, scores, finders, clip, detected, kinds)
+        return model.predict(x)
 
     def _entry(self, calibration: Calibration, finders: Sequence[str]) -> StackEntry | None:
         raw = calibration.combiner_entry(self.name, finders)
@@ -421,15 +465,21 @@ class StackCombiner(PercentileCombiner):
             warnings.simplefilter("ignore", CalibrationWarning)
             pct, in_sample = percentiles_for(raw, reference)
         clip = {f: _clip_of(reference, f, raw[f]) for f in finders}
-        x = stack_features(pct, raw, finders, clip)
+        detected = _detected(validation, finders)
+        x = stack_features(pct, raw, finders, clip, detected)
         y = validation.sample.qhalo >= 0
         names = feature_names(finders)
 
+        # each finder on the merged candidates, and its own catalogue (calibrate's per-finder
+        # metrics: the single-finder catalogues when given); the fallback picks by the latter
         single_f1: dict[str, float] = {}
+        catalogue_f1: dict[str, float] = {}
         for f in finders:
             _, counts = validation.best_threshold(raw[f])
             single_f1[f] = _f1(counts.f1)
-        best_single = max(finders, key=lambda f: (single_f1[f], -finders.index(f)))
+            own = (reference.finders.get(f) or {}).get("metrics") or {}
+            catalogue_f1[f] = _f1(own["f1"]) if own.get("f1") is not None else single_f1[f]
+        best_single = max(finders, key=lambda f: (catalogue_f1[f], -finders.index(f)))
 
         note = ""
         rejected: dict[str, Any] | None = None
@@ -439,6 +489,7 @@ class StackCombiner(PercentileCombiner):
         except ValueError as exc:
             note = f"no stacked fit ({exc})"
         vf1: dict[str, float | None] = {f"single:{f}": single_f1[f] for f in finders}
+        vf1.update({f"catalogue:{f}": catalogue_f1[f] for f in finders})
         chosen: LogisticModel
         fit_info: dict[str, Any]
         if stacked is not None:
@@ -446,17 +497,30 @@ class StackCombiner(PercentileCombiner):
             t, counts = validation.best_threshold(model.predict(x))
             vf1["stacked"] = _f1(counts.f1)
             chosen, kind = model, "stacked"
-            if _f1(counts.f1) < single_f1[best_single]:
+            if _f1(counts.f1) < catalogue_f1[best_single]:
                 note = (
                     f"fallback: stacked validation F1 {_f1(counts.f1):.4f} < "
-                    f"{best_single} alone {single_f1[best_single]:.4f}"
+                    f"{best_single}'s own catalogue {catalogue_f1[best_single]:.4f}"
                 )
                 rejected = {**model.to_dict(), "threshold": t, "fit": fit_info}
                 stacked = None
         if stacked is None:
-            chosen, fit_info = _fallback_model(x, y, finders, best_single)
+            # f alone: its own detections only (its own catalogue), or also its forced scores
+            # at the other finders' candidates; whichever has the higher validation F1
+            best_fb: tuple[float, LogisticModel, dict[str, Any], float, Any] | None = None
+            for own_only in (True, False) if detected is not None else (False,):
+                model_fb, info_fb = _fallback_model(x, y, finders, best_single, own_only)
+                prob = model_fb.predict(x)
+                if own_only:  # the threshold among the finder's own detections (p > 0)
+                    prob = np.where(detected[best_single], prob, -np.inf)
+                t_fb, counts_fb = validation.best_threshold(prob)
+                info_fb = {**info_fb, "own_detections_only": own_only}
+                if best_fb is None or _f1(counts_fb.f1) > best_fb[0]:
+                    best_fb = (_f1(counts_fb.f1), model_fb, info_fb, t_fb, counts_fb)
+            assert best_fb is not None
+            _, chosen, fit_info, t, counts = best_fb
             kind = "fallback"
-            t, counts = validation.best_threshold(chosen.predict(x))
+            vf1["fallback"] = _f1(counts.f1)
             if not note:
                 note = f"fallback: {best_single} alone"
         entry: dict[str, Any] = {
@@ -507,21 +571,47 @@ class StackCombiner(PercentileCombiner):
 
 
 def _fallback_model(
-    x: np.ndarray, y: np.ndarray, finders: Sequence[str], finder: str
+    x: np.ndarray, y: np.ndarray, finders: Sequence[str], finder: str, own_only: bool = True
 ) -> tuple[LogisticModel, dict[str, Any]]:
-    """``finder`` alone: ``sigmoid(a logit p + b)`` over the full feature vector."""
-    k = list(finders).index(finder) * len(FEATURE_KINDS)
+    """``finder`` alone: ``sigmoid(a logit p + b - FORCED_PENALTY forced)`` over the full
+    feature vector (``own_only``: only its own detections can pass; without detection facts
+    its forced scores count too)."""
+    n_kinds = len(FEATURE_KINDS)
+    k = list(finders).index(finder) * n_kinds
     z = (x[:, k] - x[:, k + 1])[:, None]  # log p - log(1 - p) = logit p
+    own = x[:, k + 3] == 0 if own_only else np.ones(len(y), dtype=bool)
     try:
-        one, info = fit_logistic(z, y, [f"{finder}:logit_p"])
+        one, info = fit_logistic(z[own], y[own], [f"{finder}:logit_p"])
         a, b = float(one.coefficients[0]), one.intercept
     except ValueError as exc:
         a, b, info = 0.0, 0.0, {"error": str(exc)}
     if not a > 0:  # keep the order of the finder's own scores: sigmoid(logit p) = p
         a, b = 1.0, 0.0
-    coef = np.zeros(len(finders) * len(FEATURE_KINDS))
+    coef = np.zeros(len(finders) * n_kinds)
     coef[k], coef[k + 1] = a, -a
+    if own_only:
+        coef[k + 3] = -FORCED_PENALTY
     return LogisticModel(tuple(feature_names(finders)), coef, b), info
+
+
+def _detected(validation: ValidationSet, finders: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """Whether each finder detected each pooled validation candidate (its ``<f>_ra`` is set in
+    the combined catalogue); None when the tables do not say (or do not line up)."""
+    tables = validation.tables
+    n = validation.sample.qhalo.size
+    if not tables:
+        return None
+    out = {}
+    for f in finders:
+        if not all(f"{f}_ra" in t.column_names for t in tables):
+            return None
+        det = np.concatenate(
+            [t.column(f"{f}_ra").is_valid().to_numpy(zero_copy_only=False) for t in tables]
+        )
+        if det.size != n:
+            return None
+        out[f] = det.astype(bool)
+    return out
 
 
 def _clip_of(calibration: Calibration | None, finder: str, scores: np.ndarray) -> float:

@@ -161,17 +161,84 @@ def test_fallback_when_stacking_hurts(monkeypatch):
     entry = StackCombiner().calibrate_set(vs, cal)
     assert entry["model"] == "fallback" and entry["fallback_finder"] == "good"
     assert entry["note"].startswith("fallback: stacked validation F1 ")
-    assert "good alone" in entry["note"]
+    assert "good's own catalogue" in entry["note"]
     w = dict(zip(entry["feature_names"], entry["coefficients"], strict=True))
     assert w["good:log_p"] > 0 and w["good:log_1mp"] == -w["good:log_p"]
     assert w["noise:log_p"] == w["noise:log_1mp"] == w["noise:uncovered"] == 0.0
-    assert entry["rejected_stacked_model"]["coefficients"][3] == 3.0
+    rejected = entry["rejected_stacked_model"]
+    assert rejected["coefficients"][rejected["feature_names"].index("noise:log_p")] == 3.0
     # the fallback decides exactly as the good finder at its own F1-best threshold
     prob = stack_probability(entry, vs, cal)
     single_t, single_counts = vs.best_threshold(vs.scores("good"))
     np.testing.assert_array_equal(prob >= entry["threshold"], vs.scores("good") >= single_t)
     assert entry["metrics"]["f1"] == pytest.approx(single_counts.f1, abs=1e-12)
     assert entry["validation_f1"]["single:good"] == pytest.approx(single_counts.f1, abs=1e-12)
+
+
+def test_fallback_picks_by_own_catalogue_f1_and_keeps_only_own_detections(monkeypatch):
+    """On the merged candidates ``a`` looks best, but ``b``'s own catalogue (calibrate's
+    per-finder metrics) is better: the fallback is ``b``, and only ``b``'s own detections can
+    pass (its forced scores at ``a``'s candidates cannot)."""
+    import pyarrow as pa
+
+    vs = synthetic(8, 3000, {"a": 2.0, "b": 1.0})
+    rng = np.random.default_rng(9)
+    # b detected every true cluster itself and half of the rest: its forced scores at a's other
+    # candidates only add noise peaks
+    det_b = (vs.sample.qhalo >= 0) | (rng.random(len(vs.sample)) < 0.5)
+    table = pa.table(
+        {
+            "a_ra": pa.array(np.ones(len(vs.sample)), pa.float64()),
+            "b_ra": pa.array(np.ones(len(vs.sample)), pa.float64(), mask=~det_b),
+        }
+    )
+    vs = ValidationSet(vs.finders, vs.sample, (table,), vs.sources, ("stack",))
+    cal = reference_of(vs)
+    cal.finders["a"]["metrics"] = {"f1": 0.70}
+    cal.finders["b"]["metrics"] = {"f1": 0.95}  # as if b's own catalogue were the best
+    real_fit = stack_mod.fit_logistic
+
+    def bad_fit(x, y, names, **kw):
+        model, info = real_fit(x, y, names, **kw)
+        if len(names) == 1:
+            return model, info
+        return LogisticModel(tuple(names), np.zeros(len(names)), 0.0), info
+
+    monkeypatch.setattr(stack_mod, "fit_logistic", bad_fit)
+    entry = StackCombiner().calibrate_set(vs, cal)
+    assert entry["validation_f1"]["single:a"] > entry["validation_f1"]["single:b"]
+    assert entry["validation_f1"]["catalogue:b"] == 0.95
+    assert entry["model"] == "fallback" and entry["fallback_finder"] == "b"
+    assert "b's own catalogue 0.9500" in entry["note"]
+    w = dict(zip(entry["feature_names"], entry["coefficients"], strict=True))
+    assert w["b:forced"] == -stack_mod.FORCED_PENALTY and w["a:forced"] == 0.0
+    assert entry["fit"]["own_detections_only"] is True
+    scores = {f: vs.scores(f) for f in vs.finders}
+    pct, _ = percentiles_for(scores, cal)
+    prob = StackCombiner().combined_score_of(
+        pct, scores, _with_entry(cal, entry, vs.finders), detected={"a": np.ones_like(det_b),
+                                                                     "b": det_b},
+    )  # fmt: skip
+    passed = prob >= entry["threshold"]
+    assert passed.any() and not passed[~det_b].any()
+    assert entry["validation_f1"]["fallback"] == pytest.approx(vs.counts(passed).f1, abs=1e-12)
+
+
+def test_a_model_stored_with_three_features_per_finder_still_runs():
+    names = feature_names(["a", "b"], stack_mod.LEGACY_FEATURE_KINDS)
+    coef = [1.0, -1.0, 0.5, 2.0, -2.0, 0.0]
+    entry = {"finders": ["a", "b"], "clip": {"a": 0.01, "b": 0.01}, "threshold": 0.5,
+             "feature_names": names, "coefficients": coef, "intercept": 0.25}  # fmt: skip
+    parsed = StackEntry.from_section(entry, "old.json", "a+b")
+    assert parsed.feature_kinds == stack_mod.LEGACY_FEATURE_KINDS
+    pct = {"a": np.array([0.9, 0.2]), "b": np.array([0.5, 0.99])}
+    scores = {"a": np.array([1.0, 2.0]), "b": np.array([3.0, np.nan])}
+    cal = Calibration(combiners={"stack": {"a+b": entry}})
+    got = StackCombiner().combined_score_of(pct, scores, cal)
+    b_pct = np.array([0.5, 0.01])  # uncovered: the floor
+    z = (np.log(pct["a"]) - np.log1p(-pct["a"]) + 2 * (np.log(b_pct) - np.log1p(-b_pct))
+         + 0.5 * 0 + 0.25)  # fmt: skip
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-z)), rtol=1e-12)
 
 
 def test_runtime_sigmoid_equals_sklearn_and_json_round_trip(tmp_path):
@@ -227,9 +294,11 @@ def test_uncovered_finder_is_a_feature():
     x = stack_features(
         pct, {"a": vs.scores("a"), "b": b}, ["a", "b"], {f: cal.reference(f).floor for f in "ab"}
     )
-    np.testing.assert_array_equal(x[hole, 5], 1.0)
-    np.testing.assert_allclose(x[hole, 3], np.log(floor))
-    np.testing.assert_array_equal(x[~hole, 5], 0.0)
+    col = {n: i for i, n in enumerate(feature_names(["a", "b"]))}
+    np.testing.assert_array_equal(x[hole, col["b:uncovered"]], 1.0)
+    np.testing.assert_allclose(x[hole, col["b:log_p"]], np.log(floor))
+    np.testing.assert_array_equal(x[~hole, col["b:uncovered"]], 0.0)
+    np.testing.assert_array_equal(x[:, col["b:forced"]], 0.0)  # no detection facts: 0
 
 
 def test_malformed_model_is_one_line_input_error():

@@ -44,9 +44,10 @@ def test_stack_calibrated_and_used_through_the_cli(tmp_path: Path) -> None:
     entry = doc["combiners"]["stack"]["mf+peak"]
     assert entry["finders"] == ["mf", "peak"]
     assert entry["feature_names"] == [
-        "mf:log_p", "mf:log_1mp", "mf:uncovered", "peak:log_p", "peak:log_1mp", "peak:uncovered"
+        "mf:log_p", "mf:log_1mp", "mf:uncovered", "mf:forced",
+        "peak:log_p", "peak:log_1mp", "peak:uncovered", "peak:forced",
     ]  # fmt: skip
-    assert len(entry["coefficients"]) == 6 and math.isfinite(entry["intercept"])
+    assert len(entry["coefficients"]) == 8 and math.isfinite(entry["intercept"])
     assert entry["model"] in ("stacked", "fallback") and 0 < entry["threshold"] < 1
     f1 = entry["metrics"]["f1"]
     assert f1 >= max(entry["validation_f1"]["single:mf"], entry["validation_f1"]["single:peak"])
@@ -56,7 +57,7 @@ def test_stack_calibrated_and_used_through_the_cli(tmp_path: Path) -> None:
     lines = r.stdout.splitlines()
     assert any(ln.startswith(f"stack[mf+peak] model {entry['model']} threshold ") for ln in lines)
     printed = {ln.split()[0]: float(ln.split()[1]) for ln in lines if ln.startswith("  mf:")}
-    assert set(printed) == {"mf:log_p", "mf:log_1mp", "mf:uncovered"}
+    assert set(printed) == {"mf:log_p", "mf:log_1mp", "mf:uncovered", "mf:forced"}
     assert math.isclose(printed["mf:log_p"], entry["coefficients"][0], abs_tol=6e-5)
     r = cli("info", "cal.json", "--json")
     assert (
@@ -82,6 +83,8 @@ def test_stack_calibrated_and_used_through_the_cli(tmp_path: Path) -> None:
         p = np.where(covered, p, c)
         logit += w[f"{f}:log_p"] * np.log(p) + w[f"{f}:log_1mp"] * np.log1p(-p)
         logit += w[f"{f}:uncovered"] * ~covered
+        forced = test.column(f"{f}_ra").is_null().to_numpy(zero_copy_only=False)
+        logit += w[f"{f}:forced"] * forced
     np.testing.assert_allclose(score, 1 / (1 + np.exp(-logit)), rtol=2e-5, atol=1e-6)
     near = np.abs(score - entry["threshold"]) < 1e-6
     np.testing.assert_array_equal(np.asarray(decided)[~near], (score >= entry["threshold"])[~near])
@@ -97,6 +100,6 @@ def test_stack_calibrated_and_used_through_the_cli(tmp_path: Path) -> None:
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("clusterfw: error:")]
     assert err == [
         "clusterfw: error: bad.json: malformed 'stack' model for mf+peak: "
-        "1 coefficients for 6 features"
+        "1 coefficients for 8 features"
     ]
     assert not (tmp_path / "bad.parquet").exists()
