@@ -34,6 +34,21 @@ def test_mf_in_process_workers_2_and_dask_identical(plugin_main, maps, dask_clus
     np.testing.assert_array_equal(tables["inproc"]["ra"], tables["dask"]["ra"])
 
 
+def test_healpix_sky_in_process_and_dask_identical(plugin_main, dask_cluster, tmp_path):
+    from tests.robustness.test_determinism import _healpix_files
+
+    paths = _healpix_files(tmp_path)  # Nside 256, a polar cap: cores are nested HEALPix pixels
+    tables = []
+    for extra in ((), ("--scheduler", dask_cluster.scheduler_address)):
+        out = tmp_path / f"hp{len(extra)}.parquet"
+        rc, _, err = cfw_plugin(plugin_main, "run", *paths, "--out", out, "-q",
+                                "--tile-size", "300", *extra)  # fmt: skip
+        assert rc == 0, err
+        tables.append(catalogue(out))
+    assert tables[0].num_rows >= 3
+    assert tables[0].equals(tables[1])
+
+
 @pytest.mark.slow  # starts its own LocalCluster (10-60 s on two shared cores)
 def test_dask_flag_starts_a_local_cluster(plugin_main, maps, tmp_path):
     ref, out = tmp_path / "ref.parquet", tmp_path / "dask.parquet"
