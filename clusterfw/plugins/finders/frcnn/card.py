@@ -14,7 +14,9 @@ def _row(name: str, r: dict[str, Any]) -> str:
     )
 
 
-def write_model_card(summary: dict[str, Any], path: str | Path, command: str) -> Path:
+def write_model_card(
+    summary: dict[str, Any], path: str | Path, command: str, extra: str = ""
+) -> Path:
     """Write the model card of a training run (atomically).
 
     Parameters
@@ -25,6 +27,8 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
         Output file.
     command : str
         The command line that produced the run.
+    extra : str
+        Markdown appended at the end (e.g. the finder's held-out numbers).
     """
     from clusterfw.core.atomic import write_atomic
 
@@ -49,6 +53,9 @@ Trained by this project's own command (from random weights; nothing downloaded):
         ", ".join(Path(p).name for p in summary["fields"]["train"])
     }), {summary["n_fields"]["val"]} validation (seed 20·seed+1),
   {summary["n_fields"]["test"]} test (seed 30·seed+1); independent skies.
+- Box rule (the simulator's): a square box centred on the halo's true centre holding 80 % of
+  its bright members (r < m*(z) + 2) in Chebyshev distance, R500 with fewer than 5 of them, at
+  least 2 PSF FWHM, clipped to the field.
 - Model: torchvision FasterRCNN, trunk width {c["width"]}, windows {c["window"]}² px at 4.208"
   (asinh stretch, softening 0.2 nanomaggy), AdamW lr {c["lr"]}, batch {c["batch_size"]}.
 - Calibration: Platt a = {summary["platt"]["a"]:.4f}, b = {summary["platt"]["b"]:.4f} on
@@ -69,5 +76,5 @@ docs/finders/frcnn.md. Per-epoch losses and validation numbers: `metrics.jsonl`.
 ```json
 {json.dumps({k: summary[k] for k in ("best_epoch", "epochs_run", "threshold_probability")})}
 ```
-"""
+{extra}"""
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text))

@@ -12,14 +12,16 @@ Red-sequence model
     ``data/kcorr_cww_lsst.npz``) and m*_r(z) of the same passively brightening population
     (:func:`~clusterfw.sim.optical.galaxies.mstar_apparent`), on a grid of z from 0.02 to 1.0.
 Estimate
-    For each z of the grid, every source in the box brighter than m*_r(z) + 1.5 (and fainter
-    than m*_r(z) − 3.5) counts with weight ``exp(−χ²/2)``, χ² = Σ over g−r and r−i of
-    (observed − model)² / (σ_phot² + 0.05²) (the intrinsic red-sequence scatter). The same sum
-    over sources of the whole image outside the box, scaled by area, is subtracted (field
-    galaxies that happen to have red-sequence colours). ``z`` is the maximum of the smoothed
-    excess; ``z_err`` is the spread of the excess peak (the second moment of the excess within
-    ±0.1 of it) over √(number of weighted members), at least 0.005 (1 + z). ``n_red`` is the
-    excess at the peak. Boxes with no excess give NaN.
+    For each z of the grid, every source brighter than m*_r(z) + 1.5 (and fainter than
+    m*_r(z) − 3.5) counts with a normalised colour likelihood ``(0.05² / √(v_gr v_ri))
+    exp(−χ²/2)``, χ² = Σ over g−r and r−i of (observed − model)² / v, v = σ_phot² + 0.05²
+    (0.05: the intrinsic red-sequence scatter), so noisy faint sources spread their weight
+    instead of matching every redshift. Sources in the box are also weighted by a Gaussian of
+    σ = ``RADIAL`` × the box side around its centre. The same (unweighted) sum over the sources
+    outside the box within a square of 5 box sides around it (clipped to the image: a local
+    background), scaled to the box's weighted area, is subtracted. ``z`` is the peak of the
+    smoothed excess; ``z_err`` the spread of the excess within ±0.1 of it over √(excess), at
+    least 0.005 (1 + z); ``n_red`` the excess at the peak. No excess above 1 gives NaN.
 BCG centre
     The brightest (in i) source within 0.35 of the box side of its centre whose colours are
     within 3σ of the red sequence at the estimated z: Deep-CEE centred its boxes on the BCG.
@@ -41,6 +43,7 @@ BRIGHT_DMAG = 3.5
 BCG_REACH = 0.35
 RADIAL = 0.25
 MOFFAT_BETA = 3.0
+BACKGROUND_SIDES = 5.0
 
 
 @lru_cache(maxsize=1)
@@ -201,13 +204,23 @@ def box_photoz(
     nan = PhotoZ(float("nan"), float("nan"), 0.0, cx, cy, False)
     if len(src) == 0:
         return nan
+    # the background comes from a square of BACKGROUND_SIDES box sides around the box (clipped
+    # to the image): local, and cheap on a large tile
+    side = max(x1 - x0, y1 - y0)
+    h = 0.5 * BACKGROUND_SIDES * side
+    bx0, bx1 = max(cx - h, -0.5), min(cx + h, image_shape[1] - 0.5)
+    by0, by1 = max(cy - h, -0.5), min(cy + h, image_shape[0] - 0.5)
+    local = (src.x >= bx0) & (src.x < bx1) & (src.y >= by0) & (src.y < by1)
+    src = Sources(src.x[local], src.y[local], src.flux[local], src.err[local])
+    if len(src) == 0:
+        return nan
     w, _ = _weights(src)
     inside = (src.x >= x0) & (src.x < x1) & (src.y >= y0) & (src.y < y1)
     area_box = max((x1 - x0) * (y1 - y0), 1.0)
-    area_bg = max(image_shape[0] * image_shape[1] * valid_fraction - area_box, area_box)
+    area_bg = max((bx1 - bx0) * (by1 - by0) * valid_fraction - area_box, area_box)
     # members concentrate towards the centre: a Gaussian radial weight of σ = RADIAL × side,
     # and the background's expected weighted count (the same weight integrated over the box)
-    sig = RADIAL * max(x1 - x0, y1 - y0)
+    sig = RADIAL * side
     u = np.exp(-0.5 * ((src.x - cx) ** 2 + (src.y - cy) ** 2) / sig**2)
     gx = np.linspace(x0, x1, 33)
     gy = np.linspace(y0, y1, 33)
