@@ -267,6 +267,9 @@ class XrayLayerReader(LayerReader):
                 )
             facts["exposure_s"] = _float(info, "EXPOSURE")
         facts["exposure_mode"] = "map" if "exposure_hdu" in facts else "uniform"
+        from clusterfw.core.layers.xray_checks import check_xray_pixels
+
+        check_xray_pixels(info, facts)  # integer, non-negative counts; a usable exposure map
         name = str(info.header.get("BANDNAME") or f"{e_min:g}-{e_max:g}keV")
         return name, facts, 1.0
 

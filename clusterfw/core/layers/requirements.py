@@ -21,11 +21,15 @@ class LayerRequirement:
         Bands that must all be present (e.g. ``("g", "r", "i")``).
     min_bands : int
         At least this many bands (e.g. 2 for a multi-frequency matched filter).
+    optional : bool
+        Used where the inputs have it, never required: a run without it goes on, and the
+        plugin's tiles simply lack the layer (the ``xray`` finder's optical layer).
     """
 
     kind: str
     bands: tuple[str, ...] = ()
     min_bands: int = 1
+    optional: bool = False
 
 
 def matching_layers(requirement: LayerRequirement, sky: LayerSky) -> list[str]:
@@ -49,7 +53,7 @@ def check_requirements(
         Naming the plugin and the missing layer or band.
     """
     for req in requirements:
-        if matching_layers(req, sky):
+        if req.optional or matching_layers(req, sky):
             continue
         candidates = sky.of_kind(req.kind)
         if not candidates:

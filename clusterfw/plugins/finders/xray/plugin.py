@@ -1,0 +1,147 @@
+"""Registers the ``xray`` finder and the ``clusterfw train xray`` command.
+
+Entry point ``xray`` in the ``clusterfw`` group. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from clusterfw.core.cli import FiniteFloat
+from clusterfw.core.hookspecs import hookimpl
+from clusterfw.plugins.finders.xray.finder import XrayFinder
+
+MODES = ("xray", "optical", "both")
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_finders(register: Any) -> None:
+    """Register :class:`XrayFinder`."""
+    register(XrayFinder)
+
+
+@click.command("xray")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Output folder (xray_<mode>.safetensors, platt_<mode>.json, metrics.jsonl, "
+    "summary.json, MODEL.md).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache of simulated candidates (default OUT/data).",
+)
+@click.option("--train-fields", default="0-16", show_default=True, help="Training fields (ranges).")
+@click.option("--val-fields", default="0-8", show_default=True, help="Validation fields.")
+@click.option("--test-fields", default="0-8", show_default=True, help="Test fields.")
+@click.option("--chunk-fields", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--modes",
+    default="xray,optical,both",
+    show_default=True,
+    help="Networks to train (comma-separated subset of xray, optical, both).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1, max=4096), default=32, show_default=True)
+@click.option(
+    "--lr", type=FiniteFloat(min=0.0, min_open=True, max=10.0), default=1e-3, show_default=True
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adamw", "sgd"]),
+    default="adamw",
+    show_default=True,
+    help="adamw, or Kosiba's SGD with Nesterov momentum 0.9 (give --lr 0.01).",
+)
+@click.option("--no-augment", is_flag=True, help="Train without augmentation (ablation).")
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=1, show_default=True)
+@click.option("--quiet", is_flag=True, help="No per-epoch lines.")
+def train_xray(
+    out: str,
+    seed: int,
+    data_dir: str | None,
+    train_fields: str,
+    val_fields: str,
+    test_fields: str,
+    chunk_fields: int,
+    modes: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str,
+    no_augment: bool,
+    threads: int,
+    quiet: bool,
+) -> None:
+    """Train Kosiba's X-ray / optical / both classifiers of the xray finder."""
+    from pathlib import Path
+
+    from clusterfw.core.atomic import check_writable
+    from clusterfw.core.errors import PluginError
+
+    mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
+    bad = [m for m in mode_list if m not in MODES]
+    if not mode_list or bad:
+        raise PluginError(f"--modes: expected a subset of xray, optical, both, got {modes!r}")
+    from clusterfw.plugins.finders.xray.train import parse_fields
+
+    for spec in (train_fields, val_fields, test_fields):
+        parse_fields(spec)
+    check_writable(Path(out), folder=True)
+    if data_dir is not None:
+        check_writable(Path(data_dir), folder=True)
+    from clusterfw.plugins.finders.xray.card import write_model_card
+    from clusterfw.plugins.finders.xray.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        out=Path(out), seed=seed, data_dir=Path(data_dir) if data_dir else None,
+        train_fields=train_fields, val_fields=val_fields, test_fields=test_fields,
+        chunk_fields=chunk_fields, modes=mode_list, epochs=epochs, batch_size=batch_size,
+        lr=lr, optimizer=optimizer, augment=not no_augment, threads=threads,
+    )  # fmt: skip
+    command = _command_line(click.get_current_context())
+    summary = train(cfg, progress=not quiet)
+    write_model_card(summary, Path(out) / "MODEL.md", command)
+    for mode, m in summary["modes"].items():
+        t = m["test_balanced"]
+        click.echo(
+            f"{mode}: test accuracy {t['accuracy']:.3f}, AUC {t['auc']:.3f} (balanced test set)",
+            err=True,
+        )
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command rebuilt from the parsed options (non-defaults, plus out and seed)."""
+    import shlex
+
+    parts = ["clusterfw", "train", "xray"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        value = ctx.params.get(param.name)
+        if param.name not in ("out", "seed") and value == param.default:
+            continue
+        flag = param.opts[0]
+        if param.is_flag:
+            if value:
+                parts.append(flag)
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+@hookimpl(trylast=True)
+def clusterfw_register_commands(cli: click.Group) -> None:
+    """Add ``train xray`` (creating the ``train`` group if no other plugin did)."""
+    group = cli.commands.get("train")
+    if group is None:
+        group = click.Group("train", help="Train a plugin's model.")
+        cli.add_command(group)
+    if isinstance(group, click.Group) and "xray" not in group.commands:
+        group.add_command(train_xray)
