@@ -1,4 +1,5 @@
-"""The DeepSZ network: Fig. 3 structure, torchvision bottlenecks, safetensors round trip."""
+"""The DeepSZ network: Fig. 3 structure, bottlenecks equal to torchvision's, safetensors round
+trip."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torchvision.models.resnet import Bottleneck  # noqa: E402
-
 from clusterfw.plugins.finders.resnet.model import (  # noqa: E402
+    Bottleneck,
     DeepSZResNet,
     forward_flops,
     load_weights,
@@ -41,6 +41,44 @@ def test_structure_follows_fig3():
     # ~9.7 M parameters and ~154 MFLOP per 32x32x3 cutout at the paper's width
     assert 9.5e6 < sum(p.numel() for p in m.parameters()) < 9.9e6
     assert forward_flops(m) == pytest.approx(1.536e8, rel=0.01)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_bottleneck_is_torchvisions(stride):
+    from torchvision.models.resnet import Bottleneck as TvBottleneck
+
+    def block(cls):
+        down = torch.nn.Sequential(
+            torch.nn.Conv2d(16, 32, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(32)
+        )
+        return cls(16, 8, stride, down)
+
+    torch.manual_seed(0)
+    ours, theirs = block(Bottleneck), block(TvBottleneck)
+    for m in ours.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.running_var, 0.5, 2.0)
+    state = ours.state_dict()
+    assert list(state) == list(theirs.state_dict())
+    theirs.load_state_dict(state)
+    x = torch.randn(4, 16, 8, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours.eval()(x), theirs.eval()(x))
+
+
+def test_inference_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from clusterfw.plugins.finders.resnet.finder import ResNetFinder\n"
+        "ResNetFinder()._net()\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_forward_shape_and_width_scaling():

@@ -79,7 +79,7 @@ def write_model_card(
 
 DeepSZ's ResNet cutout classifier (Lin et al. 2021, Fig. 3) as built by
 `clusterfw.plugins.finders.resnet.model.DeepSZResNet`: two 3×3 stem convolutions (stride 1, 2)
-with BN/ReLU and a max-pool, torchvision `Bottleneck` stages of 3, 4, 6 blocks, two FC layers of
+with BN/ReLU and a max-pool, ResNet-50 bottleneck stages of 3, 4, 6 blocks, two FC layers of
 {c.get("fc", 256)}, one logit. Width {c["width"]} (the paper's is 64; see `docs/finders/resnet.md`),
 {summary["params"]:,} parameters, {summary["forward_mflop"]:.1f} MFLOP per cutout.
 Weights stored as safetensors (float16; batch-norm statistics float32).
