@@ -23,12 +23,12 @@ for s in $VAL_SEEDS $TEST_SEEDS; do
   [ -f "sky$s/truth_halos.parquet" ] || clusterfw simulate mm --size $SIZE --seed "$s" --out "sky$s" >/dev/null
 done
 
-run_all() {  # run_all SEED [--calibration FILE]
-  local s=$1; shift
+run_all() {  # run_all SEED COMBINERS [--calibration FILE]
+  local s=$1 combiners=$2; shift 2
   local maps=(sky$s/sim_f095.fits sky$s/sim_f150.fits sky$s/sim_f220.fits)
   clusterfw run -q "${maps[@]}" --finder mf --out "s${s}_mf.parquet" "$@"
   clusterfw run -q "${maps[@]}" --finder resnet --out "s${s}_resnet.parquet" "$@"
-  for c in $COMBINERS; do
+  for c in $combiners; do
     clusterfw run -q "${maps[@]}" --finder mf --finder resnet --combine "$c" \
       --out "s${s}_$c.parquet" "$@"
   done
@@ -36,7 +36,7 @@ run_all() {  # run_all SEED [--calibration FILE]
 
 cats=(); truths=()
 for s in $VAL_SEEDS; do
-  run_all "$s" 2>/dev/null
+  run_all "$s" rankprod 2>/dev/null   # calibrate needs the single and one combined catalogue
   for k in mf resnet rankprod; do cats+=("s${s}_$k.parquet"); truths+=(--truth "sky$s/truth_halos.parquet"); done
 done
 rm -f calibration.json
@@ -47,7 +47,7 @@ if [ "$install" = "--install" ]; then
 fi
 
 echo "== test skies ($TEST_SEEDS), thresholds from validation ($VAL_SEEDS) =="
-for s in $TEST_SEEDS; do run_all "$s" --calibration calibration.json 2>/dev/null; done
+for s in $TEST_SEEDS; do run_all "$s" "$COMBINERS" --calibration calibration.json 2>/dev/null; done
 python - "$TEST_SEEDS" $COMBINERS <<'PY'
 import sys
 import numpy as np
