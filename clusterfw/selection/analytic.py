@@ -15,7 +15,9 @@ where ``τ_s`` is the filter's template at scale ``s``, ``t`` the cluster's own 
 filter-mismatch factor (nemo's *Q*) of a template that is not the cluster's shape. The measured
 SNR of a peak search over position and scale is biased up (Vanderlinde et al. 2010):
 ``ξ ~ N(√(ζ² + d), 1)`` with ``d`` free parameters (3: two for the position, one for the
-scale), so the completeness at threshold ``q`` is ``Φ(√(ζ² + d) − q)``, averaged over the
+scale), so the completeness at threshold ``q`` is ``Φ(√(ζ² + d) − q)``, times the chance of
+not being merged into a brighter detection group of the map itself (:class:`Blending`: the mf
+finder reports one peak per group of connected pixels above ``snr_min``), averaged over the
 lognormal Y–M scatter (Gauss–Hermite), over the (M, z) cell (log-uniform in M, uniform in z, as
 the injections) and, for the whole map, over the tiles weighted by their area open to
 injections.
@@ -106,8 +108,9 @@ def snr_per_y(
     counts: np.ndarray,
     q: np.ndarray,
     theta500_arcmin: np.ndarray,
-) -> np.ndarray:
-    """Noise-free SNR per unit total Compton-Y (arcmin²) at each θ500: ``max_s Q_s/(t(0) σ_s)``."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free SNR per unit total Compton-Y (arcmin²) at each θ500, ``max_s Q_s/(t(0) σ_s)``,
+    and the index of the scale giving it."""
     from clusterfw.plugins.finders.mf.templates import template_transform
 
     scales = finder.scales
@@ -115,12 +118,59 @@ def snr_per_y(
     tau = np.stack([template_transform(finder.options.profile, s, k) for s in scales])
     f_sum = (tau * tau * w).sum(axis=1)
     out = np.empty(theta500_arcmin.size)
+    best = np.empty(theta500_arcmin.size, dtype=np.int64)
     for i, th in enumerate(theta500_arcmin):
         t = template_transform("arnaud", float(th), k)
         t0 = float(template_transform("arnaud", float(th), np.zeros(1))[0])
         cross = (tau * t[None, :] * w).sum(axis=1)
-        out[i] = np.max(cross / f_sum / sigma_y) / t0
-    return out
+        per = cross / f_sum / sigma_y
+        best[i] = int(np.argmax(per))
+        out[i] = per[best[i]] / t0
+    return out, best
+
+
+class Blending:
+    """How often a cluster lands in a detection group of a brighter peak of the map itself.
+
+    The mf finder groups connected pixels above ``snr_min`` and reports each group's peak: a
+    cluster whose own above-``snr_min`` footprint touches a group with a brighter peak is
+    merged into it and not reported at its own position. From the tile's (un-injected) SNR map,
+    ``fraction(xi, r)`` is the share of the detectable area within ``r`` arcmin of a group whose
+    peak exceeds ``xi``; a cluster of measured SNR ξ has a footprint of radius
+    ``r = ℓ √(2 ln(ξ / snr_min))`` with ``ℓ = √(2/<k²>)`` of its best scale (a Gaussian peak of
+    the filtered map).
+    """
+
+    def __init__(self, snr_map: np.ndarray, detectable: np.ndarray, snr_min: float, pix: float):
+        from scipy import ndimage
+
+        m = np.where(detectable, snr_map, 0.0)
+        labels, n = ndimage.label(m >= snr_min)
+        peaks = (
+            np.asarray(ndimage.maximum(m, labels, index=np.arange(1, n + 1))) if n else np.zeros(0)
+        )
+        self.snr_min = snr_min
+        self.levels = np.unique(np.concatenate([[snr_min], np.geomspace(snr_min, 200.0, 24)]))
+        self.radii = np.linspace(0.0, 15.0, 61)  # arcmin
+        self.table = np.zeros((self.levels.size, self.radii.size))
+        area = max(int(detectable.sum()), 1)
+        for i, level in enumerate(self.levels):
+            big = np.isin(labels, np.flatnonzero(peaks > level) + 1)
+            if not big.any():
+                continue
+            dist = ndimage.distance_transform_edt(~big) * pix
+            d = np.sort(dist[detectable])
+            self.table[i] = np.searchsorted(d, self.radii, side="right") / area
+
+    def fraction(self, xi: np.ndarray, ell_arcmin: np.ndarray) -> np.ndarray:
+        """Probability of being merged into a brighter group (see the class docstring)."""
+        xi = np.asarray(xi, float)
+        r = np.asarray(ell_arcmin, float) * np.sqrt(
+            2.0 * np.log(np.maximum(xi / self.snr_min, 1.0))
+        )
+        li = np.clip(np.searchsorted(self.levels, xi) - 1, 0, self.levels.size - 1)
+        ri = np.clip(np.searchsorted(self.radii, r), 0, self.radii.size - 1)
+        return self.table[li, ri]
 
 
 def completeness_from_snr(zeta: np.ndarray, threshold: float, dof: float) -> np.ndarray:
@@ -135,10 +185,12 @@ def cell_completeness(
     threshold: float,
     dof: float,
     snr_of_theta: Any,
+    blending: Blending | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean completeness of every cell and its spread (std over the cell's points).
 
-    ``snr_of_theta(theta500_arcmin) -> SNR per unit Y (arcmin²)``.
+    ``snr_of_theta(theta500_arcmin) -> (SNR per unit Y (arcmin²), footprint scale ℓ (arcmin))``;
+    with ``blending``, the completeness is multiplied by ``1 − fraction(ξ, ℓ)``.
     """
     nm, nz = grid.shape
     um = (np.arange(N_MASS) + 0.5) / N_MASS
@@ -157,9 +209,13 @@ def cell_completeness(
             m, z = m.ravel(), z.ravel()
             th = sz.theta500_rad(m, z) / ARCMIN
             y_tot = median_y500_sr(m, z, model) * prof.i_rmax / prof.i1 / ARCMIN**2
-            zeta0 = snr_of_theta(th) * y_tot
-            zeta = zeta0[:, None] * np.exp(model.y500_scatter_ln * x[None, :])
-            c = (completeness_from_snr(zeta, threshold, dof) * wgh[None, :]).sum(axis=1)
+            per_y, ell = snr_of_theta(th)
+            zeta = (per_y * y_tot)[:, None] * np.exp(model.y500_scatter_ln * x[None, :])
+            p = completeness_from_snr(zeta, threshold, dof)
+            if blending is not None:
+                xi = np.sqrt(np.square(zeta) + dof)
+                p = p * (1.0 - blending.fraction(xi, np.broadcast_to(ell[:, None], xi.shape)))
+            c = (p * wgh[None, :]).sum(axis=1)
             comp[im * nz + iz] = c.mean()
             spread[im * nz + iz] = c.std()
     return comp, spread
@@ -188,6 +244,7 @@ def analytic_selection(
     per_tile: bool = True,
     provenance: Mapping[str, Any] | None = None,
     edge_arcmin: float = 10.0,
+    blending: bool = True,
 ) -> pa.Table:
     """The analytic completeness table of ``mf`` (see the module docstring).
 
@@ -205,6 +262,9 @@ def analytic_selection(
         Also the per-tile rows.
     edge_arcmin : float
         Area weights count pixels this far from edges and masks (as the injections).
+    blending : bool
+        Include the loss to blending with the map's own brighter detection groups
+        (:class:`Blending`).
     """
     from clusterfw.selection.inject import allowed_pixels, build_target
     from clusterfw.selection.injection import tile_of
@@ -230,10 +290,20 @@ def analytic_selection(
         k, counts, q = tile_noise_weights(finder, tile)
         sigma = np.asarray(res.sigma_y, float)
 
-        def snr_of_theta(th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q) -> np.ndarray:
-            return snr_per_y(finder, s, kk, cc, qq, th)
+        ell_scale = np.sqrt(2.0 / np.asarray(res.kvar, float))
 
-        comp, spread = cell_completeness(grid, model, threshold, opt_bias_dof, snr_of_theta)
+        def snr_of_theta(
+            th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q, ls=ell_scale
+        ) -> tuple[np.ndarray, np.ndarray]:
+            per_y, best = snr_per_y(finder, s, kk, cc, qq, th)
+            return per_y, ls[best]
+
+        blend = (
+            Blending(res.max_snr, res.detectable, finder.options.snr_min, tile.pixel_scale_arcmin)
+            if blending
+            else None
+        )
+        comp, spread = cell_completeness(grid, model, threshold, opt_bias_dof, snr_of_theta, blend)
         tid = int(job.tile_id)
         w = float(weights_by_tile[tid]) if tid < weights_by_tile.size else 0.0
         comps.append(comp)

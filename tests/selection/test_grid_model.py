@@ -140,3 +140,21 @@ def test_write_table_fits_keeps_provenance(tmp_path):
     prov = json.loads(t.meta["CFWPROV"])
     assert prov["selfn_method"] == "analytic"
     assert json.loads(prov["selfn_grid"])["m500c_edges"] == [1e14, 2e14]
+
+
+def test_blending_fraction():
+    """Area within the footprint radius of groups brighter than xi, from a toy SNR map."""
+    from clusterfw.selection.analytic import Blending
+
+    snr = np.zeros((100, 100))
+    yy, xx = np.mgrid[0:100, 0:100]
+    snr[np.hypot(xx - 30, yy - 30) <= 5] = 20.0  # a bright group: 81 pixels
+    snr[np.hypot(xx - 70, yy - 70) <= 5] = 6.0  # a faint one
+    blend = Blending(snr, np.ones((100, 100), bool), 4.0, 1.0)
+    # xi = 4: the footprint radius is 0 and both groups are brighter: their area
+    assert blend.fraction(np.array([4.0]), np.array([3.0]))[0] == pytest.approx(162 / 1e4)
+    # xi = 10: only the bright group; footprint radius 3 * sqrt(2 ln 2.5) = 4.06 -> 4.0 pixels
+    frac = blend.fraction(np.array([10.0]), np.array([3.0]))[0]
+    grown = np.hypot(xx - 30, yy - 30) <= 5 + 4.0
+    assert frac == pytest.approx(grown.mean(), abs=0.003)
+    assert blend.fraction(np.array([30.0]), np.array([3.0]))[0] == 0.0
