@@ -158,7 +158,7 @@ def test_calibrate_empty_truth(evalfiles):
         (["--dec", "89"], "--dec: must be <= 80, got 89"),
         (
             ["--healpix-nside", "3000"],
-            "--healpix-nside: must be a power of 2 between 16 and 2048, got 3000",
+            "--healpix-nside: must be a power of 2 between 16 and 4096, got 3000",
         ),
         (["--prefix", "../x"], "--prefix: must be a plain file-name prefix"),
     ],
