@@ -137,6 +137,14 @@ def measure(
             f"{'+'.join(request.finders)}"
             f"{' with ' + request.combiner if request.combiner else ''} (use --method injection)"
         )
+    if request.calibration is not None:  # a file without the threshold: refused before any work
+        from types import SimpleNamespace
+
+        resolve_calibration(
+            request.calibration,
+            [SimpleNamespace(name=n) for n in request.finders],
+            SimpleNamespace(name=request.combiner) if request.combiner else None,
+        )
     prepared = prepare(request, registry)
     cal, label = resolve_calibration(request.calibration, prepared.finders, prepared.combiner)
     radius = match_radius_arcmin or selection_radius(cal)
