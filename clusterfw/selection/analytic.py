@@ -90,11 +90,11 @@ def tile_noise_weights(finder: Any, tile: Any) -> tuple[np.ndarray, np.ndarray, 
         lambda: np.empty((ny, nx), dtype=np.float32),
     )
     del fmaps
-    power = (
-        modelled
-        if modelled is not None
-        else noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
-    )
+    if modelled is not None:
+        power = modelled
+    else:
+        assert binned is not None  # measured when no noise model is given
+        power = noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))
     a = np.broadcast_to(fsz, power.power.shape[:2])
     _, q_rows = mff.combine_weights(power.power, a)

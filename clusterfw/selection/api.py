@@ -107,17 +107,18 @@ def resolve_calibration(
         cal = calib.default_calibration(combiner)
         label = f"default calibration of combiner {combiner.name!r} ({cal.source})"
     else:
-        cal = None
+        found = None
         for comb in calib.installed_combiners():
             own = calib.default_calibration(comb)
             if all(own.threshold(n) is not None for n in names):
-                cal = own
+                found = own
                 break
-        if cal is None:
+        if found is None:
             raise ClusterfwError(
                 f"--calibration: no installed default calibration has a threshold for "
                 f"{'+'.join(names)}; give --calibration FILE (from clusterfw calibrate)"
             )
+        cal = found
         label = f"default calibration ({cal.source})"
     if combiner is None:
         for n in names:

@@ -137,6 +137,8 @@ def build_target(
                         f"{target.bands[0].path}; injections need one pixel grid"
                     )
                 facts = band.facts
+                beam: float | None
+                per_y: float | None
                 if isinstance(facts, MmBand):
                     beam, per_y = facts.beam_fwhm_arcmin, float(tsz_uk_per_y(facts.freq_ghz))
                 elif isinstance(facts, YBand):

@@ -282,7 +282,7 @@ def run_injection(
     grid = settings.grid
     rng = np.random.default_rng(settings.seed)
     own_tmp = workdir is None
-    tmp = Path(tempfile.mkdtemp(prefix="clusterfw-selfn-")) if own_tmp else Path(workdir)
+    tmp = Path(tempfile.mkdtemp(prefix="clusterfw-selfn-")) if workdir is None else Path(workdir)
     wcs = target.wcs
     pix = target.pixel_arcmin
     cols: dict[str, list[np.ndarray]] = {
