@@ -223,14 +223,7 @@ class DaskExecutor:
         """Workers known to the scheduler now."""
         return len(self.client.scheduler_info().get("workers", {}))
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
-        """Submit ``fn(*args)`` for every tuple of ``iterables``; yield results in order.
-
-        Raises
-        ------
-        ClusterfwError
-            The one-line message of a user-facing error raised in a worker.
-        """
+    def _submit(self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...]) -> list[Any]:
         columns = [list(it) for it in iterables]
         n = min((len(c) for c in columns), default=0)
         run = uuid.uuid4().hex[:12]
@@ -249,20 +242,45 @@ class DaskExecutor:
                 self.client.submit(_remote_call, fn, *call, key=f"clusterfw-{run}-{i}", pure=False)
             )
         self._futures = futures
-        return self._results(futures)
+        return futures
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
+        """Submit ``fn(*args)`` for every tuple of ``iterables``; yield results in order.
+
+        Raises
+        ------
+        ClusterfwError
+            The one-line message of a user-facing error raised in a worker.
+        """
+        futures = self._submit(fn, iterables)
+        return (value for _, value in self._results(futures, list(enumerate(futures))))
+
+    def map_unordered(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any]
+    ) -> Iterator[tuple[int, Any]]:
+        """As :meth:`map`, but yield ``(position, result)`` as each tile finishes.
+
+        The pipeline uses it to checkpoint every tile as soon as it is back (a slow first
+        tile does not hold back the saving of the others).
+        """
+        from distributed import as_completed
+
+        futures = self._submit(fn, iterables)
+        position = {f.key: i for i, f in enumerate(futures)}
+        return self._results(futures, ((position[f.key], f) for f in as_completed(futures)))
 
     @staticmethod
-    def _results(futures: list[Any]) -> Iterator[Any]:
+    def _results(futures: list[Any], order: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
         import warnings
 
         shown: set[str] = set()
-        for index, future in enumerate(futures):
+        for index, future in order:
             try:
                 result = future.result()
             except Exception as exc:
                 if type(exc).__name__ == "KilledWorker":
                     raise ClusterfwError(
-                        f"tile {index}: the Dask workers running it died too often "
+                        f"tile job {index}: the Dask workers running it died too often "
                         "(out of memory, or killed); see the workers' logs"
                     ) from None
                 raise
@@ -272,7 +290,7 @@ class DaskExecutor:
                 if message not in shown:
                     shown.add(message)
                     warnings.warn(message, UserWarning, stacklevel=2)
-            yield result.value
+            yield index, result.value
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Close the client, and the cluster when this executor started it."""

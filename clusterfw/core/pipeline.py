@@ -558,14 +558,19 @@ def run_pipeline(
         stored = {i: checkpoint.load(i) for i in checkpoint.finished()}
     todo = [i for i in range(n) if i not in stored]
     k = len(todo)
-    mapped = executor.map(
-        fn, [finders] * k, [tiles[i] for i in todo], *[value * k for value in fixed]
+    args: list[list[Any]] = [[finders] * k, [tiles[i] for i in todo]]
+    args += [value * k for value in fixed]
+    unordered = getattr(executor, "map_unordered", None)
+    pairs: Iterable[tuple[int, TileResult]] = (
+        unordered(fn, *args) if unordered is not None else enumerate(executor.map(fn, *args))
     )
     if checkpoint is not None:
-        mapped = _saving(checkpoint, todo, mapped)
-    computed = list(progress(mapped, k) if progress else mapped)
+        pairs = _saving(checkpoint, todo, pairs)
+    computed = dict(progress(pairs, k) if progress else pairs)
     by_index = dict(stored)
-    by_index.update(zip(todo, computed, strict=True))
+    by_index.update((todo[j], result) for j, result in computed.items())
+    if len(by_index) != n:  # pragma: no cover - an executor that lost results
+        raise RuntimeError(f"the executor returned {len(computed)} of {k} tile results")
     results = [by_index[i] for i in range(n)]
     tables: dict[str, pa.Table] = {}
     for finder in finders:
@@ -591,12 +596,12 @@ def run_pipeline(
 
 
 def _saving(
-    checkpoint: Checkpoint, indices: Sequence[int], results: Iterable[TileResult]
-) -> Iterator[TileResult]:
-    """Save each result to ``checkpoint`` as it arrives (tile ``indices[i]``), then yield it."""
-    for index, result in zip(indices, results, strict=False):
-        checkpoint.save(index, result)
-        yield result
+    checkpoint: Checkpoint, indices: Sequence[int], pairs: Iterable[tuple[int, TileResult]]
+) -> Iterator[tuple[int, TileResult]]:
+    """Save each ``(j, result)`` to ``checkpoint`` as tile ``indices[j]`` as it arrives."""
+    for j, result in pairs:
+        checkpoint.save(indices[j], result)
+        yield j, result
 
 
 def finder_covered_field(finder: str) -> pa.Field:

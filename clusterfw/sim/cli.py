@@ -15,7 +15,7 @@ from clusterfw.core.cli import FiniteFloat
 
 #: Largest flat patch, in pixels (a 29.5 deg square at 0.25'), and largest HEALPix Nside:
 #: beyond these a simulation needs tens of GiB and hours. HEALPix bands are simulated and
-#: written one at a time (Nside 4096: about 6 GiB of memory, 2.4 GB of maps).
+#: written one at a time (Nside 4096: roughly 16 GB of memory, 2.4 GB of maps).
 MAX_PATCH_PIXELS = 50_000_000
 MAX_NSIDE = 4096
 #: Largest cutout count and shard volume (cutouts x side^2) of ``simulate cutouts``.

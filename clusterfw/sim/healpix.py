@@ -251,7 +251,9 @@ def simulate_healpix_to(
     """Simulate as :func:`simulate_healpix` and write each band as soon as it is made.
 
     The maps are bit for bit those of :func:`simulate_healpix` with the same seed; only one
-    band is in memory at a time (Nside 4096: about 6 GB in all instead of about 14 GB).
+    band's maps are in memory at a time, besides the y/kSZ maps, the CMB ``a_lm`` and the
+    truth tables (measured peak: 2.1 GB at Nside 1024; about 80 bytes per pixel plus the
+    truth tables, so roughly 16 GB at Nside 4096).
 
     Returns
     -------

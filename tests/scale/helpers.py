@@ -74,10 +74,11 @@ import scaleplugin
 from clusterfw.core import cli
 from clusterfw.core.plugins import Registry, get_plugin_manager
 
-registry = Registry(get_plugin_manager(extra_plugins=[scaleplugin]))
-cli.cli_registry = lambda: registry
-sys.argv[0] = "clusterfw"
-cli.main()
+if __name__ == "__main__":  # Dask's LocalCluster spawns workers, which import this module
+    registry = Registry(get_plugin_manager(extra_plugins=[scaleplugin]))
+    cli.cli_registry = lambda: registry
+    sys.argv[0] = "clusterfw"
+    cli.main()
 """
 
 

@@ -124,3 +124,28 @@ def test_a_finder_that_raises_names_the_tile(plugin_main, maps, dask_cluster, tm
         "clusterfw: error: tile 4: finder 'boom' failed (RuntimeError: simulated failure)"
     )
     assert stdout == "" and not out.exists()
+
+
+@pytest.mark.slow  # starts its own LocalCluster
+def test_ctrl_c_closes_the_local_cluster(plugin_main, maps, tmp_path):
+    marks, out = tmp_path / "marks", tmp_path / "cat.parquet"
+    marks.mkdir()
+    proc = start(plugin_main, *RUN, "-f", "peaks", *maps, "--out", out, "--dask",
+                 "--workers", "2", "-o", f"peaks.marks={marks}",
+                 "-o", "peaks.slow_seconds=30")  # fmt: skip
+    wait_for(lambda: any(marks.iterdir()), timeout=120, what="a tile on a worker")
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "clusterfw: interrupted"
+    assert not out.exists()
+    pids = {int(p.name.split(".")[0]) for p in marks.iterdir()}
+    wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=30, what="workers gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
