@@ -71,5 +71,7 @@ def test_localised_candidates_sit_on_massive_halos():
     err_loc, n_loc = median_error(ResNetFinder().find(tile), 0.8)
     err_grid, n_grid = median_error(ResNetFinder({"localise": False}).find(tile), 0.8)
     assert n_loc >= 5
-    assert err_loc < 0.8  # arcmin: localised positions match at the 1' catalogue radius
+    # arcmin: the position head puts them well inside the 1' catalogue radius (measured 0.24';
+    # the plateau search, 0.14' median but 22 % beyond 1' on this sky)
+    assert err_loc < 0.5
     assert err_grid > 1.5 * err_loc
