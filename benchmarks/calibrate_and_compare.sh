@@ -4,6 +4,8 @@
 #
 #   bash benchmarks/calibrate_and_compare.sh WORKDIR [--install]
 #
+# JOBS=N (environment, default 1) runs N skies at a time.
+#
 # With --install the calibration is copied to clusterfw/plugins/combiners/default_calibration.json.
 # Truth: the shipped resnet's labels, M500c >= 1.5e14 Msun at any redshift (the mass cut SZ
 # surveys quote), matched within 1'. The calibration holds the mf and resnet thresholds and
@@ -18,6 +20,11 @@ TEST_SEEDS="9101 9102 9103 9104"
 SIZE=3   # degrees, each patch
 TRUTH_CUT=(--mass-col m500c --mass-min 1.5e14 --z-min 0)
 COMBINERS="rankprod and stack"
+JOBS=${JOBS:-1}
+
+throttle() {  # wait until fewer than JOBS background runs are going
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+}
 
 for s in $VAL_SEEDS $TEST_SEEDS; do
   [ -f "sky$s/truth_halos.parquet" ] || clusterfw simulate mm --size $SIZE --seed "$s" --out "sky$s" >/dev/null
@@ -36,7 +43,11 @@ run_all() {  # run_all SEED COMBINERS [--calibration FILE]
 
 cats=(); truths=()
 for s in $VAL_SEEDS; do
-  run_all "$s" rankprod 2>/dev/null   # calibrate needs the single and one combined catalogue
+  throttle
+  run_all "$s" rankprod 2>/dev/null &  # calibrate needs the single and one combined catalogue
+done
+wait
+for s in $VAL_SEEDS; do
   for k in mf resnet rankprod; do cats+=("s${s}_$k.parquet"); truths+=(--truth "sky$s/truth_halos.parquet"); done
 done
 rm -f calibration.json
@@ -47,7 +58,11 @@ if [ "$install" = "--install" ]; then
 fi
 
 echo "== test skies ($TEST_SEEDS), thresholds from validation ($VAL_SEEDS) =="
-for s in $TEST_SEEDS; do run_all "$s" "$COMBINERS" --calibration calibration.json 2>/dev/null; done
+for s in $TEST_SEEDS; do
+  throttle
+  run_all "$s" "$COMBINERS" --calibration calibration.json 2>/dev/null &
+done
+wait
 python - "$TEST_SEEDS" $COMBINERS <<'PY'
 import sys
 import numpy as np
