@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,24 @@ def estimate_background(
     return rate * np.maximum(exposure, 0.0)
 
 
+def source_masked_background(
+    counts: np.ndarray, exposure: np.ndarray, radii: list[float], box: int = 64
+) -> np.ndarray:
+    """Background counts per pixel estimated in two passes: a first estimate, then again with
+    the pixels near > 3σ excesses (at any of the ``radii``) left out."""
+    valid = exposure > 0
+    bkg = estimate_background(counts, exposure, None, box)
+    nu, _ = significance_map(counts, np.where(valid, bkg, 0.0), radii)
+    mask = ndimage.binary_dilation(nu > 3.0, iterations=int(math.ceil(2 * radii[-1])))
+    return estimate_background(counts, exposure, mask, box)
+
+
+def psf_radii(psf_fwhm_arcsec: float, pix_arcsec: float, scales: tuple[float, ...]) -> list[float]:
+    """Top-hat radii (pixels) of the detection scales: ``k`` PSF σ, at least 1.5 pixels."""
+    sigma = psf_fwhm_arcsec / pix_arcsec / math.sqrt(8 * math.log(2))
+    return [max(1.5, k * sigma) for k in scales]
+
+
 def significance_map(
     counts: np.ndarray, background: np.ndarray, radii: list[float]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -210,6 +229,12 @@ class ProfileTable:
         f = t - i
         prof = (1 - f) * self.table[i] + f * self.table[i + 1]
         return np.exp(np.interp(r, self.r, prof, right=-700.0))
+
+
+@lru_cache(maxsize=8)
+def _profile_table(psf_sigma: float, pix_arcsec: float, rmax_pix: float) -> ProfileTable:
+    """The profile table of a PSF and pixel size, built once per process."""
+    return ProfileTable(psf_sigma, pix_arcsec, rmax_pix)
 
 
 def _cash(model: np.ndarray, n: np.ndarray) -> float:
@@ -328,10 +353,7 @@ def detect_sources(
     radii = [max(1.5, k * psf_sigma) for k in s.scales_psf_sigma]
     window = max(3, int(round(psf_fwhm_arcsec / pix_arcsec)) | 1)
     if background is None or not np.all(np.isfinite(background[valid])):
-        bkg = estimate_background(c, expo, None, s.bkg_box)
-        nu, _ = significance_map(c, np.where(valid, bkg, 0.0), radii)
-        mask = ndimage.binary_dilation(nu > 3.0, iterations=int(math.ceil(2 * radii[-1])))
-        bkg = estimate_background(c, expo, mask, s.bkg_box)
+        bkg = source_masked_background(c, expo, radii, s.bkg_box)
     else:
         bkg = np.nan_to_num(np.asarray(background, float), nan=0.0)
     bkg = np.where(valid, bkg, 0.0)
@@ -351,7 +373,7 @@ def detect_sources(
     ys, xs = ys[keep], xs[keep]
     rfit = s.fit_radius_psf_fwhm * psf_fwhm_arcsec / pix_arcsec
     rfit = max(rfit, 2.0 * RC_MAX_ARCSEC / pix_arcsec / 2.0)
-    table = ProfileTable(psf_sigma, pix_arcsec, rfit * 1.5)
+    table = _profile_table(round(psf_sigma, 6), round(pix_arcsec, 6), round(rfit * 1.5, 3))
     ny, nx = c.shape
     rows = []
     h = int(math.ceil(rfit))

@@ -142,9 +142,12 @@ class XrayFinder(Finder):
         nets = self._nets()
         xr = tile.layer("xray")
         i = _band_index(xr)
-        planes = np.stack([xr.pixels[i], xr.background[i]])
-        expo = xr.exposure[i]
-        planes = np.where(np.isfinite(expo) & (expo > 0), planes, np.nan)
+        expo = np.nan_to_num(xr.exposure[i], nan=0.0)
+        bk = xr.background[i]
+        if not np.any(np.isfinite(bk)):  # no BACKGROUND extension: estimate it
+            bk = self._estimated_background(xr, i)
+        planes = np.stack([xr.pixels[i], bk])
+        planes = np.where(expo > 0, planes, np.nan)
         opt = None
         if self.options.use_optical:
             try:
@@ -164,8 +167,6 @@ class XrayFinder(Finder):
                 continue
             ok[j] = True
             bk = cut[1]
-            if not np.all(np.isfinite(bk)):  # no BACKGROUND extension: the cutout's own level
-                bk = np.full_like(bk, self._background_level(cut[0], planes, xr, ra[j], dec[j]))
             counts[j] = np.nan_to_num(cut[0])
             bkg[j] = np.nan_to_num(bk)
             if opt is not None:
@@ -181,26 +182,25 @@ class XrayFinder(Finder):
         prob = np.where(sel, p_b, p_x)
         return prob, p_x, p_b, sel
 
-    def _background_level(self, counts_cut, planes, xr, ra, dec) -> float:
-        """Background counts per 8" pixel around a position when the layer has no map."""
-        key = id(xr)
-        cache = getattr(self, "_bkg_cache", None)
-        if cache is None or cache[0] != key:
-            from clusterfw.plugins.finders.xray.cutouts import pixel_arcsec
-            from clusterfw.plugins.finders.xray.detect import estimate_background
+    def _estimated_background(self, xr: Any, i: int) -> np.ndarray:
+        """The source-masked background map of a tile's X-ray band (cached per cutout)."""
+        from clusterfw.plugins.finders.xray.cutouts import pixel_arcsec
+        from clusterfw.plugins.finders.xray.detect import (
+            DetectSettings,
+            psf_radii,
+            source_masked_background,
+        )
 
-            i = _band_index(xr)
-            c = np.nan_to_num(xr.pixels[i])
-            e = np.nan_to_num(xr.exposure[i])
-            bmap = estimate_background(c, e, None, 64)
-            f = (8.0 / pixel_arcsec(xr.wcs)) ** 2
-            self._bkg_cache = (key, bmap * f)
-            cache = self._bkg_cache
-        x, y = xr.wcs.world_to_pixel_values(ra, dec)
-        ny, nx = cache[1].shape
-        ix = int(np.clip(np.rint(x), 0, nx - 1))
-        iy = int(np.clip(np.rint(y), 0, ny - 1))
-        return float(cache[1][iy, ix])
+        cache = getattr(self, "_bkg_cache", None)
+        if cache is not None and cache[0] is xr:
+            return cache[1]
+        psf = xr.bands[i].psf_fwhm_arcsec or self.options.psf_fwhm_arcsec or 30.0
+        counts = np.nan_to_num(xr.pixels[i], nan=0.0).astype(np.float64)
+        expo = np.nan_to_num(xr.exposure[i], nan=0.0).astype(np.float64)
+        radii = psf_radii(float(psf), pixel_arcsec(xr.wcs), DetectSettings().scales_psf_sigma)
+        bmap = source_masked_background(counts, expo, radii)
+        self._bkg_cache = (xr, bmap)
+        return bmap
 
     # ------------------------------------------------------------------ finder API
     def find(self, tile: Tile) -> pa.Table:

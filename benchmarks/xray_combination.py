@@ -1,0 +1,173 @@
+"""X-ray + SZ (+ optical): ``xray``, ``mf`` (and ``frcnn`` where installed), singles, pairs and
+all together with ``--combine rankprod``, on a validation and a test universe.
+
+Everything goes through the command line, as ``benchmarks/sz_optical.py``:
+
+1. validation universe: ``clusterfw run`` of every single finder and of every combination with
+   ``--combine rankprod``; ``clusterfw calibrate`` on them (each finder's F1-best threshold,
+   the reference score distributions, each finder set's rankprod threshold);
+2. test universe: the same runs, combinations with ``--calibration``;
+3. purity, completeness and F1 on the test universe at the validation thresholds (single
+   finders: the calibration's threshold on ``score``; combinations: their ``is_cluster``),
+   with the test's own F1-best value beside it (optimistic), and ``clusterfw evaluate
+   --plots`` figures of the single ``xray`` catalogue (completeness vs mass and redshift).
+
+True clusters: M500c ≥ ``--mass-min`` (1e14 Msun, the classifier's cut) at z ≥ ``--z-min``
+(0.05), matched within 1' (the most massive halo within the radius). Usage::
+
+    python benchmarks/xray_combination.py --val U_VAL --test U_TEST --work DIR \
+        [--finders mf,xray] [--json OUT]
+
+(simulate the universes first: ``clusterfw simulate universe --out U --size 1.5 --seed N
+--layers mm,xray`` — add ``optical`` for ``frcnn`` and the xray finder's optical channel).
+Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def clusterfw(*args: object) -> None:
+    """Run ``clusterfw ARGS`` (raises on failure, prints the error)."""
+    cmd = [sys.executable, "-m", "clusterfw", *map(str, args)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
+
+
+def inputs(universe: Path) -> list[Path]:
+    """Every input layer file of a universe (mm, optical, xray)."""
+    return sorted(p for d in ("mm", "optical", "xray") for p in (universe / d).glob("*.fits"))
+
+
+def cut_args(a: argparse.Namespace) -> list[str]:
+    return ["--mass-min", str(a.mass_min), "--mass-col", "m500c", "--z-min", str(a.z_min)]
+
+
+def evaluate(cat: Path, truth: Path, a: argparse.Namespace, thr: float | None, plots=None):
+    """``clusterfw evaluate`` JSON of ``score`` at ``thr`` (None: F1-best)."""
+    out = cat.with_suffix(".eval.json")
+    args = ["evaluate", cat, "--truth", truth, *cut_args(a), "--score", "score", "--json", out]
+    if thr is not None:
+        args += ["--threshold", repr(float(thr))]
+    if plots is not None:
+        args += ["--plots", plots]
+    clusterfw(*args)
+    return json.loads(out.read_text())["results"]["score"]
+
+
+def decision_counts(cat: Path, truth: Path, a: argparse.Namespace, decide: np.ndarray) -> dict:
+    """Purity, completeness, F1 of the candidates where ``decide`` (1' matching)."""
+    import pyarrow.parquet as pq
+
+    from clusterfw.core.evaluation import Truth, match_to_truth
+    from clusterfw.core.evaluation.metrics import qualifying_halo
+
+    t = pq.read_table(cat)
+    tr = Truth.from_table(pq.read_table(truth), mass_col="m500c")
+    qual = (tr.mass >= a.mass_min) & (tr.z >= a.z_min)
+    q = qualifying_halo(match_to_truth(t["ra"].to_numpy(), t["dec"].to_numpy(), tr), qual)
+    sel = np.asarray(decide, bool)
+    tp = int(np.unique(q[sel & (q >= 0)]).size)
+    fp, fn = int(sel.sum()) - tp, int(qual.sum()) - tp
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "purity": tp / (tp + fp) if tp + fp else 0.0,
+        "completeness": tp / (tp + fn) if tp + fn else 0.0,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark (module docstring); print and return the results."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--val", type=Path, required=True)
+    ap.add_argument("--test", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--finders", default="mf,xray")
+    ap.add_argument("--mass-min", type=float, default=1e14)
+    ap.add_argument("--z-min", type=float, default=0.05)
+    ap.add_argument("--tile-size", type=float, default=60.0)
+    ap.add_argument("--plots", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    finders = tuple(a.finders.split(","))
+    a.work.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+
+    def run(split: str, names: tuple[str, ...], calib: Path | None = None) -> Path:
+        tag = "+".join(names)
+        out = a.work / f"{split}_{tag}.parquet"
+        if out.exists():
+            return out
+        args: list[object] = ["run", *inputs(a.val if split == "val" else a.test), "-q",
+                              "--tile-size", a.tile_size, "--out", out]  # fmt: skip
+        for f in names:
+            args += ["--finder", f]
+        if len(names) > 1:
+            args += ["--combine", "rankprod"]
+        if calib:
+            args += ["--calibration", calib]
+        t = time.time()
+        clusterfw(*args)
+        times[f"{split}_{tag}"] = round(time.time() - t, 1)
+        print(f"{split} {tag}: {times[f'{split}_{tag}']} s", file=sys.stderr, flush=True)
+        return out
+
+    sets = [c for k in range(2, len(finders) + 1) for c in itertools.combinations(finders, k)]
+    truth = {s: (a.val if s == "val" else a.test) / "truth_halos.parquet" for s in ("val", "test")}
+    val = {(f,): run("val", (f,)) for f in finders}
+    val.update({s: run("val", s) for s in sets})
+    calib = a.work / "calib.json"
+    if not calib.exists():
+        clusterfw("calibrate", *val.values(), "--truth", truth["val"], *cut_args(a),
+                  "--out", calib)  # fmt: skip
+    test = {(f,): run("test", (f,)) for f in finders}
+    test.update({s: run("test", s, calib) for s in sets})
+
+    import pyarrow.parquet as pq
+
+    from clusterfw.core.evaluation.calibration import Calibration
+
+    c = Calibration.coerce(calib)
+    res: dict = {
+        "cut": {"m500c_min": a.mass_min, "z_min": a.z_min, "radius_arcmin": 1.0},
+        "finders": list(finders),
+        "results": {},
+    }
+    for f in finders:
+        thr = c.threshold(f)
+        plots = a.plots if (f == "xray" and a.plots is not None) else None
+        ev = evaluate(test[(f,)], truth["test"], a, thr, plots)
+        res["results"][f] = {
+            "threshold": thr,
+            "at_threshold": ev["at_threshold"],
+            "best_f1_test": ev["best_f1"],
+        }
+    for s in sets:
+        t = pq.read_table(test[s])
+        dec = t["is_cluster"].to_numpy(zero_copy_only=False).astype(bool)
+        res["results"]["+".join(s)] = {
+            "is_cluster": decision_counts(test[s], truth["test"], a, dec)
+        }
+    res["seconds"] = times
+    text = json.dumps(res, indent=1, default=float)
+    if a.json:
+        a.json.write_text(text)
+    print(text)
+    return res
+
+
+if __name__ == "__main__":
+    main()
