@@ -75,3 +75,16 @@ def test_weights_roundtrip_and_corrupt_or_mismatched_files(tmp_path):
 def _touch(p):
     p.write_bytes(b"\x80\x04")
     return str(p)
+
+
+def test_beta_nll_weights_each_sample_by_sigma_to_the_2beta():
+    pytest.importorskip("tensorflow")
+    from clusterfw.plugins.estimators.vgg_mass.model import beta_nll, gaussian_nll
+
+    t = np.array([0.1, -0.3, 0.5], dtype=np.float32)
+    pred = np.array([[0.0, 0.2], [0.1, 0.5], [0.4, 0.1]], dtype=np.float32)
+    nll = 0.5 * ((t - pred[:, 0]) / pred[:, 1]) ** 2 + np.log(pred[:, 1])
+    assert float(gaussian_nll(t, pred)) == pytest.approx(nll.mean(), rel=1e-5)
+    assert float(beta_nll(0.0)(t, pred)) == pytest.approx(nll.mean(), rel=1e-5)
+    want = (nll * pred[:, 1] ** 1.0).mean()  # β = 0.5: weights σ
+    assert float(beta_nll(0.5)(t, pred)) == pytest.approx(want, rel=1e-5)

@@ -181,3 +181,23 @@ def test_sigma_recalibration_and_the_acceptance_numbers():
     assert acc["bins_beyond_0.02_2se"] == []
     shifted = acceptance(r + 0.1, head * k, m, z)
     assert len(shifted["bins_beyond_0.02_2se"]) == 19
+
+
+def test_median_calibration_inverts_a_compressed_output():
+    from clusterfw.plugins.estimators.vgg_mass.train import (
+        apply_mu_calibration,
+        fit_mu_calibration,
+    )
+
+    rng = np.random.default_rng(3)
+    t = rng.uniform(-1.8, 1.7, 5000)
+    mu = 0.2 + 0.7 * t + rng.normal(0, 0.05, t.size)  # biased and compressed toward the middle
+    cal = fit_mu_calibration(t, mu)
+    assert np.all(np.diff(cal["mu"]) > 0) and cal["n"] == 5000
+    back = apply_mu_calibration(mu, cal)
+    assert np.median(back - t) == pytest.approx(0.0, abs=0.01)
+    assert np.std(back - t) == pytest.approx(0.05 / 0.7, rel=0.15)
+    # outside the knots: extrapolated along the end segments, not clamped
+    assert apply_mu_calibration(np.array([5.0]), cal)[0] > 5.0
+    assert apply_mu_calibration(mu, None) is not None
+    assert np.array_equal(apply_mu_calibration(mu, None), mu)

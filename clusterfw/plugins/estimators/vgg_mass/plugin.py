@@ -253,7 +253,11 @@ class VggMassEstimator(Estimator):
                 verbose=0,
             )
             pred = np.asarray(pred, dtype=np.float64)
-            m[go] = data_mod.mass_from_target(pred[:, 0])
+            from clusterfw.plugins.estimators.vgg_mass.train import apply_mu_calibration
+
+            m[go] = data_mod.mass_from_target(
+                apply_mu_calibration(pred[:, 0], cfg.get("mu_calibration"))
+            )
             m_err[go] = m[go] * pred[:, 1] * float(cfg.get("sigma_scale", 1.0))
         m_y = np.full(n, np.nan)
         m_y_err = np.full(n, np.nan)
@@ -317,13 +321,18 @@ class VggMassEstimator(Estimator):
 @click.option("--no-baseline", is_flag=True, help="Skip the Y–M inversion on held-out clusters.")
 @click.option("--z-bin", "z_bin", default=None,
               help="LO,HI: train on the cutouts with LO <= z < HI only.")  # fmt: skip
+@click.option("--beta-nll", "beta", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="β of the β-NLL loss (0: the Gaussian NLL).")  # fmt: skip
+@click.option("--median-calibration", is_flag=True,
+              help="Fit an inverse median map of the output on validation.")  # fmt: skip
 @click.option("--smoke", is_flag=True, help="Label the model card as a smoke run (not final).")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
 def train_vgg_mass(
     data: tuple[str, ...], channels: str, out: str, seed: int, epochs: int, batch_size: int,
     lr: float, patience: int, rebin: int, limit: int | None, threads: int,
     max_minutes: float | None,
-    no_baseline: bool, z_bin: str | None, smoke: bool, quiet: bool,
+    no_baseline: bool, z_bin: str | None, beta: float, median_calibration: bool, smoke: bool,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Train the vgg_mass network on simulated mass-cutout shards."""
     import shlex
@@ -351,7 +360,8 @@ def train_vgg_mass(
         data=tuple(Path(f) for f in data), out=Path(out), channels=chans, seed=seed, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, rebin=rebin, limit=limit,
         threads=threads, max_minutes=max_minutes if max_minutes is not None else math.inf,
-        baseline=(not no_baseline) and "y" in chans, z_range=zr,
+        baseline=(not no_baseline) and "y" in chans, z_range=zr, beta_nll=beta,
+        median_calibration=median_calibration,
         extra={"smoke": smoke, "command": shlex.join(["clusterfw", *sys.argv[1:]])},
     )  # fmt: skip
     summary = train(cfg, progress=not quiet)

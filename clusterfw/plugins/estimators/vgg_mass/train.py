@@ -64,6 +64,8 @@ class TrainConfig:
     max_minutes: float = math.inf
     baseline: bool = True
     z_range: tuple[float, float] | None = None
+    beta_nll: float = 0.0
+    median_calibration: bool = False
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -130,6 +132,41 @@ def sigma_scale_factor(ln_ratio: np.ndarray, sigma: np.ndarray) -> float:
     if not ok.any():
         return 1.0
     return float(np.quantile(np.abs(ln_ratio[ok]) / sigma[ok], 0.6827))
+
+
+def fit_mu_calibration(t: np.ndarray, mu: np.ndarray, n_knots: int = 10) -> dict[str, list]:
+    """The median network output ``g(t)`` in ``n_knots`` quantile bins of the true target.
+
+    Fitted on the validation clusters: ``t = ln(M_true / M_PIVOT)`` and the head's ``μ``. Made
+    strictly increasing (a running maximum plus 1e-4 per knot) so that it can be inverted:
+    :func:`apply_mu_calibration` maps an output ``μ`` to the ``t`` whose median output it is,
+    which removes the bias of the median *at fixed true mass* (what the acceptance bins
+    measure) — the NLL-trained head leaves one where the data are noisy (low masses).
+    """
+    ok = np.isfinite(t) & np.isfinite(mu)
+    t, mu = np.asarray(t)[ok], np.asarray(mu)[ok]
+    edges = np.quantile(t, np.linspace(0.0, 1.0, n_knots + 1))
+    tk, gk = [], []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        sel = (t >= lo) & ((t < hi) if k < n_knots - 1 else (t <= hi))
+        if sel.sum() >= 5:
+            tk.append(float(np.median(t[sel])))
+            gk.append(float(np.median(mu[sel])))
+    g = np.maximum.accumulate(np.asarray(gk)) + 1e-4 * np.arange(len(gk))
+    return {"t": tk, "mu": [float(v) for v in g], "n": int(t.size)}
+
+
+def apply_mu_calibration(mu: np.ndarray, cal: dict[str, list] | None) -> np.ndarray:
+    """Invert :func:`fit_mu_calibration`'s ``g``: piecewise linear, extrapolated at both ends."""
+    mu = np.asarray(mu, dtype=np.float64)
+    if not cal:
+        return mu
+    g, t = np.asarray(cal["mu"], float), np.asarray(cal["t"], float)
+    out = np.interp(mu, g, t)
+    lo, hi = mu < g[0], mu > g[-1]
+    out[lo] = t[0] + (mu[lo] - g[0]) * (t[1] - t[0]) / (g[1] - g[0])
+    out[hi] = t[-1] + (mu[hi] - g[-1]) * (t[-1] - t[-2]) / (g[-1] - g[-2])
+    return out
 
 
 def acceptance(
@@ -220,7 +257,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train, evaluate and write ``cfg.out`` (see the module docstring); return the summary."""
     from clusterfw.core.atomic import atomic_dir
     from clusterfw.plugins.estimators.vgg_mass import data as data_mod
-    from clusterfw.plugins.estimators.vgg_mass.model import build_model, gaussian_nll
+    from clusterfw.plugins.estimators.vgg_mass.model import beta_nll, build_model, gaussian_nll
 
     t0 = time.time()
     folders = [cfg.data] if isinstance(cfg.data, str | Path) else list(cfg.data)
@@ -238,7 +275,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     t_all = data_mod.target(d.m500c).astype(np.float32)
     keras = _configure_tf(cfg.threads, cfg.seed)
     model = build_model(d.x.shape[1], cfg.channels, seed=cfg.seed)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=gaussian_nll)
+    loss = beta_nll(cfg.beta_nll) if cfg.beta_nll > 0 else gaussian_nll
+    model.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=loss)
     tr, va, te = split["train"], split["val"], split["test"]
 
     def inputs(idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -290,8 +328,18 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "split,index,m500c_true,z,m500c_cnn,sigma_ln_cnn,m500c_ysz,sigma_ln_ysz"
         ]
         sigma_scale = 1.0
+        preds = {
+            key: _predict(model, d.x[idx], d.z[idx]) for key, idx in (("val", va), ("test", te))
+        }
+        mu_cal = (
+            fit_mu_calibration(data_mod.target(d.m500c[va]), preds["val"][:, 0])
+            if cfg.median_calibration
+            else None
+        )
         for key, idx in (("val", va), ("test", te)):
-            p = _predict(model, d.x[idx], d.z[idx])
+            p = preds[key]
+            raw_median = float(np.median(p[:, 0] - data_mod.target(d.m500c[idx])))
+            p[:, 0] = apply_mu_calibration(p[:, 0], mu_cal)
             ln_ratio = p[:, 0] - data_mod.target(d.m500c[idx])
             if key == "val":  # calibrate σ on the validation clusters, apply to both
                 sigma_scale = sigma_scale_factor(ln_ratio, p[:, 1])
@@ -299,7 +347,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             p[:, 1] *= sigma_scale
             m_b = s_b = np.full(idx.size, np.nan)
             ev: dict[str, Any] = {
-                "cnn": {**residual_stats(ln_ratio, p[:, 1]), "coverage68_raw": raw_cov},
+                "cnn": {
+                    **residual_stats(ln_ratio, p[:, 1]),
+                    "coverage68_raw": raw_cov,
+                    "median_raw": raw_median,
+                },
                 "cnn_bins": binned_stats(ln_ratio, d.m500c[idx], d.z[idx], p[:, 1]),
             }
             if cfg.baseline and d.y_raw is not None:
@@ -348,6 +400,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "xray_preset": str(d.manifest.get("config", {}).get("xray_preset", "")),
             "setting": str(d.manifest.get("config", {}).get("setting", "default")),
             "sigma_scale": sigma_scale,
+            "mu_calibration": mu_cal,
         }
         model.save_weights(str(tmp / f"{name}.weights.h5"))
         (tmp / f"{name}.json").write_text(json.dumps(net_cfg, indent=1) + "\n")
@@ -407,3 +460,100 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+def recalibrate(run: str | Path) -> dict[str, Any]:
+    """Fit the μ calibration and the σ scale of a finished run from its ``predictions.csv``.
+
+    For runs whose :func:`train` predates those steps: the validation rows give
+    :func:`fit_mu_calibration` and :func:`sigma_scale_factor` exactly as :func:`train` now
+    fits them; the validation and test evaluations (the acceptance numbers, with the Y–M floor
+    from the shards' ``y500`` labels) are recomputed; the network JSON, ``metrics.json`` (the
+    previous evaluation kept as ``evaluation_uncalibrated``), ``predictions.csv`` and
+    ``MODEL.md`` are rewritten (each atomically). Usage:
+    ``python -m clusterfw.plugins.estimators.vgg_mass.train RUN_DIR``.
+    """
+    import csv
+
+    from clusterfw.core.atomic import write_atomic
+    from clusterfw.plugins.estimators.vgg_mass import data as data_mod
+    from clusterfw.plugins.estimators.vgg_mass.card import model_card
+    from clusterfw.sim.shards.common import iter_shards
+
+    run = Path(run)
+    summary = json.loads((run / "metrics.json").read_text())
+    net = summary["network"]
+    rows = list(csv.DictReader((run / "predictions.csv").open()))
+    col = {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k != "split"}
+    split = np.array([r["split"] for r in rows])
+    old_scale = float(net.get("sigma_scale", 1.0))
+    mu = data_mod.target(col["m500c_cnn"])
+    head = col["sigma_ln_cnn"] / old_scale
+    t = data_mod.target(col["m500c_true"])
+    va = split == "val"
+    cal = fit_mu_calibration(t[va], mu[va])
+    t_hat = apply_mu_calibration(mu, cal)
+    r = t_hat - t
+    scale = sigma_scale_factor(r[va], head[va])
+    sig = head * scale
+    y500 = np.concatenate(
+        [a["y500"] for f in summary["data"]["directory"].split(", ") for a in iter_shards(f)]
+    )
+    if summary["config"].get("z_range"):
+        zall = np.concatenate(
+            [a["z"] for f in summary["data"]["directory"].split(", ") for a in iter_shards(f)]
+        )
+        lo, hi = summary["config"]["z_range"]
+        y500 = y500[(zall >= lo) & (zall < hi)]
+    idx = col["index"].astype(int)
+    floor = data_mod.ym_floor_residuals(col["m500c_true"], col["z"], y500[idx])
+    ln_b = np.log(col["m500c_ysz"] / col["m500c_true"])
+    evaluation = {}
+    for key in ("val", "test"):
+        s = split == key
+        old = summary["evaluation"][key]
+        ev = {k: v for k, v in old.items() if k.startswith("ysz") or k == "same_clusters"}
+        ev["cnn"] = {
+            **residual_stats(r[s], sig[s]),
+            "coverage68_raw": residual_stats(r[s], head[s]).get("coverage68", math.nan),
+            "median_raw": float(np.median(mu[s] - t[s])),
+        }
+        ev["cnn_bins"] = binned_stats(r[s], col["m500c_true"][s], col["z"][s], sig[s])
+        has_b = bool(np.isfinite(ln_b[s]).any())
+        ev["acceptance"] = acceptance(
+            r[s], sig[s], col["m500c_true"][s], col["z"][s], ln_b[s] if has_b else None, floor[s]
+        )
+        ev["ym_scatter_floor"] = float(np.std(floor[s], ddof=1))
+        evaluation[key] = ev
+    summary["evaluation_uncalibrated"] = summary["evaluation"]
+    summary["evaluation"] = evaluation
+    net.update(sigma_scale=scale, mu_calibration=cal)
+    summary["recalibrated"] = (
+        f"python -m clusterfw.plugins.estimators.vgg_mass.train {run} (μ calibration and σ "
+        "scale fitted on the validation rows of predictions.csv after training)"
+    )
+    m_cal = data_mod.mass_from_target(t_hat)
+    lines = ["split,index,m500c_true,z,m500c_cnn,sigma_ln_cnn,m500c_ysz,sigma_ln_ysz"]
+    lines += [
+        f"{split[k]},{idx[k]},{col['m500c_true'][k]:.6g},{col['z'][k]:.5f},{m_cal[k]:.6g},"
+        f"{sig[k]:.5f},{col['m500c_ysz'][k]:.6g},{col['sigma_ln_ysz'][k]:.5f}"
+        for k in range(len(rows))
+    ]
+    name = net["name"]
+    command = summary["config"].get("extra", {}).get("command", "")
+    write_atomic(run / f"{name}.json", lambda p: p.write_text(json.dumps(net, indent=1) + "\n"))
+    write_atomic(run / "predictions.csv", lambda p: p.write_text("\n".join(lines) + "\n"))
+    write_atomic(
+        run / "metrics.json",
+        lambda p: p.write_text(json.dumps(summary, indent=1, default=float) + "\n"),
+    )
+    card = model_card(summary, command) + f"\nRecalibrated by `{summary['recalibrated']}`.\n"
+    write_atomic(run / "MODEL.md", lambda p: p.write_text(card))
+    return summary
+
+
+if __name__ == "__main__":
+    for folder in sys.argv[1:]:
+        s = recalibrate(folder)
+        a = s["evaluation"]["test"]["acceptance"]
+        print(folder, json.dumps({k: v for k, v in a.items() if k != "bins"}, default=float))
