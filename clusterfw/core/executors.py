@@ -267,7 +267,8 @@ class DaskExecutor:
 
         futures = self._submit(fn, iterables)
         position = {f.key: i for i, f in enumerate(futures)}
-        return self._results(futures, ((position[f.key], f) for f in as_completed(futures)))
+        done = as_completed(futures, loop=self.client.loop)
+        return self._results(futures, ((position[f.key], f) for f in done))
 
     @staticmethod
     def _results(futures: list[Any], order: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
