@@ -162,3 +162,33 @@ def test_benchmark_labels_weights_and_f1_error(tmp_path):
     s4 = bench.f1_sigma({k: 4 * v for k, v in cm.items()})
     assert 0.035 < s1 < 0.06
     assert s1 / s4 == pytest.approx(2.0, rel=0.1)
+
+
+def test_benchmark_position_errors_of_found_clusters():
+    """Only clusters whose cell the grid finds count; the nearest detection above the catalogue
+    threshold gives the error; none at all is infinitely far."""
+    import numpy as np
+
+    bench = _benchmark()
+    dec0 = -45.0
+    halos = {
+        "ra": np.array([10.0, 10.5, 11.0]),
+        "dec": np.full(3, dec0),
+        "cell": np.array([0, 1, 2]),
+    }
+    cos = np.cos(np.radians(dec0))
+    cand = {
+        # 0.3' east of halo 0 (score 0.9), 2' north of halo 1 (0.8), a weak one on halo 2 (0.1)
+        "resnet_ra": np.array([10.0 + 0.3 / 60 / cos, 10.5, 11.0, np.nan]),
+        "resnet_dec": np.array([dec0, dec0 + 2 / 60, dec0, np.nan]),
+        "resnet_score": np.array([0.9, 0.8, 0.1, 0.99]),  # the last: a forced score, no detection
+    }
+    patch = bench.PatchResult(
+        label=np.ones(3, bool), cand=cand, n_cells=3, grid=np.array([0.9, 0.9, 0.05]),
+        top_mass=np.zeros(3), top_z=np.zeros(3), halos=halos,
+    )  # fmt: skip
+    d = bench.position_errors([patch], grid_threshold=0.5, threshold=0.5)
+    np.testing.assert_allclose(d, [0.3, 2.0], atol=1e-6)  # halo 2: its cell's grid p < 0.5
+    s = bench.error_summary(bench.position_errors([patch], grid_threshold=0.0, threshold=0.5))
+    assert s["n"] == 3 and s["median"] == pytest.approx(2.0, abs=1e-6)
+    assert s["frac_gt_1"] == pytest.approx(2 / 3) and s["frac_gt_2"] == pytest.approx(1 / 3)
