@@ -93,7 +93,7 @@ class ResNetFinder(Finder):
     """DeepSZ ResNet cutout classifier (Lin et al. 2021 §2.2), calibrated probabilities."""
 
     name: ClassVar[str] = "resnet"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.1.0"
     score_kind: ClassVar[str] = "probability"
     margin_arcmin: ClassVar[float] = 8.0
 
