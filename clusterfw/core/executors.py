@@ -134,6 +134,13 @@ def _connect_timeout_s() -> float:
     return float(parse_timedelta(value, default="seconds") or 30.0)
 
 
+#: Dask settings raised for a LocalCluster started by ``--dask`` (unless set by the user).
+LOCAL_TIMEOUTS = {
+    "distributed.comm.timeouts.tcp": "600s",
+    "distributed.comm.timeouts.connect": "120s",
+}
+
+
 class DaskExecutor:
     """Map tile jobs over a Dask ``distributed`` cluster, results back in submission order.
 
@@ -165,9 +172,15 @@ class DaskExecutor:
         spawn), so a Ctrl-C reaches this process only, which closes the cluster.
         """
         try:
+            import dask.config
             from distributed import Client, LocalCluster
         except ImportError as exc:
             raise _missing_extra(exc) from None
+        # on a loaded machine (more busy processes than cores) the default 30 s comm timeout
+        # drops the client's connection to its own scheduler, which then forgets the workers
+        for key, value in LOCAL_TIMEOUTS.items():
+            if dask.config.get(key, None) in (None, "30s"):
+                dask.config.set({key: value})
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             cluster = LocalCluster(
@@ -283,6 +296,12 @@ class DaskExecutor:
                     raise ClusterfwError(
                         f"tile job {index}: the Dask workers running it died too often "
                         "(out of memory, or killed); see the workers' logs"
+                    ) from None
+                if "cancelled" in type(exc).__name__.lower():
+                    reason = " ".join(str(exc).split())[:200]
+                    raise ClusterfwError(
+                        f"tile job {index}: cancelled by Dask ({reason}); run again, with "
+                        "--checkpoint to keep the finished tiles"
                     ) from None
                 raise
             if isinstance(result, RemoteFailure):
