@@ -4,14 +4,18 @@ Two simulated universes (``clusterfw simulate universe --layers mm,optical``, th
 seen by the ACT-like mm maps and DES-like images): a validation one and a test one, from
 different seeds. Everything goes through the command line:
 
-1. validation: ``clusterfw run`` with ``--finder mf``, ``--finder frcnn`` and ``--finder mf
-   --finder frcnn --combine rankprod``; ``clusterfw calibrate`` on the three (thresholds, the
-   reference score distributions, the rankprod threshold and the ``and`` threshold pair);
-2. test: the two single finders, and ``--combine rankprod`` / ``--combine and`` with
-   ``--calibration``;
-3. ``clusterfw evaluate`` of every test catalogue at its validation threshold (single finders:
-   the calibration's threshold; combiners: their ``is_cluster`` decision) with the DeepSZ Table-1
-   cutout confusion matrix (``--cutout``);
+1. validation: ``clusterfw run`` with ``--finder mf`` and with ``--finder mf --finder frcnn
+   --combine rankprod``; ``clusterfw calibrate`` on the two (thresholds, reference score
+   distributions, the rankprod threshold and the ``and`` threshold pair);
+2. test: ``--finder mf``, and ``--combine rankprod`` with ``--calibration`` (``--and-run``: also
+   ``--combine and``);
+3. on the test universe, at thresholds from validation: ``mf`` (``clusterfw evaluate`` at its
+   calibrated threshold), ``frcnn`` alone (its own detections in the combined catalogue, at the
+   F1-best threshold of its own detections on validation), ``rankprod`` (its ``is_cluster``),
+   ``and`` (the ``and`` combiner's decision, :func:`clusterfw.plugins.combiners.and_.
+   and_decision` with the calibrated pair, on the same merged candidates — what ``--combine
+   and`` computes, without a third pass of the optical finder), each with the DeepSZ Table-1
+   cutout confusion matrix (``--cutout``) where ``clusterfw evaluate`` gives it;
 4. a stacked logistic model on the validation rankprod catalogue's per-candidate features
    (``mf`` SNR, ``frcnn`` logit of the forced/detected probability, their product;
    scikit-learn, class weights none), its F1-best validation threshold applied to the test
@@ -76,7 +80,13 @@ def counts(tp: int, fp: int, fn: int) -> dict:
             "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0}  # fmt: skip
 
 
-def decision_counts(cat: Path, truth: Path, a: argparse.Namespace, decide: np.ndarray) -> dict:
+def decision_counts(
+    cat: Path,
+    truth: Path,
+    a: argparse.Namespace,
+    decide: np.ndarray,
+    pos: tuple[str, str] = ("ra", "dec"),
+) -> dict:
     """Purity, completeness, F1 of the candidates where ``decide`` (DeepSZ matching)."""
     import pyarrow.parquet as pq
 
@@ -86,9 +96,10 @@ def decision_counts(cat: Path, truth: Path, a: argparse.Namespace, decide: np.nd
     t = pq.read_table(cat)
     tr = Truth.from_table(pq.read_table(truth), mass_col="m500c")
     qual = (tr.mass >= a.mass_min) & (tr.z >= a.z_min)
-    ra, dec = t["ra"].to_numpy(), t["dec"].to_numpy()
-    q = qualifying_halo(match_to_truth(ra, dec, tr), qual)
     sel = np.asarray(decide, bool)
+    ra = np.nan_to_num(np.asarray(t[pos[0]].to_numpy(zero_copy_only=False), float), nan=0.0)
+    dec = np.nan_to_num(np.asarray(t[pos[1]].to_numpy(zero_copy_only=False), float), nan=-90.0)
+    q = qualifying_halo(match_to_truth(ra, dec, tr), qual)
     hit = np.unique(q[sel & (q >= 0)])
     tp = int(hit.size)
     fp = int(sel.sum()) - tp
@@ -124,11 +135,17 @@ def labels(cat: Path, truth: Path, a: argparse.Namespace) -> np.ndarray:
     return (q >= 0).astype(int)
 
 
-def best_threshold(prob: np.ndarray, cat: Path, truth: Path, a: argparse.Namespace) -> float:
-    """F1-best threshold of ``prob`` on ``cat``."""
+def best_threshold(
+    prob: np.ndarray,
+    cat: Path,
+    truth: Path,
+    a: argparse.Namespace,
+    pos: tuple[str, str] = ("ra", "dec"),
+) -> float:
+    """F1-best threshold of ``prob`` on ``cat`` (NaN never passes)."""
     best, thr = -1.0, 1.0
-    for t in np.unique(prob)[::-1][:400]:
-        f = decision_counts(cat, truth, a, prob >= t)["f1"]
+    for t in np.unique(prob[np.isfinite(prob)])[::-1][:400]:
+        f = decision_counts(cat, truth, a, np.nan_to_num(prob, nan=-np.inf) >= t, pos)["f1"]
         if f > best:
             best, thr = f, float(t)
     return thr
@@ -145,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cutout", type=float, default=6.0)
     ap.add_argument("--tile-size", type=float, default=40.0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--and-run", action="store_true", help="also run --combine and on test")
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -170,36 +188,58 @@ def main(argv: list[str] | None = None) -> dict:
         return out
 
     truth = {s: (a.val if s == "val" else a.test) / "truth_halos.parquet" for s in ("val", "test")}
-    val = {n: run("val", n, (n,), None) for n in FINDERS}
+    val = {"mf": run("val", "mf", ("mf",), None)}
     val["rankprod"] = run("val", "rankprod", FINDERS, "rankprod")
     calib = a.work / "calib.json"
     if not calib.exists():
         clusterfw("calibrate", *val.values(), "--truth", truth["val"], *cut_args(a),
                   "--out", calib)  # fmt: skip
     cal = json.loads(calib.read_text())
-    test = {n: run("test", n, (n,), None) for n in FINDERS}
+    test = {"mf": run("test", "mf", ("mf",), None)}
     test["rankprod"] = run("test", "rankprod", FINDERS, "rankprod", calib)
-    test["and"] = run("test", "and", FINDERS, "and", calib)
+    if a.and_run:
+        test["and"] = run("test", "and", FINDERS, "and", calib)
+
+    import pyarrow.parquet as pq
 
     from clusterfw.core.evaluation.calibration import Calibration
+    from clusterfw.plugins.combiners.and_ import and_decision, and_thresholds
 
     c = Calibration.coerce(calib)
     res: dict = {"cut": {"m500c_min": a.mass_min, "z_min": a.z_min, "radius_arcmin": 1.0}}
-    for n in FINDERS:
-        thr = c.threshold(n)
-        ev = evaluate(test[n], truth["test"], a, "score", thr)
-        res[n] = {"threshold": thr, "at_threshold": ev["at_threshold"],
-                  "cutouts": ev.get("cutouts"), "best_f1_test": ev["best_f1"]}  # fmt: skip
-    import pyarrow.parquet as pq
-
-    for n in ("rankprod", "and"):
-        t = pq.read_table(test[n])
-        dec = t["is_cluster"].to_numpy(zero_copy_only=False).astype(bool)
-        res[n] = {"is_cluster": decision_counts(test[n], truth["test"], a, dec)}
-        # the is_cluster decision (1/0) as a score at threshold 1: its cutout table
-        ev = evaluate(test[n], truth["test"], a, "is_cluster", 1.0)
-        res[n]["is_cluster_evaluate"] = ev["at_threshold"]
-        res[n]["cutouts"] = ev.get("cutouts")
+    ev = evaluate(test["mf"], truth["test"], a, "score", c.threshold("mf"))
+    res["mf"] = {"threshold": c.threshold("mf"), "at_threshold": ev["at_threshold"],
+                 "cutouts": ev.get("cutouts"), "best_f1_test": ev["best_f1"]}  # fmt: skip
+    # frcnn alone: its own detections in the combined catalogue (positions frcnn_ra/dec)
+    t = pq.read_table(test["rankprod"])
+    col = {k: t[k].to_numpy(zero_copy_only=False) for k in t.column_names}
+    own = np.isfinite(np.asarray(col["frcnn_ra"], float))
+    # its threshold: F1-best of its own detections in the validation combined catalogue
+    tv = pq.read_table(val["rankprod"])
+    own_v = np.isfinite(tv["frcnn_ra"].to_numpy(zero_copy_only=False).astype(float))
+    sv = np.where(own_v, tv["frcnn_score"].to_numpy(zero_copy_only=False).astype(float), np.nan)
+    thr_f = best_threshold(sv, val["rankprod"], truth["val"], a, ("frcnn_ra", "frcnn_dec"))
+    fr = own & (np.nan_to_num(np.asarray(col["frcnn_score"], float), nan=-1) >= thr_f)
+    res["frcnn"] = {"threshold": thr_f,
+                    "at_threshold": decision_counts(test["rankprod"], truth["test"], a, fr,
+                                                    pos=("frcnn_ra", "frcnn_dec"))}  # fmt: skip
+    dec = np.asarray(col["is_cluster"], bool)
+    res["rankprod"] = {"is_cluster": decision_counts(test["rankprod"], truth["test"], a, dec)}
+    ev = evaluate(test["rankprod"], truth["test"], a, "is_cluster", 1.0)
+    res["rankprod"]["cutouts"] = ev.get("cutouts")
+    # AND: the and combiner's decision on the same merged candidates and scores
+    th = and_thresholds(c, list(FINDERS))
+    scores = {f: np.asarray(col[f"{f}_score"], float) for f in FINDERS}
+    cov = {f: np.asarray(col[f"{f}_covered"], bool) for f in FINDERS if f"{f}_covered" in col}
+    dec_and = and_decision(scores, th, cov)
+    d_and = decision_counts(test["rankprod"], truth["test"], a, dec_and)
+    res["and"] = {"thresholds": th, "decision": d_and}
+    if a.and_run:
+        ta = pq.read_table(test["and"])
+        d2 = ta["is_cluster"].to_numpy(zero_copy_only=False).astype(bool)
+        res["and"]["is_cluster_of_and_run"] = decision_counts(test["and"], truth["test"], a, d2)
+        ev = evaluate(test["and"], truth["test"], a, "is_cluster", 1.0)
+        res["and"]["cutouts"] = ev.get("cutouts")
     # stacked logistic model on the rankprod candidates
     from sklearn.linear_model import LogisticRegression
 
@@ -223,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         **decision_counts(test["rankprod"], truth["test"], a, pt2 >= thr2),
     }
     res["calibration_thresholds"] = {n: c.threshold(n) for n in FINDERS}
+    res["n_true_test"] = res["mf"]["at_threshold"].get("n_true")
     res["calibration_combiners"] = cal.get("combiners", {})
     res["seconds"] = {**times, "total": round(time.time() - t0, 1)}
     text = json.dumps(res, indent=1, default=float)

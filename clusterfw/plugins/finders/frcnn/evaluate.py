@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 
+#: Detections below this probability get no photo-z / BCG (they never pass a threshold).
+PZ_P_MIN = 0.02
+
 
 def run_fields(
     finder: Any, directory: str | Path, max_fields: int | None = None
@@ -53,7 +56,11 @@ def run_fields(
             z = np.full(n, np.nan)
             zerr = np.full(n, np.nan)
             xy_bcg = np.zeros((n, 2))
+            p_det = net.prob(det["raw"])
             for k in range(n):
+                if p_det[k] < PZ_P_MIN:  # far below any threshold: no photo-z, box centre
+                    xy_bcg[k] = ((boxes[k, 0] + boxes[k, 2]) / 2, (boxes[k, 1] + boxes[k, 3]) / 2)
+                    continue
                 # sources are at pixel indices: the box moves to that frame, the BCG back
                 pz = box_photoz(src, tuple(boxes[k] - 0.5), img.shape[1:])
                 z[k], zerr[k] = pz.z, pz.z_err
