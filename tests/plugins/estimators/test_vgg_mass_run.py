@@ -55,6 +55,7 @@ def _run(args, tmp_path):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
 
 
+@pytest.mark.slow  # two processes' worth of mf + TensorFlow start-up: 15-60 s on two shared cores
 def test_run_mf_then_vgg_mass_writes_masses_with_units_and_provenance(mm_files, weights, tmp_path):
     from clusterfw.core.catalog_io import provenance
 
@@ -90,6 +91,7 @@ def test_run_mf_then_vgg_mass_writes_masses_with_units_and_provenance(mm_files, 
     assert plugins["vgg_mass"]["options"]["redshifts"] == str(zcat)
 
 
+@pytest.mark.slow  # two `clusterfw run` processes (mf on a 1° sky each): 15-60 s, 2 shared cores
 def test_run_without_a_usable_layer_and_with_corrupt_weights_is_one_line(mm_files, tmp_path):
     paths, truth = mm_files
     zcat = tmp_path / "z.parquet"
