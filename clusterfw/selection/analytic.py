@@ -33,16 +33,20 @@ import pyarrow as pa
 from scipy import special
 
 from clusterfw.selection.grid import MassRedshiftGrid
-from clusterfw.selection.model import ScalingModel, median_y500_sr
+from clusterfw.selection.model import ScalingModel, ksz_sigma_uk_per_y, median_y500_sr
 from clusterfw.sim import sz
 from clusterfw.sim.instrument import ARCMIN
 
-#: Points per cell axis (mass, redshift) and Gauss–Hermite nodes of the Y scatter.
-N_MASS, N_Z, N_SCATTER = 8, 6, 24
+#: Points per cell axis (mass, redshift), Gauss–Hermite nodes of the Y scatter and of the kSZ.
+N_MASS, N_Z, N_SCATTER, N_KSZ = 8, 6, 24, 12
 
 
-def tile_noise_weights(finder: Any, tile: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(k_fine, counts, q)`` of ``tile``: the filter's band-combined noise weight per mode.
+def tile_noise_weights(
+    finder: Any, tile: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(k_fine, counts, q, q_ksz)`` of ``tile``: the filter's band-combined noise weight
+    ``q = aᵀP⁻¹a`` per mode and its response to a spectrally flat (kSZ, CMB-unit) signal
+    ``q_ksz = 1ᵀP⁻¹a`` (``a``: the tSZ spectrum in µK per y).
 
     Rebuilt with the mf plugin's own functions, as :func:`~clusterfw.plugins.finders.mf.
     filters.run_filter` does before its scale loop (data covariance from the windowed,
@@ -97,8 +101,8 @@ def tile_noise_weights(finder: Any, tile: Any) -> tuple[np.ndarray, np.ndarray, 
         power = noise_mod.NoiseCov.from_bins(noise_mod.regularise(binned), grid)
     fsz = np.atleast_1d(tsz_uk_per_y(np.asarray(freqs)))
     a = np.broadcast_to(fsz, power.power.shape[:2])
-    _, q_rows = mff.combine_weights(power.power, a)
-    return grid.k_fine, grid.counts, q_rows[power.fine_row]
+    v_rows, q_rows = mff.combine_weights(power.power, a)
+    return grid.k_fine, grid.counts, q_rows[power.fine_row], v_rows.sum(axis=1)[power.fine_row]
 
 
 def snr_per_y(
@@ -108,9 +112,21 @@ def snr_per_y(
     counts: np.ndarray,
     q: np.ndarray,
     theta500_arcmin: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    q_ksz: np.ndarray | None = None,
+    radii: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Noise-free SNR per unit total Compton-Y (arcmin²) at each θ500, ``max_s Q_s/(t(0) σ_s)``,
-    and the index of the scale giving it."""
+    the index of the scale giving it, the kSZ response at that scale and the cluster's filtered
+    profile around its peak.
+
+    The profile ``P(r) = Σ_k n τ t q J0(k r) / Σ_k n τ t q`` (1 at the centre) is the filtered
+    map's response at distance ``r`` (``radii``, arcmin; shape ``(θ, radii)``, empty without
+    ``radii``): a cluster of SNR ξ lies above ``snr_min`` out to where ``ξ P(r) = snr_min``.
+
+    The kSZ response ``R = Σ_k n τ t q_ksz / Σ_k n τ t q`` (per µK_CMB / y of kSZ) turns a
+    cluster's kSZ signal ``κ`` (µK per y, same profile) into ``ζ → ζ (1 + κ R)``; zeros when
+    ``q_ksz`` is not given.
+    """
     from clusterfw.plugins.finders.mf.templates import template_transform
 
     scales = finder.scales
@@ -119,6 +135,10 @@ def snr_per_y(
     f_sum = (tau * tau * w).sum(axis=1)
     out = np.empty(theta500_arcmin.size)
     best = np.empty(theta500_arcmin.size, dtype=np.int64)
+    resp = np.zeros(theta500_arcmin.size)
+    rr = np.zeros(0) if radii is None else np.asarray(radii, float)
+    bessel = special.j0(np.outer(k, rr)) if rr.size else None
+    prof = np.zeros((theta500_arcmin.size, rr.size))
     for i, th in enumerate(theta500_arcmin):
         t = template_transform("arnaud", float(th), k)
         t0 = float(template_transform("arnaud", float(th), np.zeros(1))[0])
@@ -126,7 +146,12 @@ def snr_per_y(
         per = cross / f_sum / sigma_y
         best[i] = int(np.argmax(per))
         out[i] = per[best[i]] / t0
-    return out, best
+        tt = tau[best[i]] * t * counts
+        if q_ksz is not None:
+            resp[i] = float((tt * q_ksz).sum() / (tt * q).sum())
+        if bessel is not None:
+            prof[i] = (tt * q) @ bessel / float((tt * q).sum())
+    return out, best, resp, prof
 
 
 class Blending:
@@ -141,6 +166,9 @@ class Blending:
     the filtered map).
     """
 
+    #: Radii (arcmin) of the tabulated fractions and footprint profiles.
+    RADII = np.linspace(0.0, 15.0, 61)
+
     def __init__(self, snr_map: np.ndarray, detectable: np.ndarray, snr_min: float, pix: float):
         from scipy import ndimage
 
@@ -151,7 +179,7 @@ class Blending:
         )
         self.snr_min = snr_min
         self.levels = np.unique(np.concatenate([[snr_min], np.geomspace(snr_min, 200.0, 24)]))
-        self.radii = np.linspace(0.0, 15.0, 61)  # arcmin
+        self.radii = self.RADII
         self.table = np.zeros((self.levels.size, self.radii.size))
         area = max(int(detectable.sum()), 1)
         for i, level in enumerate(self.levels):
@@ -163,14 +191,136 @@ class Blending:
             self.table[i] = np.searchsorted(d, self.radii, side="right") / area
 
     def fraction(self, xi: np.ndarray, ell_arcmin: np.ndarray) -> np.ndarray:
-        """Probability of being merged into a brighter group (see the class docstring)."""
+        """Probability of being merged into a brighter group, Gaussian footprint (see the
+        class docstring)."""
         xi = np.asarray(xi, float)
         r = np.asarray(ell_arcmin, float) * np.sqrt(
             2.0 * np.log(np.maximum(xi / self.snr_min, 1.0))
         )
+        return self.fraction_at(xi, r)
+
+    def footprint_radius(self, xi: np.ndarray, profile: np.ndarray) -> np.ndarray:
+        """Radius (arcmin) out to which a cluster of SNR ``xi`` stays above ``snr_min``.
+
+        ``profile`` (``(n, radii)``, on :attr:`radii`) is each cluster's filtered profile
+        (:func:`snr_per_y`); ``xi`` is ``(n, ...)``. The radius is the first crossing of
+        ``xi P(r) = snr_min`` (linear between the tabulated radii).
+        """
+        xi = np.asarray(xi, float)
+        out = np.empty(xi.shape)
+        for i in range(xi.shape[0]):
+            env = np.minimum.accumulate(np.asarray(profile[i], float))  # first crossing
+            level = self.snr_min / np.maximum(xi[i], 1e-12)
+            out[i] = np.interp(level, env[::-1], self.radii[::-1])
+        return out
+
+    def fraction_at(self, xi: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Share of the detectable area within ``r`` arcmin of a group brighter than ``xi``."""
+        xi = np.asarray(xi, float)
+        r = np.asarray(r, float)
         li = np.clip(np.searchsorted(self.levels, xi) - 1, 0, self.levels.size - 1)
         ri = np.clip(np.searchsorted(self.radii, r), 0, self.radii.size - 1)
         return self.table[li, ri]
+
+
+class MergeTable:
+    """How often an injected cluster is merged into a brighter group of the map, measured on the
+    tile's own SNR map.
+
+    The filter is linear: a cluster of noise-free SNR ζ and filtered profile ``P(r)``
+    (:func:`snr_per_y`) placed at ``x0`` turns the tile's SNR map ``s`` into ``s + ζ P(|x − x0|)``.
+    The mf finder reports one peak per connected group above ``snr_min``: the cluster is lost
+    when the group holding ``x0`` peaks farther than ``radius`` from it (a brighter real cluster
+    whose wings, noise and the cluster's own wings bridge the gap). For ``n_pos`` random
+    detectable positions (as the injections: away from the map's detections above the
+    threshold), each θ500 of a grid and each ζ of a grid, the group is labelled in a window
+    around ``x0``; :meth:`lost` interpolates the lost fraction in (ln θ500, ln ζ).
+    """
+
+    THETA = np.geomspace(0.6, 10.0, 7)
+    ZETA = np.geomspace(4.0, 120.0, 10)
+
+    def __init__(
+        self,
+        snr_map: np.ndarray,
+        detectable: np.ndarray,
+        snr_min: float,
+        pix: float,
+        profile_of_theta: Any,
+        avoid_xy: np.ndarray,
+        avoid_pix: float,
+        radius_arcmin: float = 1.0,
+        n_pos: int = 60,
+        seed: int = 0,
+    ) -> None:
+        from scipy import ndimage
+
+        rng = np.random.default_rng(seed)
+        ny, nx = snr_map.shape
+        iy, ix = np.nonzero(detectable)
+        if iy.size and len(avoid_xy):
+            d = (
+                np.min(
+                    np.hypot(
+                        ix[:, None] - avoid_xy[None, :, 0], iy[:, None] - avoid_xy[None, :, 1]
+                    ),
+                    axis=1,
+                )
+                if iy.size * len(avoid_xy) < 5e7
+                else np.full(iy.size, np.inf)
+            )
+            keep = d >= avoid_pix
+            iy, ix = iy[keep], ix[keep]
+        self.table = np.zeros((self.THETA.size, self.ZETA.size))
+        if iy.size == 0:
+            return
+        pick = rng.integers(0, iy.size, n_pos)
+        radii = Blending.RADII
+        half = int(np.ceil((radii[-1] + 10.0) / pix))
+        yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+        rgrid = np.hypot(yy, xx) * pix
+        inside = rgrid <= radii[-1]
+        near = rgrid <= radius_arcmin
+        base = np.where(detectable, snr_map, -np.inf)
+        prof = profile_of_theta(self.THETA)
+        for ti in range(self.THETA.size):
+            stamp = np.where(inside, np.interp(rgrid, radii, prof[ti]), 0.0)
+            lost = np.zeros(self.ZETA.size)
+            for j in pick:
+                cy, cx = int(iy[j]), int(ix[j])
+                y0, y1 = max(cy - half, 0), min(cy + half + 1, ny)
+                x0, x1 = max(cx - half, 0), min(cx + half + 1, nx)
+                win = base[y0:y1, x0:x1]
+                sl = (slice(y0 - cy + half, y1 - cy + half), slice(x0 - cx + half, x1 - cx + half))
+                st, nr = stamp[sl], near[sl]
+                for zi, zeta in enumerate(self.ZETA):
+                    m = win + zeta * st
+                    labels, _ = ndimage.label(m > snr_min)
+                    lab = labels[cy - y0, cx - x0]
+                    if lab == 0:
+                        continue
+                    group = labels == lab
+                    top = float(m[group].max())
+                    lost[zi] += top > float(m[group & nr].max(initial=-np.inf)) + 1e-9
+            self.table[ti] = lost / n_pos
+
+    def lost(self, zeta: np.ndarray, theta500_arcmin: np.ndarray) -> np.ndarray:
+        """Lost fraction at noise-free SNR ``zeta`` ``(n, ...)`` for θ500 ``(n,)`` (arcmin)."""
+        from scipy.interpolate import RegularGridInterpolator
+
+        interp = RegularGridInterpolator(
+            (np.log(self.THETA), np.log(self.ZETA)), self.table, bounds_error=False, fill_value=None
+        )
+        zeta = np.asarray(zeta, float)
+        lt = np.broadcast_to(
+            np.log(np.clip(theta500_arcmin, self.THETA[0], self.THETA[-1])).reshape(
+                (-1,) + (1,) * (zeta.ndim - 1)
+            ),
+            zeta.shape,
+        )
+        lz = np.log(np.clip(zeta, self.ZETA[0], self.ZETA[-1]))
+        out = interp(np.stack([lt.ravel(), lz.ravel()], axis=1)).reshape(zeta.shape)
+        return np.clip(out, 0.0, 1.0)
 
 
 def completeness_from_snr(zeta: np.ndarray, threshold: float, dof: float) -> np.ndarray:
@@ -186,17 +336,23 @@ def cell_completeness(
     dof: float,
     snr_of_theta: Any,
     blending: Blending | None = None,
+    merging: MergeTable | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean completeness of every cell and its spread (std over the cell's points).
 
-    ``snr_of_theta(theta500_arcmin) -> (SNR per unit Y (arcmin²), footprint scale ℓ (arcmin))``;
-    with ``blending``, the completeness is multiplied by ``1 − fraction(ξ, ℓ)``.
+    ``snr_of_theta(theta500_arcmin) -> (SNR per unit Y (arcmin²), footprint scale ℓ (arcmin)
+    [, kSZ response R])``; with ``R`` and a model with kSZ, the SNR is averaged over the
+    cluster's kSZ, ``ζ (1 + κ R)`` with ``κ ~ N(0, σ_κ(M, z))``
+    (:func:`~clusterfw.selection.model.ksz_sigma_uk_per_y`); with ``blending``, the completeness
+    is multiplied by ``1 − fraction(ξ, ℓ)``.
     """
     nm, nz = grid.shape
     um = (np.arange(N_MASS) + 0.5) / N_MASS
     uz = (np.arange(N_Z) + 0.5) / N_Z
     x, wgh = np.polynomial.hermite_e.hermegauss(N_SCATTER)
     wgh = wgh / wgh.sum()
+    xk, wk = np.polynomial.hermite_e.hermegauss(N_KSZ)
+    wk = wk / wk.sum()
     rmax = model.profile_rmax_r500
     prof = sz.projected_profile(rmax)
     comp = np.empty(grid.n_cells)
@@ -209,13 +365,27 @@ def cell_completeness(
             m, z = m.ravel(), z.ravel()
             th = sz.theta500_rad(m, z) / ARCMIN
             y_tot = median_y500_sr(m, z, model) * prof.i_rmax / prof.i1 / ARCMIN**2
-            per_y, ell = snr_of_theta(th)
-            zeta = (per_y * y_tot)[:, None] * np.exp(model.y500_scatter_ln * x[None, :])
+            got = snr_of_theta(th)
+            per_y, ell = got[0], got[1]
+            resp = got[2] if len(got) > 2 else np.zeros_like(per_y)
+            profile = got[3] if len(got) > 3 else None
+            sk = resp * ksz_sigma_uk_per_y(m, z, model)  # fractional 1σ of the SNR from kSZ
+            zeta = (
+                (per_y * y_tot)[:, None, None]
+                * np.exp(model.y500_scatter_ln * x)[None, :, None]
+                * np.maximum(1.0 + sk[:, None, None] * xk[None, None, :], 0.0)
+            )
             p = completeness_from_snr(zeta, threshold, dof)
-            if blending is not None:
+            if merging is not None:
+                p = p * (1.0 - merging.lost(zeta, th))
+            elif blending is not None:
                 xi = np.sqrt(np.square(zeta) + dof)
-                p = p * (1.0 - blending.fraction(xi, np.broadcast_to(ell[:, None], xi.shape)))
-            c = (p * wgh[None, :]).sum(axis=1)
+                if profile is not None and profile.size:
+                    lost = blending.fraction_at(xi, blending.footprint_radius(xi, profile))
+                else:
+                    lost = blending.fraction(xi, np.broadcast_to(ell[:, None, None], xi.shape))
+                p = p * (1.0 - lost)
+            c = np.einsum("psk,s,k->p", p, wgh, wk)
             comp[im * nz + iz] = c.mean()
             spread[im * nz + iz] = c.std()
     return comp, spread
@@ -245,6 +415,7 @@ def analytic_selection(
     provenance: Mapping[str, Any] | None = None,
     edge_arcmin: float = 10.0,
     blending: bool = True,
+    match_radius_arcmin: float = 1.0,
 ) -> pa.Table:
     """The analytic completeness table of ``mf`` (see the module docstring).
 
@@ -263,8 +434,10 @@ def analytic_selection(
     edge_arcmin : float
         Area weights count pixels this far from edges and masks (as the injections).
     blending : bool
-        Include the loss to blending with the map's own brighter detection groups
-        (:class:`Blending`).
+        Include the loss to merging into the map's own brighter detection groups
+        (:class:`MergeTable`, measured on each tile's SNR map).
+    match_radius_arcmin : float
+        The match radius of "recovered" (a merged group must peak within it).
     """
     from clusterfw.selection.inject import allowed_pixels, build_target
     from clusterfw.selection.injection import tile_of
@@ -287,23 +460,42 @@ def analytic_selection(
         if finder.blank_band(tile) is not None:
             continue
         res = finder.filter_tile(tile)
-        k, counts, q = tile_noise_weights(finder, tile)
+        k, counts, q, q_ksz = tile_noise_weights(finder, tile)
         sigma = np.asarray(res.sigma_y, float)
 
         ell_scale = np.sqrt(2.0 / np.asarray(res.kvar, float))
 
         def snr_of_theta(
-            th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q, ls=ell_scale
-        ) -> tuple[np.ndarray, np.ndarray]:
-            per_y, best = snr_per_y(finder, s, kk, cc, qq, th)
-            return per_y, ls[best]
+            th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q, qk=q_ksz, ls=ell_scale
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            per_y, best, resp, prof = snr_per_y(finder, s, kk, cc, qq, th, qk, Blending.RADII)
+            return per_y, ls[best], resp, prof
 
-        blend = (
-            Blending(res.max_snr, res.detectable, finder.options.snr_min, tile.pixel_scale_arcmin)
-            if blending
-            else None
+        merge = None
+        if blending:
+            pix = tile.pixel_scale_arcmin
+            found = finder.find(tile)
+            bright = found.column("score").to_numpy() >= threshold
+            bx, by = tile.world_to_pixel(
+                found.column("ra").to_numpy()[bright], found.column("dec").to_numpy()[bright]
+            )
+
+            def profile_of_theta(th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q) -> np.ndarray:
+                return snr_per_y(finder, s, kk, cc, qq, th, None, Blending.RADII)[3]
+
+            merge = MergeTable(
+                res.max_snr,
+                res.detectable,
+                finder.options.snr_min,
+                pix,
+                profile_of_theta,
+                np.column_stack([bx, by]),
+                2.0 * match_radius_arcmin / pix,
+                match_radius_arcmin,
+            )
+        comp, spread = cell_completeness(
+            grid, model, threshold, opt_bias_dof, snr_of_theta, merging=merge
         )
-        comp, spread = cell_completeness(grid, model, threshold, opt_bias_dof, snr_of_theta, blend)
         tid = int(job.tile_id)
         w = float(weights_by_tile[tid]) if tid < weights_by_tile.size else 0.0
         comps.append(comp)

@@ -77,11 +77,24 @@ def draw_clusters(
     y500 = y_med * np.exp(model.y500_scatter_ln * rng.standard_normal(n))
     th = sz.theta500_rad(m500c, z) / ARCMIN
     if model.ksz:
-        v = rng.standard_normal(n) * halo_mod.velocity_dispersion_kms(z, model.v_rms_kms)
-        ksz = -TCMB_K * 1e6 * (v / C_KMS) * sz.ME_C2_KEV / sz.temperature_kev(m500c, z)
+        ksz = -rng.standard_normal(n) * ksz_sigma_uk_per_y(m500c, z, model)
     else:
         ksz = np.zeros(n)
     return ModelClusters(m500c, z, th, y500, y_med, ksz)
+
+
+def ksz_sigma_uk_per_y(m500c: np.ndarray, z: np.ndarray, model: ScalingModel) -> np.ndarray:
+    """1σ of the kSZ signal per unit Compton-y (µK_CMB per y) of clusters of given mass and z.
+
+    ``ΔT_kSZ / y = −T_CMB (v_los / c) m_e c² / kT``, with ``v_los`` Gaussian of the simulator's
+    velocity dispersion at ``z`` and ``T(M, z)`` its temperature; zero without ``model.ksz``.
+    """
+    m500c = np.asarray(m500c, dtype=float)
+    z = np.asarray(z, dtype=float)
+    if not model.ksz:
+        return np.zeros(np.broadcast(m500c, z).shape)
+    disp = halo_mod.velocity_dispersion_kms(z, model.v_rms_kms)
+    return TCMB_K * 1e6 * (disp / C_KMS) * sz.ME_C2_KEV / sz.temperature_kev(m500c, z)
 
 
 def y_stamp(
