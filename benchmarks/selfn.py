@@ -97,8 +97,14 @@ def measure_selfn(args: argparse.Namespace, inputs: list[Path], method: str = "i
     from clusterfw.selection.run import measure
 
     grid = parse_grid(args.mass_grid, args.z_grid)
+    cal = None
+    if getattr(args, "mf_threshold", None) is not None:
+        cal = Path(args.workdir) / f"calibration_mf_{args.mf_threshold:g}.json"
+        doc = json.loads(calibration_file(args, Path(args.workdir)).read_text())
+        doc["finders"]["mf"]["threshold"] = args.mf_threshold
+        cal.write_text(json.dumps(doc))
     return measure(
-        request(args, inputs, Path("unused.parquet")),
+        request(args, inputs, Path("unused.parquet"), cal),
         method,
         grid,
         precision=args.precision,
@@ -350,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--match-radius", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target", type=float, default=0.02)
+    p.add_argument(
+        "--mf-threshold",
+        type=float,
+        default=None,
+        help="fix the mf threshold (the shipped default calibration's, with this threshold)",
+    )
     p.add_argument("--json", default=None)
     p.add_argument("--reuse", action="store_true", help="reuse a saved selfn table (accept)")
     args = p.parse_args(argv)
