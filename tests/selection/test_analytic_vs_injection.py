@@ -58,7 +58,8 @@ def test_filtered_profile_and_ksz_response(tiny_sky):
 @pytest.mark.slow
 def test_analytic_within_5_percent_of_injection(tmp_path):
     """A seeded 2°×2° sky: in every cell with injected completeness in 10–90 %, the analytic
-    completeness is within 0.05 of the injected one."""
+    completeness is within 0.05 of the injected one, beyond the injection's own 1σ (Wilson
+    half-width, about 0.03 with the ~260 injections per cell made here)."""
     from clusterfw.core.runner import RunRequest
     from clusterfw.selection.grid import parse_grid
     from clusterfw.selection.run import measure
@@ -86,8 +87,15 @@ def test_analytic_within_5_percent_of_injection(tmp_path):
         ).table
     ).to_pydict()
     checked = 0
-    for ca, ci, n in zip(ana["completeness"], inj["completeness"], inj["n_injected"], strict=True):
+    for ca, ci, ei, n in zip(
+        ana["completeness"],
+        inj["completeness"],
+        inj["completeness_err"],
+        inj["n_injected"],
+        strict=True,
+    ):
         if 0.1 <= ci <= 0.9:
             checked += 1
-            assert abs(ca - ci) <= 0.05, (ca, ci, n)
+            assert n >= 150 and ei < 0.04, (n, ei)
+            assert abs(ca - ci) <= 0.05 + ei, (ca, ci, ei, n)
     assert checked >= 1
