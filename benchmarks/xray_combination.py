@@ -8,7 +8,8 @@ Everything goes through the command line, as ``benchmarks/sz_optical.py``:
    the reference score distributions, each finder set's rankprod threshold);
 2. test universe: the same runs, combinations with ``--calibration``;
 3. purity, completeness and F1 on the test universe at the validation thresholds (single
-   finders: the calibration's threshold on ``score``; combinations: their ``is_cluster``),
+   finders: the calibration's threshold on ``score``; combinations: the rank product of their
+   per-finder scores under the calibration's reference percentiles, at its rankprod threshold),
    with the test's own F1-best value beside it (optimistic), and ``clusterfw evaluate
    --plots`` figures of the single ``xray`` catalogue (completeness vs mass and redshift).
 
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +91,24 @@ def decision_counts(cat: Path, truth: Path, a: argparse.Namespace, decide: np.nd
     }
 
 
+def rank_decision(cat: Path, cal: Any, finders: tuple[str, ...]) -> tuple[np.ndarray, float]:
+    """``is_cluster`` of a rankprod catalogue recomputed from its per-finder scores with the
+    validation calibration (reference percentiles and the finder set's threshold), whatever
+    calibration the run itself used."""
+    import pyarrow.parquet as pq
+
+    from clusterfw.core.evaluation.calibration import percentiles_for
+    from clusterfw.plugins.combiners.rankprod import rank_product
+
+    t = pq.read_table(cat)
+    scores = {
+        f: np.asarray(t[f"{f}_score"].to_numpy(zero_copy_only=False), dtype=float) for f in finders
+    }
+    pct, _ = percentiles_for(scores, cal)
+    thr = float(cal.combiner_entry("rankprod", list(finders))["threshold"])
+    return rank_product(pct) >= thr, thr
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark (module docstring); print and return the results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -136,8 +156,6 @@ def main(argv: list[str] | None = None) -> dict:
     test = {(f,): run("test", (f,)) for f in finders}
     test.update({s: run("test", s, calib) for s in sets})
 
-    import pyarrow.parquet as pq
-
     from clusterfw.core.evaluation.calibration import Calibration
 
     c = Calibration.coerce(calib)
@@ -156,11 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
             "best_f1_test": ev["best_f1"],
         }
     for s in sets:
-        t = pq.read_table(test[s])
-        dec = t["is_cluster"].to_numpy(zero_copy_only=False).astype(bool)
-        res["results"]["+".join(s)] = {
-            "is_cluster": decision_counts(test[s], truth["test"], a, dec)
-        }
+        dec, thr = rank_decision(test[s], c, s)
+        counts = decision_counts(test[s], truth["test"], a, dec)
+        res["results"]["+".join(s)] = {"threshold": thr, "is_cluster": counts}
     res["seconds"] = times
     text = json.dumps(res, indent=1, default=float)
     if a.json:
