@@ -16,10 +16,18 @@ four methods at the *cutout level*, as DeepSZ §2.3 and Table 1:
 - methods: MF (its SNR), ResNet (calibrated probability), AND (MF ≥ a and ResNet ≥ b for the
   same candidate, (a, b) grid-searched), rankprod (product of the reference rank percentiles of
   :func:`clusterfw.core.evaluation.calibrate` fitted on the validation catalogues), stack (the
-  ``stack`` combiner's logistic model, fitted by the same ``calibrate`` on the validation
-  catalogues, :mod:`clusterfw.plugins.combiners.stack`), and as a diagnostic "stacked-LR", the
+  ``stack`` combiner's model, fitted by the same ``calibrate`` and scored by the combiner
+  itself, :mod:`clusterfw.plugins.combiners.stack`), and as a diagnostic "stacked-LR", the
   same logistic fit (:func:`~clusterfw.plugins.combiners.stack.fit_logistic`) on cell-level
   features (MF SNR, ResNet logit, their product).
+
+The calibration is the one ``clusterfw calibrate`` makes from each validation patch's combined
+catalogue *and* each finder's own catalogue of it (what ``clusterfw run --finder f`` writes,
+taken from the same run, :func:`recording`), with its truth, as docs/combining.md describes:
+``stack``'s fallback then compares the finders by their own catalogues' validation F1
+(``--combined-only``: the combined catalogues alone, as before). Besides each test F1's
+bootstrap σ, each combination's F1 minus the better single finder's (``mf`` or ``resnet``) is
+given with a paired bootstrap σ over the same test cells.
 
 Every threshold is the F1-best one on the pooled validation cells, then applied to the test
 cells. The patches are simulated with the ``--setting`` of :mod:`clusterfw.sim.settings`
@@ -28,7 +36,7 @@ model; each patch draws its own parameters from its seed), validation and test f
 setting. Usage::
 
     python benchmarks/resnet_vs_mf.py [--val 8] [--test 8] [--size-deg 3] [--setting NAME]
-        [--labels deepsz|sz] [--weights FILE_OR_DIR] [--json OUT]
+        [--labels deepsz|sz] [--weights FILE_OR_DIR] [--combined-only] [--json OUT]
 
 Not run in CI (about a minute per patch on 2 cores).
 """
@@ -96,11 +104,42 @@ def weights_file(path):
     return str(p / "resnet.safetensors") if p.is_dir() else str(p)
 
 
+def recording(combiner):
+    """``combiner`` that also keeps the per-finder tables it is given (``combiner.singles``).
+
+    Those tables are what ``clusterfw run --finder f`` (no ``--combine``, no ``--calibration``)
+    writes for each finder ``f`` on the same sky: :func:`~clusterfw.core.pipeline.run_pipeline`
+    concatenates each finder's tile tables and, without a combiner, writes them unchanged. So
+    each finder's own validation catalogue comes with the combined run at no extra cost.
+    """
+    base = type(combiner)
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        def combine(self, tables, *args, **kwargs):
+            self.singles = dict(tables)
+            return super().combine(tables, *args, **kwargs)
+
+    Recording.__name__ = base.__name__
+    return Recording()
+
+
+def single_catalogue(name, table):
+    """Finder ``name``'s own catalogue as ``clusterfw run --finder name`` makes it from its
+    tile tables (concatenated, checked against the candidate schema)."""
+    from clusterfw.core.schema import concat_candidates, validate_candidates
+
+    out = concat_candidates([table])
+    validate_candidates(out, prefixes=(name,))
+    return out
+
+
 def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="default"):
     """Simulate one patch, run the pipeline, and assign candidates to cells.
 
     ``grid_finder`` is a ResNet finder with ``localise=False``: its candidates are the grid
     cutouts themselves, so each cell gets the probability of its own cutout (DeepSZ's scoring).
+    ``combiner`` is a :func:`recording` one; the returned ``singles`` are each finder's own
+    catalogue of the patch.
     """
     from clusterfw.core.evaluation import Truth, match_to_truth
     from clusterfw.core.evaluation.metrics import qualifying_halo
@@ -114,6 +153,7 @@ def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="defau
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = run_pipeline(sky, finders, combiner)
+    singles = {n: single_catalogue(n, t) for n, t in combiner.singles.items()}
     truth = Truth.from_table(halos, mass_col=MASS_DEF)
     qualifies = (truth.mass >= MASS_CUT) & (truth.z > Z_MIN)
     hcell, n_cells = cell_ids(sky, truth.ra, truth.dec)
@@ -135,6 +175,8 @@ def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="defau
         own, _ = cell_ids(sky, np.where(det, ra, 0.0), np.where(det, dec, 0.0))
         cells = np.where(q >= 0, hcell[np.maximum(q, 0)], own)
         cand[f"cell_{method}"] = np.where(det, cells, -1)
+        if method != "merged":
+            cand[f"{method}_detected"] = det  # the finder's own detection (else forced score)
     cand["mf_score"] = np.asarray(col["mf_score"], float)
     cand["resnet_score"] = np.asarray(col["resnet_score"], float)
     tile = sky.tiles(tile_size_arcmin=1e6, margin_arcmin=0.0)[0]
@@ -158,7 +200,7 @@ def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="defau
     cand["resnet_ra"] = np.asarray(col["resnet_ra"], float)
     cand["resnet_dec"] = np.asarray(col["resnet_dec"], float)
     result = PatchResult(label, cand, n_cells, grid, top_mass, top_z, halos_q)
-    return result, table, truth
+    return result, table, truth, singles
 
 
 def position_errors(patches, grid_threshold, threshold):
@@ -232,6 +274,22 @@ def f1_sigma(cm, n_boot=4000, seed=0):
     return float(f1.std())
 
 
+def paired_difference(a, b, y, n_boot=2000, seed=0):
+    """F1 of decisions ``a`` minus F1 of decisions ``b`` on the same cells (labels ``y``), and
+    its standard deviation when the cells are drawn again (paired bootstrap: both methods see
+    the same resampled cells, so what they share cancels)."""
+    a, b, y = np.asarray(a, bool), np.asarray(b, bool), np.asarray(y, bool)
+
+    def f1(d, lab, axis=None):
+        tp = np.sum(d & lab, axis=axis)
+        wrong = np.sum(d != lab, axis=axis)
+        return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
+
+    idx = np.random.default_rng(seed).integers(0, y.size, size=(n_boot, y.size))
+    diff = f1(a[idx], y[idx], axis=1) - f1(b[idx], y[idx], axis=1)
+    return float(f1(a, y) - f1(b, y)), float(diff.std())
+
+
 def best_threshold(s, y):
     """F1-best threshold of pooled cells."""
     from clusterfw.plugins.finders.resnet.train import best_f1
@@ -271,6 +329,12 @@ def main() -> None:
         choices=["auto", "regression", "plateau"],
         help="resnet localisation (auto: the position head when the weights have one)",
     )
+    ap.add_argument(
+        "--combined-only",
+        action="store_true",
+        help="calibrate on the combined validation catalogues only (without each finder's own "
+        "catalogue; stack's fallback then compares finders on the merged candidates)",
+    )
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument(
         "--calibration", default=None, help="write the validation calibration (JSON) here"
@@ -282,7 +346,7 @@ def main() -> None:
     from clusterfw.core.evaluation import calibrate
     from clusterfw.core.evaluation.calibration import percentiles_for
     from clusterfw.plugins.combiners.rankprod import RankProductCombiner, rank_product
-    from clusterfw.plugins.combiners.stack import StackEntry, fit_logistic, stack_features
+    from clusterfw.plugins.combiners.stack import StackCombiner, StackEntry, fit_logistic
     from clusterfw.plugins.finders.mf.finder import MatchedFilterFinder
     from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
@@ -297,28 +361,40 @@ def main() -> None:
         {"weights": args.weights, "threads": args.threads, "localise": False}
     )
     finders = [MatchedFilterFinder(), resnet]
-    combiner = RankProductCombiner()
+    combiner = recording(RankProductCombiner())
     t0 = time.perf_counter()
     patches: dict[str, list[PatchResult]] = {"val": [], "test": []}
     tables: dict[str, list] = {"val": [], "test": []}
     truths: dict[str, list] = {"val": [], "test": []}
+    singles: dict[str, list] = {"val": [], "test": []}
     for split, n in (("val", args.val), ("test", args.test)):
         for i in range(n):
             seed = SEED_BASE[split] + i
-            p, table, truth = process_patch(
+            p, table, truth, own = process_patch(
                 seed, args.size_deg, finders, combiner, resnet_grid, args.setting
             )
             patches[split].append(p)
             tables[split].append(table)
             truths[split].append(truth)
+            singles[split].append(own)
             print(
                 f"{split} patch {i + 1}/{n}: {p.n_cells} cells, {int(p.label.sum())} with a "
                 f"cluster, {table.num_rows} candidates ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
 
-    # reference percentiles (rankprod) from the validation catalogues
+    # the calibration a user makes with `clusterfw calibrate`, given each validation patch's
+    # combined catalogue and each finder's own catalogue of it (`clusterfw run --finder f`), with
+    # its truth: reference percentiles from the combined catalogues, each finder's threshold and
+    # validation F1 from its own catalogues (stack's fallback compares finders by these), and
+    # the stack model fitted on the combined ones (docs/combining.md)
     val_inputs = list(zip(tables["val"], truths["val"], strict=True))
+    if not args.combined_only:
+        val_inputs += [
+            (own[name], truth)
+            for own, truth in zip(singles["val"], truths["val"], strict=True)
+            for name in sorted(own)
+        ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cal = calibrate(val_inputs, mass_min=MASS_CUT, z_min=Z_MIN)
@@ -326,9 +402,10 @@ def main() -> None:
         from clusterfw.core.evaluation.io import write_json_atomic
 
         write_json_atomic(cal.to_dict(), args.calibration)
-    stack_entry = StackEntry.from_section(
-        cal.combiner_entry("stack", ["mf", "resnet"]) or {}, "validation calibration", "mf+resnet"
-    )
+    stack_raw = cal.combiner_entry("stack", ["mf", "resnet"]) or {}
+    stack_entry = StackEntry.from_section(stack_raw, "validation calibration", "mf+resnet")
+
+    stack = StackCombiner()
 
     def method_scores(split):
         ps = patches[split]
@@ -343,8 +420,10 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 pct, _ = percentiles_for(raw, cal)
             rp.append(rank_product(pct))
-            x = stack_features(pct, raw, stack_entry.finders, stack_entry.clip)
-            st.append(stack_entry.model.predict(x))
+            # the combiner's own score at run time: which finder detected a candidate itself
+            # matters (a fallback model passes only its finder's own detections)
+            detected = {f: p.cand[f"{f}_detected"] for f in raw}
+            st.append(stack.combined_score_of(pct, raw, cal, detected=detected))
         out["rankprod"] = cell_scores(ps, "cell_merged", rp)
         out["stack"] = cell_scores(ps, "cell_merged", st)
         return out
@@ -451,6 +530,25 @@ def main() -> None:
     best_name = max(single, key=lambda k: f1[k])
     better = f1[best_name]
 
+    # each combination minus the better single finder's catalogue (the acceptance's "better
+    # single finder": mf or resnet as `clusterfw run` writes them) on the same test cells
+    better_finder = max(("MF", "ResNet"), key=lambda k: f1[k])
+
+    def decisions(name):
+        if name == "AND":
+            s_t, lab = and_cells("test", a, b)
+            return s_t >= 0.5, lab
+        s_t, lab = test[name]
+        return s_t >= results[name]["threshold"], lab
+
+    d_best, lab_best = decisions(better_finder)
+    paired = {}
+    for name in ("AND", "rankprod", "stack"):
+        d, lab = decisions(name)
+        assert np.array_equal(lab, lab_best)
+        diff, sd = paired_difference(d, d_best, lab)
+        paired[name] = {"minus": better_finder, "f1_difference": diff, "sigma": sd}
+
     # what the false positives are (test cells, at each method's validation threshold): the most
     # massive halo of the cell just below the mass cut, massive but below the redshift cut, or
     # neither; shows how much of the error is the mass-observable scatter both finders share
@@ -484,6 +582,7 @@ def main() -> None:
         "resnet_minus_mf": f1["ResNet"] - f1["MF"],
         "resnet_grid_minus_mf": f1["ResNet-grid"] - f1["MF"],
         "gain_over_best_single": {k: f1[k] - better for k in ("AND",) + combined},
+        "paired_gain_over_best_single": paired,
         "false_positive_kinds": fp_kinds,
         "position_error_arcmin": pos_err,
         "stack_model": {
@@ -491,6 +590,10 @@ def main() -> None:
             "weights": stack_entry.model.weights(),
             "intercept": stack_entry.model.intercept,
             "threshold": stack_entry.threshold,
+            "fallback_finder": stack_raw.get("fallback_finder"),
+            "validation_f1": stack_raw.get("validation_f1"),
+            "note": stack_raw.get("note"),
+            "calibrated_on": "combined" if args.combined_only else "combined+own",
         },
         "seconds": time.perf_counter() - t0,
     }
@@ -520,11 +623,22 @@ def main() -> None:
     sm = summary["stack_model"]
     weights = ", ".join(f"{k} {v:+.3f}" for k, v in sm["weights"].items())
     print(f"\nstack model ({sm['model']}): intercept {sm['intercept']:+.3f}, {weights}")
+    vf1 = ", ".join(f"{k} {v:.3f}" for k, v in (sm["validation_f1"] or {}).items() if v is not None)
+    print(f"  calibrated on {sm['calibrated_on']}; validation F1 (catalogue level): {vf1}")
+    if sm["note"]:
+        print(f"  note: {sm['note']}")
     gains = ", ".join(f"{k} {v:+.3f}" for k, v in summary["gain_over_best_single"].items())
     print(
         f"\nResNet − MF F1: {summary['resnet_minus_mf']:+.3f} (catalogue), "
         f"{summary['resnet_grid_minus_mf']:+.3f} (grid); best single: {best_name} "
         f"{better:.3f}; gain over it: {gains}  ({summary['seconds']:.0f} s)"
+    )
+    print(
+        "paired (same test cells): "
+        + ", ".join(
+            f"{k} − {v['minus']} {v['f1_difference']:+.3f} ± {v['sigma']:.3f}"
+            for k, v in paired.items()
+        )
     )
     if args.json:
         with open(args.json, "w") as fh:
