@@ -99,3 +99,37 @@ def test_analytic_within_5_percent_of_injection(tmp_path):
             assert n >= 150 and ei < 0.04, (n, ei)
             assert abs(ca - ci) <= 0.05 + ei, (ca, ci, ei, n)
     assert checked >= 1
+
+
+def test_merge_table_counts_clusters_lost_in_a_brighter_group():
+    """A 30σ object of 3' (σ) in a 60'×60' map: a ζ = 10 cluster of 1' is lost when it lands
+    in or next to the object's 4σ group (radius 6.0'), never when it is brighter than the
+    object, and never on an empty map."""
+    from clusterfw.selection.analytic import MergeTable
+
+    pix = 0.5
+    yy, xx = np.mgrid[0:120, 0:120]
+    r = np.hypot(yy - 60, xx - 60) * pix
+    bright = 30.0 * np.exp(-0.5 * (r / 3.0) ** 2)
+    det = np.ones_like(bright, dtype=bool)
+
+    def gaussian(th: np.ndarray) -> np.ndarray:
+        from clusterfw.selection.analytic import Blending
+
+        return np.exp(-0.5 * Blending.RADII[None, :] ** 2) * np.ones((th.size, 1))
+
+    table = MergeTable(bright, det, 4.0, pix, gaussian, np.zeros((0, 2)), 0.0, n_pos=70)
+    zi10 = int(np.argmin(np.abs(MergeTable.ZETA - 10.0)))
+    lost10 = table.table[:, zi10]
+    # footprints touch within 6.0' + 1.35' (+ the bridge of the two wings), not within 1'
+    # of the object's peak: area share about pi (7.5² - 1²) / 3600 = 0.048
+    assert np.all((lost10 > 0.01) & (lost10 < 0.15))
+    assert np.all(table.table[:, -1] == 0.0)  # ζ = 120 > 30: the cluster is the group's peak
+    zeta = MergeTable.ZETA[zi10]  # a node: the interpolation returns the table's value
+    assert table.lost(np.array([[zeta]]), np.array([2.0]))[0, 0] == pytest.approx(
+        lost10[0], abs=1e-9
+    )
+    empty = MergeTable(
+        np.zeros_like(bright), det, 4.0, pix, gaussian, np.zeros((0, 2)), 0.0, n_pos=20
+    )
+    assert np.all(empty.table == 0.0)
