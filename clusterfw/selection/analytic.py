@@ -259,16 +259,9 @@ class MergeTable:
         ny, nx = snr_map.shape
         iy, ix = np.nonzero(detectable)
         if iy.size and len(avoid_xy):
-            d = (
-                np.min(
-                    np.hypot(
-                        ix[:, None] - avoid_xy[None, :, 0], iy[:, None] - avoid_xy[None, :, 1]
-                    ),
-                    axis=1,
-                )
-                if iy.size * len(avoid_xy) < 5e7
-                else np.full(iy.size, np.inf)
-            )
+            from scipy.spatial import cKDTree
+
+            d, _ = cKDTree(np.asarray(avoid_xy, float)).query(np.column_stack([ix, iy]))
             keep = d >= avoid_pix
             iy, ix = iy[keep], ix[keep]
         self.table = np.zeros((self.THETA.size, self.ZETA.size))
