@@ -4,7 +4,11 @@ A target is every layer a run's finders use. Layers that can take injections:
 
 - ``mm`` flat maps (one FITS image per band, one grid): tSZ at each band's frequency (and kSZ),
   convolved with the band's Gaussian beam, in the file's own units;
-- ``ymap`` flat maps: Compton-y convolved with the map's beam (``BEAMFWHM``; none: unsmoothed).
+- ``ymap`` flat maps: Compton-y convolved with the map's beam (``BEAMFWHM``; none: unsmoothed);
+- ``xray`` counts images (on their own grid): the simulator's truncated β-model
+  (:func:`clusterfw.sim.xray.paint_beta_models`) with the flux of the simulator's L_X–M relation
+  (:mod:`clusterfw.sim.observables`, scatter correlated with the Y scatter), times the file's
+  ``ECF`` and ``EXPOSURE`` (extension or keyword), convolved with its PSF and Poisson-drawn.
 
 Any other layer kind, HEALPix maps, mosaics, and skies held in memory by a reader plugin are
 refused with one line naming the finder and the layer (:class:`InjectionUnsupported`).
@@ -27,7 +31,7 @@ from clusterfw.core.errors import ClusterfwError
 from clusterfw.selection.model import ModelClusters, y_stamp
 from clusterfw.sim.instrument import beam_transfer, ell_grid, tsz_uk_per_y
 
-INJECTABLE_KINDS = ("mm", "ymap")
+INJECTABLE_KINDS = ("mm", "ymap", "xray")
 
 
 class InjectionUnsupported(ClusterfwError):
@@ -43,6 +47,19 @@ class InjectionBand:
     scale: float  # stored value × scale = layer unit (µK_CMB or y)
     beam_fwhm_arcmin: float | None
     uk_per_y: float | None  # None: a y map (signal in y)
+    xray: XrayFacts | None = None  # an X-ray counts image (on its own grid)
+
+
+@dataclass
+class XrayFacts:
+    """What turns a cluster into counts in one X-ray image."""
+
+    wcs: Any
+    shape: tuple[int, int]
+    pixel_arcsec: float
+    ecf: float  # counts/s per erg/s/cm²
+    exposure: Any  # seconds: a map of the image's shape, or one number
+    psf_fwhm_arcsec: float
 
 
 @dataclass
@@ -114,6 +131,7 @@ def build_target(
         )
     target: InjectionTarget | None = None
     seen: set[str] = set()
+    xray_bands: list[InjectionBand] = []
     for finder, names in zip(finders, finder_layers, strict=True):
         for name in names:
             layer = sky[name]
@@ -128,6 +146,9 @@ def build_target(
                 continue
             seen.add(name)
             files = _flat_file(layer, finder.name)
+            if layer.kind == "xray":
+                xray_bands.extend(_xray_band(f) for f in files)
+                continue
             for band, f in zip(layer.bands, files, strict=True):
                 if target is None:
                     target = InjectionTarget(f.wcs, tuple(f.shape), f.pixel_arcmin)
@@ -146,14 +167,108 @@ def build_target(
                 else:  # pragma: no cover - kinds are checked above
                     raise InjectionUnsupported(f"{f.path}: unknown band type")
                 target.bands.append(InjectionBand(Path(f.path), f.hdu, f.scale, beam, per_y))
+    if target is None and xray_bands:
+        x = xray_bands[0].xray
+        assert x is not None
+        target = InjectionTarget(x.wcs, x.shape, x.pixel_arcsec / 60.0)
     if target is None:
         raise ClusterfwError("no finder layer to inject into")
     valid = np.ones(target.shape, dtype=bool)
     for b in target.bands:
         with fits.open(b.path, memmap=False) as hdul:
             valid &= np.isfinite(np.asarray(hdul[b.hdu].data, dtype=np.float64))
+    if not target.bands:  # X-ray only: exposed pixels of the first image
+        x = xray_bands[0].xray
+        assert x is not None
+        valid &= np.broadcast_to(np.asarray(x.exposure, float) > 0, target.shape)
+    target.bands.extend(xray_bands)
     target.valid = valid
     return target
+
+
+def _xray_band(f: Any) -> InjectionBand:
+    """An X-ray counts image as an injection band (``ECF``, ``EXPOSURE`` and ``PSFFWHM`` from the
+    file, as :func:`clusterfw.sim.xray.write_xray` writes them)."""
+    from astropy.io import fits
+
+    path = Path(f.path)
+    with fits.open(path, memmap=False) as hdul:
+        hdr = hdul[f.hdu].header
+        if "ECF" not in hdr:
+            raise InjectionUnsupported(
+                f"{path}: X-ray image without an ECF keyword (counts/s per erg/s/cm²); "
+                "injections need it to turn flux into counts"
+            )
+        names = [h.name for h in hdul]
+        if "EXPOSURE" in names:
+            exposure: Any = np.asarray(hdul["EXPOSURE"].data, dtype=np.float64)
+        elif "EXPOSURE" in hdr:
+            exposure = float(hdr["EXPOSURE"])
+        else:
+            raise InjectionUnsupported(
+                f"{path}: X-ray image without an EXPOSURE extension or keyword; injections "
+                "need the exposure"
+            )
+        psf = float(hdr.get("PSFFWHM", 0.0))
+        ecf = float(hdr["ECF"])
+    facts = XrayFacts(f.wcs, tuple(f.shape), float(f.pixel_arcmin) * 60.0, ecf, exposure, psf)
+    return InjectionBand(path, f.hdu, f.scale, None, None, facts)
+
+
+def xray_counts(
+    facts: XrayFacts,
+    clusters: ModelClusters,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    rng: np.random.Generator,
+    preset: str = "erosita",
+    y_scatter_ln: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of the clusters in one X-ray image: (Poisson counts image, expected counts per
+    cluster inside ``rmax R500`` before the PSF).
+
+    L_X from the simulator's L_X–M relation with its lognormal scatter, correlated with the
+    clusters' Y scatter (``y_scatter_ln``, σ_lnY) as in
+    :func:`clusterfw.sim.observables.draw_observables`; the β-model shape (β, r_c, truncation)
+    of the simulator's ``preset``.
+    """
+    from clusterfw.sim import observables as obs
+    from clusterfw.sim import sz
+    from clusterfw.sim import xray as sx
+
+    cfg = obs.ObservablesConfig()
+    p = sx.get_preset(preset)
+    n = len(clusters)
+    # the clusters' standardised Y deviates (zero when Y was not scattered)
+    dy = np.log(clusters.y500_sr / clusters.y500_median_sr)
+    g_y = dy / y_scatter_ln if y_scatter_ln > 0 else np.zeros(n)
+    rho = cfg.corr_y_lx
+    g = rho * g_y + np.sqrt(max(1.0 - rho * rho, 0.0)) * rng.standard_normal(n)
+    lx = obs.lx500_median(clusters.m500c, clusters.z, cfg) * np.exp(cfg.sigma_ln_lx * g)
+    t_kev = sz.temperature_kev(clusters.m500c, clusters.z)
+    fx = obs.flux_500(lx, clusters.z, t_kev)
+    total = fx * sx.beta_cylinder_to_sphere(p.beta, p.rc_r500, p.rmax_r500)
+    x, y = facts.wcs.world_to_pixel_values(np.asarray(ra, float), np.asarray(dec, float))
+    flux = np.zeros(facts.shape)
+    pix_arcmin = facts.pixel_arcsec / 60.0
+    sx.paint_beta_models(
+        flux,
+        np.asarray(x, float),
+        np.asarray(y, float),
+        clusters.theta500_arcmin / pix_arcmin,
+        total,
+        p.beta,
+        p.rc_r500,
+        p.rmax_r500,
+    )
+    if facts.psf_fwhm_arcsec > 0:
+        flux = sx.gaussian_convolve(flux, facts.psf_fwhm_arcsec / facts.pixel_arcsec)
+        np.maximum(flux, 0.0, out=flux)
+    expected = flux * facts.ecf * np.broadcast_to(np.asarray(facts.exposure, float), facts.shape)
+    ix = np.clip(np.round(np.asarray(x)).astype(np.int64), 0, facts.shape[1] - 1)
+    iy = np.clip(np.round(np.asarray(y)).astype(np.int64), 0, facts.shape[0] - 1)
+    expo = np.broadcast_to(np.asarray(facts.exposure, float), facts.shape)[iy, ix]
+    return rng.poisson(expected), total * facts.ecf * expo
 
 
 def allowed_pixels(target: InjectionTarget, edge_arcmin: float) -> np.ndarray:
@@ -234,7 +349,7 @@ def render(
     """
     pix = target.pixel_arcmin
     ny, nx = target.shape
-    beams = [b.beam_fwhm_arcmin or 0.0 for b in target.bands]
+    beams = [b.beam_fwhm_arcmin or 0.0 for b in target.bands if b.xray is None] or [0.0]
     out = []
     for i in range(len(clusters)):
         x, y = float(xy[i, 0]), float(xy[i, 1])
@@ -257,6 +372,9 @@ def render(
         per_band = []
         smoothed: dict[float, np.ndarray] = {}
         for b in target.bands:
+            if b.xray is not None:  # rendered on its own grid by write_injected
+                per_band.append(np.zeros((0, 0)))
+                continue
             key = b.beam_fwhm_arcmin or 0.0
             if key not in smoothed:
                 smoothed[key] = _beam_convolve(ystamp, b.beam_fwhm_arcmin, pix)
@@ -274,6 +392,7 @@ def write_injected(
     xy: np.ndarray,
     rmax: float,
     directory: Path,
+    rng: np.random.Generator | None = None,
 ) -> dict[Path, Path]:
     """Copies of the target's files with the clusters added, in ``directory``.
 
@@ -293,12 +412,24 @@ def write_injected(
         dest = sub / band.path.name
         with fits.open(band.path, memmap=False) as hdul:
             data = np.array(hdul[band.hdu].data, dtype=np.float64)
-            add = np.zeros(target.shape)
-            for _, rows, cols, per_band in stamps:
-                add[rows, cols] += per_band[k]
-            data += add / band.scale
+            if band.xray is not None:
+                ra, dec = target.wcs.pixel_to_world_values(xy[:, 0], xy[:, 1])
+                counts, _ = xray_counts(
+                    band.xray,
+                    clusters,
+                    np.asarray(ra),
+                    np.asarray(dec),
+                    rng or np.random.default_rng(0),
+                )
+                data += counts / band.scale
+            else:
+                add = np.zeros(target.shape)
+                for _, rows, cols, per_band in stamps:
+                    add[rows, cols] += per_band[k]
+                data += add / band.scale
             hdu = hdul[band.hdu]
-            dtype = hdu.data.dtype if hdu.data.dtype.kind == "f" else np.float32
+            keep = hdu.data.dtype.kind == "f" or band.xray is not None  # counts stay integers
+            dtype = hdu.data.dtype if keep else np.float32
             hdu.data = data.astype(dtype)
             hdul.writeto(dest, overwrite=True)
         mapping[band.path] = dest

@@ -376,7 +376,9 @@ def run_injection(
             clusters = draw_clusters(m, z, settings.model, rng)
             rdir = tmp / f"round{rounds:04d}"
             t1 = time.perf_counter()
-            mapping = write_injected(target, clusters, xy, settings.model.profile_rmax_r500, rdir)
+            mapping = write_injected(
+                target, clusters, xy, settings.model.profile_rmax_r500, rdir, rng
+            )
             by_resolved = {p.resolve(): q for p, q in mapping.items()}
             new_inputs = [by_resolved.get(Path(p).resolve(), Path(p)) for p in inputs]
             missing = [p for p in by_resolved if p not in resolved]

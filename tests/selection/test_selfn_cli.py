@@ -236,12 +236,13 @@ def test_build_target_refuses_other_kinds():
     class Finder:
         name = "xfinder"
 
-    layer = Layer("xray", "xray", (), None)  # type: ignore[arg-type]
+    layer = Layer("optical", "optical", (), None)  # type: ignore[arg-type]
     with pytest.raises(
         InjectionUnsupported,
-        match="finder 'xfinder' uses layer 'xray' of kind 'xray', which cannot take injections",
+        match="finder 'xfinder' uses layer 'optical' of kind 'optical', which cannot take "
+        "injections",
     ):
-        build_target(LayerSky((layer,)), [Finder()], [("xray",)])
+        build_target(LayerSky((layer,)), [Finder()], [("optical",)])
 
 
 def test_evaluate_with_selfn(tiny_sky, tmp_path):
