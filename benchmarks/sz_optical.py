@@ -63,13 +63,20 @@ def cut_args(a: argparse.Namespace) -> list[str]:
 
 
 def evaluate(cat: Path, truth: Path, a: argparse.Namespace, score: str, thr: float | None) -> dict:
-    """``clusterfw evaluate`` JSON of one score column at ``thr`` (None: F1-best)."""
+    """``clusterfw evaluate`` JSON of one score column at ``thr`` (None: F1-best).
+
+    A failure (e.g. a column ``evaluate`` cannot use as a score) gives ``{}`` and a message.
+    """
     out = cat.with_suffix(f".{score}.eval.json")
     args = ["evaluate", cat, "--truth", truth, *cut_args(a), "--score", score,
             "--cutout", str(a.cutout), "--json", out]  # fmt: skip
     if thr is not None:
         args += ["--threshold", repr(float(thr))]
-    clusterfw(*args)
+    try:
+        clusterfw(*args)
+    except SystemExit as exc:
+        print(f"evaluate {cat.name} {score}: {str(exc)[-300:]}", file=sys.stderr)
+        return {}
     return json.loads(out.read_text())["results"][score]
 
 
@@ -105,6 +112,20 @@ def decision_counts(
     fp = int(sel.sum()) - tp
     fn = int(qual.sum()) - tp
     return counts(tp, fp, fn)
+
+
+def rankprod_decision(col: dict, cal: object) -> np.ndarray:
+    """The rankprod combiner's calibrated decision: the product of each covering finder's
+    percentile under the calibration's reference ≥ the calibrated threshold."""
+    from clusterfw.core.evaluation.calibration import percentile
+
+    prod = np.ones(len(col["ra"]))
+    for f in FINDERS:
+        p = percentile(np.asarray(col[f"{f}_score"], float), cal.reference(f))
+        cov = np.asarray(col.get(f"{f}_covered", np.ones(prod.size)), bool)
+        prod *= np.where(cov, p, 1.0)
+    entry = cal.combiner_entry("rankprod", list(FINDERS))
+    return prod >= float(entry["threshold"])
 
 
 def features(cat: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -160,9 +181,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mass-min", type=float, default=1e14)
     ap.add_argument("--z-min", type=float, default=0.05)
     ap.add_argument("--cutout", type=float, default=6.0)
-    ap.add_argument("--tile-size", type=float, default=40.0)
+    ap.add_argument("--tile-size", type=float, default=15.0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--and-run", action="store_true", help="also run --combine and on test")
+    ap.add_argument("--test-uncalibrated", type=Path, default=None,
+                    help="a test rankprod catalogue made without --calibration")  # fmt: skip
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -196,10 +219,16 @@ def main(argv: list[str] | None = None) -> dict:
                   "--out", calib)  # fmt: skip
     cal = json.loads(calib.read_text())
     test = {"mf": run("test", "mf", ("mf",), None)}
-    test["rankprod"] = run("test", "rankprod", FINDERS, "rankprod", calib)
+    if a.test_uncalibrated is not None:
+        # a test rankprod run made without --calibration: the finders' scores are the same, the
+        # calibrated decision is recomputed below from the calibration (rankprod_decision)
+        test["rankprod"] = a.test_uncalibrated
+    else:
+        test["rankprod"] = run("test", "rankprod", FINDERS, "rankprod", calib)
     if a.and_run:
         test["and"] = run("test", "and", FINDERS, "and", calib)
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from clusterfw.core.evaluation.calibration import Calibration
@@ -208,8 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
     c = Calibration.coerce(calib)
     res: dict = {"cut": {"m500c_min": a.mass_min, "z_min": a.z_min, "radius_arcmin": 1.0}}
     ev = evaluate(test["mf"], truth["test"], a, "score", c.threshold("mf"))
-    res["mf"] = {"threshold": c.threshold("mf"), "at_threshold": ev["at_threshold"],
-                 "cutouts": ev.get("cutouts"), "best_f1_test": ev["best_f1"]}  # fmt: skip
+    res["mf"] = {"threshold": c.threshold("mf"), "at_threshold": ev.get("at_threshold"),
+                 "cutouts": ev.get("cutouts"), "best_f1_test": ev.get("best_f1")}  # fmt: skip
     # frcnn alone: its own detections in the combined catalogue (positions frcnn_ra/dec)
     t = pq.read_table(test["rankprod"])
     col = {k: t[k].to_numpy(zero_copy_only=False) for k in t.column_names}
@@ -223,7 +252,10 @@ def main(argv: list[str] | None = None) -> dict:
     res["frcnn"] = {"threshold": thr_f,
                     "at_threshold": decision_counts(test["rankprod"], truth["test"], a, fr,
                                                     pos=("frcnn_ra", "frcnn_dec"))}  # fmt: skip
-    dec = np.asarray(col["is_cluster"], bool)
+    if a.test_uncalibrated is not None:
+        dec = rankprod_decision(col, c)
+    else:
+        dec = np.asarray(col["is_cluster"], bool)
     res["rankprod"] = {"is_cluster": decision_counts(test["rankprod"], truth["test"], a, dec)}
     ev = evaluate(test["rankprod"], truth["test"], a, "is_cluster", 1.0)
     res["rankprod"]["cutouts"] = ev.get("cutouts")
@@ -240,6 +272,15 @@ def main(argv: list[str] | None = None) -> dict:
         res["and"]["is_cluster_of_and_run"] = decision_counts(test["and"], truth["test"], a, d2)
         ev = evaluate(test["and"], truth["test"], a, "is_cluster", 1.0)
         res["and"]["cutouts"] = ev.get("cutouts")
+    # the same cutout table for frcnn's own detections and the and decision, as 0/1 scores
+    for name, decide, pos in (("frcnn", fr, ("frcnn_ra", "frcnn_dec")),
+                              ("and", dec_and, ("ra", "dec"))):  # fmt: skip
+        tab = pa.table({"ra": np.nan_to_num(np.asarray(col[pos[0]], float)),
+                        "dec": np.nan_to_num(np.asarray(col[pos[1]], float), nan=-90.0),
+                        "score": np.where(decide, 1.0, 0.0)})  # fmt: skip
+        path = a.work / f"test_{name}_decision.parquet"
+        pq.write_table(tab.filter(pa.array(np.isfinite(np.asarray(col[pos[0]], float)))), path)
+        res[name]["cutouts"] = evaluate(path, truth["test"], a, "score", 1.0).get("cutouts")
     # stacked logistic model on the rankprod candidates
     from sklearn.linear_model import LogisticRegression
 
