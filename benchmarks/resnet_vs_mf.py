@@ -407,6 +407,17 @@ def main() -> None:
 
     stack = StackCombiner()
 
+    def stack_score(p, c):
+        """``stack``'s score of patch ``p``'s combined candidates under calibration ``c``, as the
+        combiner computes it at run time (which finder detected a candidate itself matters: a
+        fallback model passes only its finder's own detections)."""
+        raw = {"mf": p.cand["mf_score"], "resnet": p.cand["resnet_score"]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pct, _ = percentiles_for(raw, c)
+        detected = {f: p.cand[f"{f}_detected"] for f in raw}
+        return stack.combined_score_of(pct, raw, c, detected=detected)
+
     def method_scores(split):
         ps = patches[split]
         out = {
@@ -420,10 +431,7 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 pct, _ = percentiles_for(raw, cal)
             rp.append(rank_product(pct))
-            # the combiner's own score at run time: which finder detected a candidate itself
-            # matters (a fallback model passes only its finder's own detections)
-            detected = {f: p.cand[f"{f}_detected"] for f in raw}
-            st.append(stack.combined_score_of(pct, raw, cal, detected=detected))
+            st.append(stack_score(p, cal))
         out["rankprod"] = cell_scores(ps, "cell_merged", rp)
         out["stack"] = cell_scores(ps, "cell_merged", st)
         return out
@@ -517,6 +525,36 @@ def main() -> None:
     }
 
     f1 = {k: v["test"]["f1"] for k, v in results.items()}
+
+    # is stack's choice right on validation data it was not fitted on? Leave one validation
+    # patch out: calibrate on the others exactly as above, score the held-out patch's cells;
+    # the pooled out-of-patch cells against resnet's (each with its F1-best threshold)
+    loo = None
+    n_val = len(patches["val"])
+    if n_val >= 2:
+        loo_scores, loo_models = [], []
+        for k in range(n_val):
+            keep = [i for i in range(n_val) if i != k]
+            inputs = [(tables["val"][i], truths["val"][i]) for i in keep]
+            if not args.combined_only:
+                inputs += [
+                    (singles["val"][i][name], truths["val"][i])
+                    for i in keep
+                    for name in sorted(singles["val"][i])
+                ]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cal_k = calibrate(inputs, mass_min=MASS_CUT, z_min=Z_MIN, combiners=[stack])
+            loo_models.append((cal_k.combiner_entry("stack", ["mf", "resnet"]) or {}).get("model"))
+            loo_scores.append(stack_score(patches["val"][k], cal_k))
+        s_loo = cell_scores(patches["val"], "cell_merged", loo_scores)
+        m_loo = matrix(*s_loo, best_threshold(*s_loo))
+        loo = {
+            "models": loo_models,
+            "stack_f1": m_loo["f1"],
+            "resnet_f1": results["ResNet"]["val"]["f1"],
+            "mf_f1": results["MF"]["val"]["f1"],
+        }
     pos_err = {
         split: error_summary(
             position_errors(
@@ -595,6 +633,7 @@ def main() -> None:
             "note": stack_raw.get("note"),
             "calibrated_on": "combined" if args.combined_only else "combined+own",
         },
+        "stack_leave_one_patch_out": loo,
         "seconds": time.perf_counter() - t0,
     }
     print()
@@ -627,6 +666,12 @@ def main() -> None:
     print(f"  calibrated on {sm['calibrated_on']}; validation F1 (catalogue level): {vf1}")
     if sm["note"]:
         print(f"  note: {sm['note']}")
+    if loo is not None:
+        print(
+            f"  leave one validation patch out (cells): stack {loo['stack_f1']:.3f} "
+            f"(models {', '.join(map(str, loo['models']))}) vs ResNet {loo['resnet_f1']:.3f}, "
+            f"MF {loo['mf_f1']:.3f}"
+        )
     gains = ", ".join(f"{k} {v:+.3f}" for k, v in summary["gain_over_best_single"].items())
     print(
         f"\nResNet − MF F1: {summary['resnet_minus_mf']:+.3f} (catalogue), "
