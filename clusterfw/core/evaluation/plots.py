@@ -48,11 +48,16 @@ def plot_f1_vs_threshold(evals: Mapping[str, Evaluation], path: str | os.PathLik
             ax.plot(c.threshold, c.f1, color="k", lw=2, label="F1")
             ax.plot(c.threshold, c.purity, color="tab:blue", lw=1, label="purity")
             ax.plot(c.threshold, c.completeness, color="tab:orange", lw=1, label="completeness")
-            ax.axvline(ev.best_threshold, color="tab:red", ls="--",
-                       label=f"best {ev.best_threshold:.3g} (F1 {ev.best.f1:.2f})")
+            ax.axvline(
+                ev.best_threshold,
+                color="tab:red",
+                ls="--",
+                label=f"best {ev.best_threshold:.3g} (F1 {ev.best.f1:.2f})",
+            )
             if ev.threshold_source == "given":
-                ax.axvline(ev.threshold, color="tab:green", ls=":",
-                           label=f"given {ev.threshold:.3g}")
+                ax.axvline(
+                    ev.threshold, color="tab:green", ls=":", label=f"given {ev.threshold:.3g}"
+                )
             ax2 = ax.twinx()
             ax2.hist(c.threshold, bins=40, color="0.85", zorder=0)
             ax2.set_yticks([])
@@ -76,15 +81,27 @@ def plot_completeness(evals: Mapping[str, Evaluation], path: str | os.PathLike[s
     fig, (ax_m, ax_z) = plt.subplots(1, 2, figsize=(10, 3.8))
     for k, (label, ev) in enumerate(evals.items()):
         color = f"C{k}"
-        for b, ls, suffix in ((ev.completeness_vs_mass, "-", ""),
-                              (ev.completeness_vs_mass_all_z, ":", " (all z)")):
+        for b, ls, suffix in (
+            (ev.completeness_vs_mass, "-", ""),
+            (ev.completeness_vs_mass_all_z, ":", " (all z)"),
+        ):
             mid = np.sqrt(b.edges[1:] * b.edges[:-1])
-            ax_m.errorbar(mid, b.fraction, yerr=b.error, color=color, ls=ls, marker="o", ms=3,
-                          capsize=2, label=f"{label}{suffix}")
+            ax_m.errorbar(
+                mid,
+                b.fraction,
+                yerr=b.error,
+                color=color,
+                ls=ls,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=f"{label}{suffix}",
+            )
         b = ev.completeness_vs_z
         mid = 0.5 * (b.edges[1:] + b.edges[:-1])
-        ax_z.errorbar(mid, b.fraction, yerr=b.error, color=color, marker="o", ms=3, capsize=2,
-                      label=label)
+        ax_z.errorbar(
+            mid, b.fraction, yerr=b.error, color=color, marker="o", ms=3, capsize=2, label=label
+        )
     any_ev = next(iter(evals.values()))
     sel = any_ev.selection
     ax_m.axvline(sel["mass_min"], color="0.5", ls="--")
@@ -142,8 +159,9 @@ def plot_mass_redshift(
     im = None
     for ax, (label, ev) in zip(axes[0], evals.items(), strict=True):
         tot, _, _ = np.histogram2d(ev.halo_z, ev.halo_mass, bins=[z_edges, m_edges])
-        det, _, _ = np.histogram2d(ev.halo_z[ev.halo_detected], ev.halo_mass[ev.halo_detected],
-                                   bins=[z_edges, m_edges])
+        det, _, _ = np.histogram2d(
+            ev.halo_z[ev.halo_detected], ev.halo_mass[ev.halo_detected], bins=[z_edges, m_edges]
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(tot >= min_count, det / np.maximum(tot, 1), np.nan)
         im = ax.pcolormesh(z_edges, m_edges, frac.T, cmap="Greens", vmin=0, vmax=1)
@@ -158,8 +176,9 @@ def plot_mass_redshift(
     return _save(fig, path)
 
 
-def plot_all(evals: Mapping[str, Evaluation], directory: str | os.PathLike[str],
-             prefix: str = "eval_") -> list[Path]:
+def plot_all(
+    evals: Mapping[str, Evaluation], directory: str | os.PathLike[str], prefix: str = "eval_"
+) -> list[Path]:
     """Write the four figures into ``directory``: ``<prefix>f1.png``, ``<prefix>completeness.png``,
     ``<prefix>purity.png``, ``<prefix>mass_z.png``."""
     d = Path(directory)

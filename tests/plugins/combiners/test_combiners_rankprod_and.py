@@ -67,8 +67,14 @@ def relabel(table: pa.Table, name: str) -> pa.Table:
     """The same detections under another finder name."""
     c = {k: table.column(k).to_numpy(zero_copy_only=False) for k in ("ra", "dec", "score")}
     ids = [f"{name}-{i}" for i in range(table.num_rows)]
-    return candidate_table(finder=name, score_kind="snr", ra=c["ra"], dec=c["dec"],
-                           score=c["score"], candidate_id=np.array(ids, dtype=object))
+    return candidate_table(
+        finder=name,
+        score_kind="snr",
+        ra=c["ra"],
+        dec=c["dec"],
+        score=c["score"],
+        candidate_id=np.array(ids, dtype=object),
+    )
 
 
 def _calibrate(sky: Sky, names: list[str], extra_single=()):
@@ -85,8 +91,18 @@ def test_output_schema_positions_and_forced_scores(val):
     cal = _calibrate(val, ["mf", "cnn"])
     out = val.combine(RankProductCombiner(), ["mf", "cnn"], cal)
     validate_candidates(out, prefixes=("rankprod", "mf", "cnn"))
-    for col in ("mf_score", "mf_ra", "mf_dec", "cnn_score", "cnn_ra", "cnn_dec",
-                "mf_candidate_id", "mf_percentile", "rankprod_n_detected", "is_cluster"):
+    for col in (
+        "mf_score",
+        "mf_ra",
+        "mf_dec",
+        "cnn_score",
+        "cnn_ra",
+        "cnn_dec",
+        "mf_candidate_id",
+        "mf_percentile",
+        "rankprod_n_detected",
+        "is_cluster",
+    ):
         assert col in out.column_names
     assert set(out.column("finder").to_pylist()) == {"rankprod"}
     assert set(out.column("score_kind").to_pylist()) == {"rank_product"}
@@ -99,8 +115,9 @@ def test_output_schema_positions_and_forced_scores(val):
     assert out.column("mf_score").null_count == 0 and out.column("cnn_score").null_count == 0
     only_cnn = ~mf_det & cnn_det
     ra, dec = out.column("ra").to_numpy()[only_cnn], out.column("dec").to_numpy()[only_cnn]
-    np.testing.assert_allclose(out.column("mf_score").to_numpy()[only_cnn],
-                               val.finders["mf"].score_at(ra, dec), rtol=1e-6)
+    np.testing.assert_allclose(
+        out.column("mf_score").to_numpy()[only_cnn], val.finders["mf"].score_at(ra, dec), rtol=1e-6
+    )
     # each finder keeps its own reported position
     np.testing.assert_allclose(out.column("cnn_ra").to_numpy(zero_copy_only=False)[only_cnn], ra)
     # the score is the product of the stored percentiles, sorted decreasing
@@ -109,7 +126,8 @@ def test_output_schema_positions_and_forced_scores(val):
     assert np.all(np.diff(out.column("score").to_numpy()) <= 0)
     # the number of merged candidates: union of detections minus cross-matched pairs
     assert out.num_rows == val.tables["mf"].num_rows + val.tables["cnn"].num_rows - np.sum(
-        n_det == 2)
+        n_det == 2
+    )
     assert out.column("is_cluster").null_count == 0
 
 
@@ -150,22 +168,24 @@ def test_random_finder_does_not_help(val, test_sky):
     cal = _calibrate(val, ["mf", "rnd"], extra_single=["mf"])
     single = evaluate(test_sky.tables["mf"], test_sky.truth, threshold=cal.threshold("mf"))
     f1_mf = single.at_threshold.f1
-    f1_prod = _f1_of_decisions(test_sky.combine(RankProductCombiner(), ["mf", "rnd"], cal),
-                               test_sky.truth)
-    f1_and = _f1_of_decisions(test_sky.combine(AndCombiner(), ["mf", "rnd"], cal),
-                              test_sky.truth)
+    f1_prod = _f1_of_decisions(
+        test_sky.combine(RankProductCombiner(), ["mf", "rnd"], cal), test_sky.truth
+    )
+    f1_and = _f1_of_decisions(test_sky.combine(AndCombiner(), ["mf", "rnd"], cal), test_sky.truth)
     assert f1_prod < f1_mf - 0.02  # a random factor scrambles the ranking
     assert f1_and <= f1_mf + 0.01  # the grid search learns to (nearly) ignore it
 
 
 def test_complementary_finders_help(val, test_sky):
     cal = _calibrate(val, ["mf", "cnn"], extra_single=["mf", "cnn"])
-    f1 = {n: evaluate(test_sky.tables[n], test_sky.truth, threshold=cal.threshold(n))
-          .at_threshold.f1 for n in ("mf", "cnn")}
-    f1_prod = _f1_of_decisions(test_sky.combine(RankProductCombiner(), ["mf", "cnn"], cal),
-                               test_sky.truth)
-    f1_and = _f1_of_decisions(test_sky.combine(AndCombiner(), ["mf", "cnn"], cal),
-                              test_sky.truth)
+    f1 = {
+        n: evaluate(test_sky.tables[n], test_sky.truth, threshold=cal.threshold(n)).at_threshold.f1
+        for n in ("mf", "cnn")
+    }
+    f1_prod = _f1_of_decisions(
+        test_sky.combine(RankProductCombiner(), ["mf", "cnn"], cal), test_sky.truth
+    )
+    f1_and = _f1_of_decisions(test_sky.combine(AndCombiner(), ["mf", "cnn"], cal), test_sky.truth)
     assert f1_prod > max(f1.values()) + 0.01
     assert f1_and > max(f1.values()) + 0.01
 
@@ -183,8 +203,13 @@ def test_and_with_one_threshold_at_minimum_is_the_single_finder(val, test_sky):
     ids = out.column("mf_candidate_id").to_pylist()
     got = {i for i, p in zip(ids, positive, strict=True) if p and i is not None}
     mf = test_sky.tables["mf"]
-    want = {i for i, s in zip(mf.column("candidate_id").to_pylist(),
-                              mf.column("score").to_numpy(), strict=True) if s >= t_mf}
+    want = {
+        i
+        for i, s in zip(
+            mf.column("candidate_id").to_pylist(), mf.column("score").to_numpy(), strict=True
+        )
+        if s >= t_mf
+    }
     assert got == want
     # cnn-only candidates mf scores above its threshold (flank peaks of bright clusters, more
     # than the cross-match radius from mf's peak) are the only extra positives: a few percent
@@ -197,18 +222,25 @@ def test_and_with_one_threshold_at_minimum_is_the_single_finder(val, test_sky):
 
 
 def test_and_exact_reduction_hand_built():
-    a = candidate_table(finder="a", score_kind="snr", ra=[10.0, 10.1, 10.2], dec=[0, 0, 0],
-                        score=[5.0, 3.0, 7.0])
-    b = candidate_table(finder="b", score_kind="snr", ra=[10.1, 10.3], dec=[0, 0],
-                        score=[0.9, 0.2])
-    forced = {"a": lambda ra, dec: np.full(ra.size, 1.0),
-              "b": lambda ra, dec: np.full(ra.size, 0.1)}
+    a = candidate_table(
+        finder="a", score_kind="snr", ra=[10.0, 10.1, 10.2], dec=[0, 0, 0], score=[5.0, 3.0, 7.0]
+    )
+    b = candidate_table(finder="b", score_kind="snr", ra=[10.1, 10.3], dec=[0, 0], score=[0.9, 0.2])
+    forced = {
+        "a": lambda ra, dec: np.full(ra.size, 1.0),
+        "b": lambda ra, dec: np.full(ra.size, 0.1),
+    }
     cal = Calibration(combiners={"and": {"a+b": {"thresholds": {"a": 4.0, "b": -np.inf}}}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
         out = AndCombiner().combine({"a": a, "b": b}, lambda n, r, d: forced[n](r, d), cal)
-    got = dict(zip(out.column("a_candidate_id").to_pylist(),
-                   out.column("is_cluster").to_pylist(), strict=True))
+    got = dict(
+        zip(
+            out.column("a_candidate_id").to_pylist(),
+            out.column("is_cluster").to_pylist(),
+            strict=True,
+        )
+    )
     assert got == {"a-t-1-00000": True, "a-t-1-00001": False, "a-t-1-00002": True, None: False}
     assert out.num_rows == 4  # b's second detection is its own candidate (a forced = 1.0 < 4)
 
@@ -224,14 +256,19 @@ def test_rank_percentiles_stable_one_patch_or_four(val, test_sky):
     for q in quads:
         tabs = {n: test_sky.finders[n].find(bounds=q) for n in names}
         parts.append(test_sky.combine(RankProductCombiner(), names, cal, tables=tabs))
-        parts_insample.append(test_sky.combine(RankProductCombiner(), names,
-                                               Calibration(source="empty"), tables=tabs))
+        parts_insample.append(
+            test_sky.combine(RankProductCombiner(), names, Calibration(source="empty"), tables=tabs)
+        )
 
     def by_key(t: pa.Table, col="score") -> dict:
-        keys = zip(t.column("mf_candidate_id").to_pylist(),
-                   t.column("cnn_candidate_id").to_pylist(), strict=True)
+        keys = zip(
+            t.column("mf_candidate_id").to_pylist(),
+            t.column("cnn_candidate_id").to_pylist(),
+            strict=True,
+        )
         far = (np.abs(t.column("ra").to_numpy() - rm) > 3 / 60) & (
-            np.abs(t.column("dec").to_numpy() - dm) > 3 / 60)
+            np.abs(t.column("dec").to_numpy() - dm) > 3 / 60
+        )
         return {k: v for k, v, f in zip(keys, t.column(col).to_pylist(), far, strict=True) if f}
 
     ref = by_key(whole)
@@ -266,6 +303,9 @@ def test_reference_from_calibration_is_used(val):
     ref = ReferenceECDF.from_scores(np.linspace(3, 30, 1000))
     cal = Calibration(finders={"mf": {"reference": ref}, "cnn": {"reference": ref}})
     out = val.combine(RankProductCombiner(), ["mf", "cnn"], cal)
-    np.testing.assert_allclose(out.column("mf_percentile").to_numpy(),
-                               ref.percentile(out.column("mf_score").to_numpy()), rtol=1e-4)
+    np.testing.assert_allclose(
+        out.column("mf_percentile").to_numpy(),
+        ref.percentile(out.column("mf_score").to_numpy()),
+        rtol=1e-4,
+    )
     assert out.column("is_cluster").null_count == out.num_rows  # no threshold: null

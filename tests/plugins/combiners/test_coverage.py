@@ -48,23 +48,34 @@ class _ForcedWithCoverage:
 
 def _tables():
     a = candidate_table(
-        finder="a", score_kind="snr", ra=np.array([10.0, 10.5]), dec=np.array([1.0, -1.0]),
-        score=np.array([8.0, 8.0]), candidate_id=np.array(["a-0", "a-1"], dtype=object),
+        finder="a",
+        score_kind="snr",
+        ra=np.array([10.0, 10.5]),
+        dec=np.array([1.0, -1.0]),
+        score=np.array([8.0, 8.0]),
+        candidate_id=np.array(["a-0", "a-1"], dtype=object),
     )
     b = candidate_table(
-        finder="b", score_kind="snr", ra=np.zeros(0), dec=np.zeros(0), score=np.zeros(0),
+        finder="b",
+        score_kind="snr",
+        ra=np.zeros(0),
+        dec=np.zeros(0),
+        score=np.zeros(0),
         candidate_id=np.array([], dtype=object),
     )
     return {"a": a, "b": b}
 
 
 def _calibration():
-    ref = ReferenceECDF(values=np.array([0.0, 1.0, 5.0, 9.0]),
-                        cdf=np.array([0.25, 0.5, 0.75, 1.0]), n=4)
-    return Calibration(finders={
-        "a": {"threshold": 5.0, "reference": ref},
-        "b": {"threshold": 0.5, "reference": ref},
-    })
+    ref = ReferenceECDF(
+        values=np.array([0.0, 1.0, 5.0, 9.0]), cdf=np.array([0.25, 0.5, 0.75, 1.0]), n=4
+    )
+    return Calibration(
+        finders={
+            "a": {"threshold": 5.0, "reference": ref},
+            "b": {"threshold": 0.5, "reference": ref},
+        }
+    )
 
 
 @pytest.mark.parametrize("combiner", [RankProductCombiner(), AndCombiner()])
@@ -86,9 +97,11 @@ def test_evaluate_reports_coverage_per_finder():
 
     from clusterfw.core.evaluation.cli import candidate_coverage
 
-    table = pa.table({
-        "score": [1.0, 2.0, 3.0, 4.0],
-        "a_covered": [True, True, True, True],
-        "b_covered": pa.array([True, False, None, False], pa.bool_()),
-    })
+    table = pa.table(
+        {
+            "score": [1.0, 2.0, 3.0, 4.0],
+            "a_covered": [True, True, True, True],
+            "b_covered": pa.array([True, False, None, False], pa.bool_()),
+        }
+    )
     assert candidate_coverage(table) == {"a": 1.0, "b": 0.25}
