@@ -42,7 +42,7 @@ def _shipped_cmb_cl() -> tuple[np.ndarray, np.ndarray]:
     try:
         ref = resources.files("clusterfw.sim").joinpath("data/cmb_lensed_planck18.npz")
         with resources.as_file(ref) as path:
-            data = np.load(path)
+            data = np.load(path, allow_pickle=False)
             return np.asarray(data["ell"], float), np.asarray(data["cl_tt"], float)
     except (ModuleNotFoundError, FileNotFoundError, KeyError) as err:
         raise PluginError(
