@@ -267,7 +267,15 @@ def tile_from_cutouts(
     if primary is None:
         primary = next(iter(cutouts.values()))
     bands = tuple(_as_band(b) for b in primary.bands)
-    return Tile(tile_id, primary.pixels, primary.wcs, bands, core, dict(cutouts))
+    return Tile(
+        tile_id,
+        primary.pixels,
+        primary.wcs,
+        bands,
+        core,
+        dict(cutouts),
+        native_pixel_arcmin=primary.native_pixel_arcmin,
+    )
 
 
 def run_tile_job(

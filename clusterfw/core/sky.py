@@ -120,6 +120,10 @@ class Tile:
     layers : mapping of str to LayerCutout
         Cutouts of the layers this tile carries, by layer name (empty for tiles of an
         in-memory :class:`Sky`: :meth:`layer` then offers ``maps`` as the ``mm`` layer).
+    native_pixel_arcmin : float or None
+        Resolution of the source pixels when ``maps`` were interpolated from a coarser
+        pixelisation (HEALPix), else None: ``maps`` hold no information above
+        ``pi / native_pixel_arcmin`` (see ``LayerCutout.native_pixel_arcmin``).
     """
 
     tile_id: int
@@ -128,6 +132,7 @@ class Tile:
     bands: tuple[Band, ...]
     core: PixelBoxCore | HealpixCore
     layers: Mapping[str, LayerCutout] = field(default_factory=dict)
+    native_pixel_arcmin: float | None = None
 
     def layer(self, name_or_kind: str) -> LayerCutout:
         """The cutout of the layer called ``name_or_kind``, else the first of that kind.

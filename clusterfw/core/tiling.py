@@ -142,6 +142,7 @@ def healpix_tiles(
                 wcs=wcs,
                 bands=sky.bands,
                 core=HealpixCore(order, int(ipix)),
+                native_pixel_arcmin=hp.nside2resol(sky.nside, arcmin=True),
             )
         )
     return tiles

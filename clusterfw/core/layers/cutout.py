@@ -73,6 +73,11 @@ class LayerCutout:
     exposure, background : numpy.ndarray or None
         X-ray only: ``(n_band, ny, nx)`` float32 seconds and expected counts (background NaN
         where a file has none).
+    native_pixel_arcmin : float or None
+        Resolution of the source pixels when ``pixels`` were interpolated from a coarser
+        pixelisation (HEALPix: its ``nside2resol``), else None. The cutout holds no information
+        above the source's Nyquist wavenumber ``pi / native_pixel_arcmin``, and its noise is not
+        stationary there; filters should not weight those modes.
     """
 
     layer: str
@@ -83,6 +88,7 @@ class LayerCutout:
     wcs: WCS
     exposure: np.ndarray | None = None
     background: np.ndarray | None = None
+    native_pixel_arcmin: float | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -315,7 +321,8 @@ def read_cutout(
     stacked = {
         p: np.stack(v) if v else np.zeros((0, ny, nx), np.float32) for p, v in per_band.items()
     }
-    return _make(layer, chosen, wcs, stacked)
+    native = pix.pixel_arcmin if isinstance(pix, HealpixMap) else None
+    return _make(layer, chosen, wcs, stacked, native)
 
 
 def _mosaic_extent(bands: Sequence[LayerBand], common: WCS) -> tuple[int, int, int, int] | None:
@@ -335,7 +342,11 @@ def _mosaic_extent(bands: Sequence[LayerBand], common: WCS) -> tuple[int, int, i
 
 
 def _make(
-    layer: Layer, bands: Sequence[LayerBand], wcs: WCS, arrays: dict[str, np.ndarray]
+    layer: Layer,
+    bands: Sequence[LayerBand],
+    wcs: WCS,
+    arrays: dict[str, np.ndarray],
+    native_pixel_arcmin: float | None = None,
 ) -> LayerCutout:
     return LayerCutout(
         layer=layer.name,
@@ -346,4 +357,5 @@ def _make(
         wcs=wcs,
         exposure=arrays.get("exposure"),
         background=arrays.get("background"),
+        native_pixel_arcmin=native_pixel_arcmin,
     )

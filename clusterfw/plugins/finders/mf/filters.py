@@ -106,6 +106,7 @@ class FilterSettings:
     rms_border_arcmin: float = 10.0
     snr_calibration: str = "measured"
     workers: int = -1
+    native_pixel_arcmin: float | None = None
 
 
 @dataclass
@@ -309,18 +310,48 @@ def _beam_inverse(shape: tuple[int, int], pix: float, beams: tuple[float, ...]) 
     return out
 
 
+def native_nyquist_taper(k: np.ndarray, native_pixel_arcmin: float | None) -> np.ndarray | float:
+    """Cosine taper from 1 at 0.8 to 0 at 1.0 times the source's Nyquist ``pi / native pixel``.
+
+    Maps interpolated from a coarser pixelisation (HEALPix cut into finer TAN tiles) carry no
+    signal above the source's Nyquist wavenumber, and their noise there is tiny and not
+    stationary (bilinear weights follow the source grid): a filter that trusts the measured noise
+    spectrum would weight those modes as nearly noise-free and give heavy-tailed SNRs
+    (``tests/core/test_healpix_white_noise.py``). Returns 1.0 when there is no native pixel.
+    """
+    if native_pixel_arcmin is None:
+        return 1.0
+    k_nyq = np.pi / float(native_pixel_arcmin)
+    x = np.clip((np.asarray(k, dtype=float) - 0.8 * k_nyq) / (0.2 * k_nyq), 0.0, 1.0)
+    return 0.5 + 0.5 * np.cos(np.pi * x)
+
+
+def _tapered_template(
+    profile: str, scale: float, k: np.ndarray, native_pixel_arcmin: float | None
+) -> np.ndarray:
+    """``template_transform`` times :func:`native_nyquist_taper`."""
+    return template_transform(profile, scale, k) * native_nyquist_taper(k, native_pixel_arcmin)
+
+
 @lru_cache(maxsize=3)
 def _template_bank(
-    shape: tuple[int, int], pix: float, profile: str, scales: tuple[float, ...]
+    shape: tuple[int, int],
+    pix: float,
+    profile: str,
+    scales: tuple[float, ...],
+    native_pixel_arcmin: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Profile transforms ``τ_s`` of every scale on ``k_fine`` (float64) and on the folded 2-D
-    grid (``FourierGrid.gather_half``, float32).
+    grid (``FourierGrid.gather_half``, float32), tapered at the native Nyquist of interpolated
+    maps (:func:`native_nyquist_taper`).
 
     Neither depends on the data (the data enter each scale through a scalar normalisation and
     the band combination ``D``), so a pipeline of equal-shaped tiles gathers them once.
     """
     grid = fourier_grid(shape, pix)
-    fine = np.stack([template_transform(profile, s, grid.k_fine) for s in scales])
+    fine = np.stack(
+        [_tapered_template(profile, s, grid.k_fine, native_pixel_arcmin) for s in scales]
+    )
     maps = np.stack([grid.gather_half(f) for f in fine])
     _readonly(fine, maps)
     return fine, maps
@@ -453,7 +484,10 @@ def run_filter(
         bank["q"] = q_rows[cov.fine_row]
 
     scales_all = tuple(float(x) for x in settings.scales_arcmin)
-    tau_fine, tau_2d = _template_bank(shape, pix, settings.profile, scales_all)
+    native = settings.native_pixel_arcmin
+    if native is not None and not native > pix:
+        native = None  # only maps interpolated onto a finer grid lack the high-k modes
+    tau_fine, tau_2d = _template_bank(shape, pix, settings.profile, scales_all, native)
     buffers = threading.local()
 
     def one_scale(
@@ -574,7 +608,7 @@ def run_filter(
         i = int(np.argmin(np.abs(scales - (ref if ref is not None else scales[0]))))
         snr_ref, sig_ref = snrs[i], sig[i]
     else:
-        tau = template_transform(settings.profile, float(ref), grid.k_fine)
+        tau = _tapered_template(settings.profile, float(ref), grid.k_fine, native)
         m, gain, sg, _ = one_scale(float(ref), tau, grid.gather_half(tau))
         snr_ref, sig_ref, _ = calibrated(m, gain, sg)
     return FilterResult(

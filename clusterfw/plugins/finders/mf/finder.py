@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -35,6 +36,12 @@ def scale_tag(scale: float) -> str:
     if text.endswith("."):
         text += "0"
     return text.replace(".", "p")
+
+
+def _native_pixel_arcmin(tile: Any) -> float | None:
+    """Source resolution of the tile's maps when they were interpolated (HEALPix), else None."""
+    native = getattr(tile, "native_pixel_arcmin", None)
+    return None if native is None else float(native)
 
 
 def _shipped_cmb_cl() -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +355,9 @@ class MatchedFilterFinder(Finder):
         from clusterfw.plugins.finders.mf.filters import MapPool, run_filter
 
         self._check(tile)
+        native = _native_pixel_arcmin(tile)
         key = (
+            native,
             tile.tile_id,
             tile.maps.shape,
             str(tile.maps.dtype),
@@ -372,7 +381,7 @@ class MatchedFilterFinder(Finder):
                 [b.freq_ghz for b in bands],
                 [b.beam_fwhm_arcmin for b in bands],
                 [b.noise_uk_arcmin for b in bands],
-                self._settings(),
+                replace(self._settings(), native_pixel_arcmin=native),
                 pool=self._pool,
             )
         except (ValueError, np.linalg.LinAlgError) as err:
