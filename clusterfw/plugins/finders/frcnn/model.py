@@ -178,19 +178,13 @@ def load_weights(path: str, device: str = "cpu") -> tuple[nn.Module, dict[str, A
     InputError
         Naming ``path`` and the first problem found.
     """
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from clusterfw.core.errors import InputError
+    from clusterfw.core.weights_io import read_safetensors_header
 
     path = str(path)
-    try:
-        with safe_open(path, framework="pt") as fh:
-            header = fh.metadata() or {}
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises its own SafetensorError, OSError
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(path, f"not a readable safetensors file ({reason})") from None
+    header, shapes = read_safetensors_header(path)
     if "config" not in header:
         raise InputError(path, "no model config in the safetensors metadata")
     try:

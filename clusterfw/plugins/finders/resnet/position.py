@@ -250,23 +250,18 @@ def load_head(path: str | Path, expected_features: int) -> tuple[PositionHead, d
         Naming ``path`` and the first problem (unreadable, bad config, wrong tensor shapes,
         non-finite values, or a feature length that is not the classifier's).
     """
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from clusterfw.core.errors import InputError
+    from clusterfw.core.weights_io import read_safetensors_header
 
     path = str(path)
+    header, shapes = read_safetensors_header(path)
     try:
-        with safe_open(path, framework="pt") as fh:
-            header = fh.metadata() or {}
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
         config = json.loads(header.get("config", "null"))
         meta = json.loads(header.get("clusterfw", "{}"))
     except json.JSONDecodeError as exc:
         raise InputError(path, f"safetensors metadata is not valid JSON ({exc.msg})") from None
-    except Exception as exc:  # safetensors raises its own SafetensorError, OSError
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(path, f"not a readable safetensors file ({reason})") from None
     if not (
         isinstance(config, dict)
         and set(config) == {"in_features", "hidden"}

@@ -105,18 +105,13 @@ def load_weights(path: str, device: str = "cpu") -> tuple[KosibaCNN, dict[str, A
     """
     import math
 
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from clusterfw.core.errors import InputError
+    from clusterfw.core.weights_io import read_safetensors_header
 
     path = str(path)
-    try:
-        with safe_open(path, framework="pt") as fh:
-            header = fh.metadata() or {}
-    except Exception as exc:  # safetensors raises its own SafetensorError, OSError
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(path, f"not a readable safetensors file ({reason})") from None
+    header, _ = read_safetensors_header(path)
     try:
         config = json.loads(header["config"])
         meta = json.loads(header.get("clusterfw", "{}"))
