@@ -297,40 +297,30 @@ def _column(halos: pa.Table, name: str) -> np.ndarray:
     return np.asarray(halos.column(name).to_numpy(zero_copy_only=False), dtype=float)
 
 
-def render_xray(
-    halos: pa.Table,
-    footprint: Footprint,
-    preset: str | XrayPreset,
-    rng: np.random.Generator,
-) -> XrayField:
-    """Render a 0.5–2 keV counts image of ``halos`` over ``footprint``.
+def cluster_flux_map(
+    halos: pa.Table, footprint: Footprint, preset: str | XrayPreset
+) -> tuple[np.ndarray, np.ndarray]:
+    """The halos' β-model flux map (erg/s/cm² per pixel, before the PSF) and expected counts.
 
-    Parameters
-    ----------
-    halos : pyarrow.Table
-        Needs ``ra``, ``dec``, ``z``, ``theta500_arcmin``, ``t_kev`` and ``lx500`` (erg/s) — or
-        ``fx500`` (observed flux inside R500), which wins when present.
-    footprint : Footprint
-    preset : str or XrayPreset
-        ``erosita`` or ``xmm`` (see :data:`XRAY_PRESETS`).
-    rng : numpy.random.Generator
-        The layer's stream: AGN first, then the Poisson counts.
+    Deterministic given the halos (no random numbers): :func:`render_xray` can reuse it for
+    several draws of the AGN, background and counts of the same sky (``clusters=``).
 
     Returns
     -------
-    XrayField
+    flux_map : numpy.ndarray
+        ``(ny, nx)`` float64.
+    cluster_counts : numpy.ndarray
+        Expected counts of each halo, exposure at its centre.
     """
     p = get_preset(preset)
     wcs, shape = footprint.wcs(p.pixel_arcsec)
     ny, nx = shape
     pix_arcmin = p.pixel_arcsec / ARCSEC_PER_ARCMIN
     flux_map = np.zeros(shape)
-
-    # clusters
     n_halo = halos.num_rows
     cluster_counts = np.zeros(n_halo)
-    vig, flat = exposure_maps(p, shape)
     if n_halo:
+        vig, _ = exposure_maps(p, shape)
         names = set(halos.column_names)
         if "fx500" in names:
             fx = _column(halos, "fx500")
@@ -345,6 +335,47 @@ def render_xray(
         ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
         iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
         cluster_counts = total * p.ecf * vig[iy, ix]
+    return flux_map, cluster_counts
+
+
+def render_xray(
+    halos: pa.Table,
+    footprint: Footprint,
+    preset: str | XrayPreset,
+    rng: np.random.Generator,
+    clusters: tuple[np.ndarray, np.ndarray] | None = None,
+) -> XrayField:
+    """Render a 0.5–2 keV counts image of ``halos`` over ``footprint``.
+
+    Parameters
+    ----------
+    halos : pyarrow.Table
+        Needs ``ra``, ``dec``, ``z``, ``theta500_arcmin``, ``t_kev`` and ``lx500`` (erg/s) — or
+        ``fx500`` (observed flux inside R500), which wins when present.
+    footprint : Footprint
+    preset : str or XrayPreset
+        ``erosita`` or ``xmm`` (see :data:`XRAY_PRESETS`).
+    rng : numpy.random.Generator
+        The layer's stream: AGN first, then the Poisson counts.
+    clusters : tuple of numpy.ndarray, optional
+        :func:`cluster_flux_map` of the same halos, footprint and preset (computed when not
+        given); the result is the same either way.
+
+    Returns
+    -------
+    XrayField
+    """
+    p = get_preset(preset)
+    wcs, shape = footprint.wcs(p.pixel_arcsec)
+    ny, nx = shape
+    pix_arcmin = p.pixel_arcsec / ARCSEC_PER_ARCMIN
+
+    # clusters
+    if clusters is None:
+        clusters = cluster_flux_map(halos, footprint, p)
+    flux_map = clusters[0].copy()
+    cluster_counts = clusters[1]
+    vig, flat = exposure_maps(p, shape)
 
     # AGN
     area = ny * nx * (pix_arcmin / 60.0) ** 2

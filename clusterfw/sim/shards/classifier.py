@@ -149,11 +149,8 @@ def detect(
     return yy, xx, snr[yy, xx]
 
 
-def _field(cfg: XrayCandidatesConfig, seed: int, f: int) -> dict[str, Any]:
-    """Render X-ray field ``f`` and its labelled candidate list."""
-    from clusterfw.sim import xray
-    from clusterfw.sim.footprint import Footprint
-
+def field_halos(cfg: XrayCandidatesConfig, seed: int, f: int) -> Any:
+    """The halo table of field ``f`` (its stream 0): the field plus a 5' margin."""
     rng = sample_rng(seed, KIND, f, 0)
     side = cfg.field_deg + 2 * HALO_MARGIN_ARCMIN / 60.0
     z_rng = (0.02, cfg.z_max)
@@ -165,10 +162,33 @@ def _field(cfg: XrayCandidatesConfig, seed: int, f: int) -> dict[str, Any]:
     z = np.concatenate([z_lo, z_hi])
     dx, dy = rng.uniform(-side / 2, side / 2, (2, m.size))
     ra, dec = offsets_to_radec(cfg.ra_deg, cfg.dec_deg, dx, dy)
-    halos = halo_table(m, z, ra, dec, rng)
+    return halo_table(m, z, ra, dec, rng)
+
+
+def _field(
+    cfg: XrayCandidatesConfig,
+    seed: int,
+    f: int,
+    halos: Any = None,
+    draw: int = 0,
+    clusters: Any = None,
+) -> dict[str, Any]:
+    """Render X-ray field ``f`` and its labelled candidate list.
+
+    ``draw`` > 0 renders another X-ray sky of the same halos (new AGN, background and Poisson
+    counts: stream ``1000 + draw`` instead of 1), so one optical render serves several X-ray
+    exposures of a field; ``clusters`` (:func:`clusterfw.sim.xray.cluster_flux_map` of the
+    field) spares repainting the halos for each draw.
+    """
+    from clusterfw.sim import xray
+    from clusterfw.sim.footprint import Footprint
+
+    if halos is None:
+        halos = field_halos(cfg, seed, f)
     fp = Footprint(cfg.ra_deg, cfg.dec_deg, cfg.field_deg, cfg.field_deg, "TAN")
     p = xray.get_preset(cfg.xray_preset)
-    xf = xray.render_xray(halos, fp, p, sample_rng(seed, KIND, f, 1))
+    stream = sample_rng(seed, KIND, f, 1 if draw == 0 else 1000 + draw)
+    xf = xray.render_xray(halos, fp, p, stream, clusters=clusters)
     pix_arcsec = p.pixel_arcsec
     yy, xx, snr = detect(xf.counts, xf.background, cfg.detect_sigma_arcsec / pix_arcsec)
     n = int(round(cfg.size_arcmin * 60 / pix_arcsec))
@@ -200,6 +220,11 @@ def _field(cfg: XrayCandidatesConfig, seed: int, f: int) -> dict[str, Any]:
     )
     aflux = np.where(ad <= p.psf_fwhm_arcsec, agn["flux"].to_numpy()[None, :], 0.0)
     agn_flux = aflux.max(axis=1, initial=0.0)
+    # expected counts (exposure at the candidate) of the matched halo and of that AGN
+    iy = np.clip(np.rint(yy).astype(np.int64), 0, ny - 1)
+    ix = np.clip(np.rint(xx).astype(np.int64), 0, nx - 1)
+    halo_counts = np.where(best >= 0, xf.cluster_counts[np.maximum(best, 0)], 0.0)
+    agn_counts = agn_flux * p.ecf * xf.exposure[iy, ix]
     kind = np.where(
         best >= 0,
         np.where(hm[np.maximum(best, 0)] >= cfg.label_mass, 3, 2),
@@ -217,6 +242,8 @@ def _field(cfg: XrayCandidatesConfig, seed: int, f: int) -> dict[str, Any]:
         "best": best,
         "agn_flux": agn_flux,
         "kind": kind,
+        "halo_counts": halo_counts,
+        "agn_counts": agn_counts,
         "dist": np.where(best >= 0, d[np.arange(best.size), np.maximum(best, 0)], np.nan),
     }
 

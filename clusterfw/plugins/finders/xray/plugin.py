@@ -42,12 +42,42 @@ def clusterfw_register_finders(register: Any) -> None:
 @click.option("--test-fields", default="0-8", show_default=True, help="Test fields.")
 @click.option("--chunk-fields", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option(
+    "--draws",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="X-ray skies (AGN, background, counts) drawn per field; one optical render serves all.",
+)
+@click.option(
+    "--abundance-boost",
+    type=FiniteFloat(min=1.0, max=1000.0),
+    default=25.0,
+    show_default=True,
+    help="Abundance factor of halos above 5e13 Msun in the simulated fields.",
+)
+@click.option(
+    "--label",
+    type=click.Choice(["real", "mass"]),
+    default="real",
+    show_default=True,
+    help="real: Kosiba's task (group/cluster emission vs spurious detections and AGN); "
+    "mass: M500c >= 1e14 Msun vs the rest.",
+)
+@click.option(
     "--modes",
     default="xray,optical,both",
     show_default=True,
     help="Networks to train (comma-separated subset of xray, optical, both).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option(
+    "--epoch-size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Samples per epoch, half of each class drawn afresh (0: every sample of the rarer "
+    "class and as many of the other).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1, max=4096), default=32, show_default=True)
 @click.option(
     "--lr", type=FiniteFloat(min=0.0, min_open=True, max=10.0), default=1e-3, show_default=True
@@ -70,8 +100,12 @@ def train_xray(
     val_fields: str,
     test_fields: str,
     chunk_fields: int,
+    draws: int,
+    abundance_boost: float,
+    label: str,
     modes: str,
     epochs: int,
+    epoch_size: int,
     batch_size: int,
     lr: float,
     optimizer: str,
@@ -102,7 +136,8 @@ def train_xray(
     cfg = TrainConfig(
         out=Path(out), seed=seed, data_dir=Path(data_dir) if data_dir else None,
         train_fields=train_fields, val_fields=val_fields, test_fields=test_fields,
-        chunk_fields=chunk_fields, modes=mode_list, epochs=epochs, batch_size=batch_size,
+        chunk_fields=chunk_fields, draws=draws, abundance_boost=abundance_boost, label=label,
+        modes=mode_list, epochs=epochs, epoch_size=epoch_size, batch_size=batch_size,
         lr=lr, optimizer=optimizer, augment=not no_augment, threads=threads,
     )  # fmt: skip
     command = _command_line(click.get_current_context())

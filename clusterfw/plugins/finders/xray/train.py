@@ -43,8 +43,12 @@ class TrainConfig:
     val_fields: str = "0-8"
     test_fields: str = "0-8"
     chunk_fields: int = 4
+    draws: int = 1
+    abundance_boost: float = xdata.ABUNDANCE_BOOST
+    label: str = "real"
     modes: tuple[str, ...] = ("xray", "optical", "both")
     epochs: int = 30
+    epoch_size: int = 0
     batch_size: int = 32
     lr: float = 1e-3
     momentum: float = 0.9
@@ -83,7 +87,9 @@ def split_paths(cfg: TrainConfig, split: str, progress: bool = False) -> list[Pa
     for rng_ in parse_fields(spec):
         for a in range(rng_.start, rng_.stop, cfg.chunk_fields):
             chunk = range(a, min(a + cfg.chunk_fields, rng_.stop))
-            paths.append(xdata.simulate_split(data_dir, seed, chunk))
+            paths.append(
+                xdata.simulate_split(data_dir, seed, chunk, 0.5, cfg.draws, cfg.abundance_boost)
+            )
             if progress:
                 print(f"data {split}: fields {chunk.start}-{chunk.stop - 1}", flush=True)
     return paths
@@ -123,13 +129,15 @@ def augment_batch(
         )
         k = rng.integers(0, 4, n)
         flip = rng.random(n) < 0.5
-        for arr in (counts, bkg):
-            for j in range(n):
-                a = np.rot90(arr[j], k[j])
-                arr[j] = a[:, ::-1] if flip[j] else a
-        for j in range(n):
-            a = np.rot90(opt[j], k[j], axes=(1, 2))
-            opt[j] = a[:, :, ::-1] if flip[j] else a
+        # the eight flips/rotations, one group of samples at a time
+        for kk in range(4):
+            for ff in (False, True):
+                sel = np.flatnonzero((k == kk) & (flip == ff))
+                if sel.size == 0 or (kk == 0 and not ff):
+                    continue
+                for arr in (counts, bkg, opt):
+                    a = np.rot90(arr[sel], kk, axes=(-2, -1))
+                    arr[sel] = a[..., ::-1] if ff else a
     return counts, bkg, opt
 
 
@@ -192,11 +200,14 @@ def classification_metrics(
 
 
 def balanced_subset(labels: np.ndarray, seed: int) -> np.ndarray:
-    """Every positive and as many negatives drawn at random (Kosiba's balanced test set)."""
+    """Every sample of the rarer class and as many of the other drawn at random (Kosiba's
+    balanced test set, 85 + 85)."""
     rng = np.random.default_rng(seed)
     pos = np.flatnonzero(labels == 1)
     neg = np.flatnonzero(labels == 0)
-    neg = rng.choice(neg, size=min(neg.size, pos.size), replace=False)
+    n = min(pos.size, neg.size)
+    pos = rng.choice(pos, size=n, replace=False)
+    neg = rng.choice(neg, size=n, replace=False)
     return np.sort(np.concatenate([pos, neg]))
 
 
@@ -207,6 +218,7 @@ def train_one(
     va: dict[str, np.ndarray],
     scales: np.ndarray,
     log: Any,
+    checkpoint: Path | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train the network of ``mode``; returns the best-validation-AUC model and its history."""
     import torch
@@ -236,12 +248,18 @@ def train_one(
     yv = va["label"].astype(int)
     pos = np.flatnonzero(tr["label"] == 1)
     neg = np.flatnonzero(tr["label"] == 0)
+    n_each = min(pos.size, neg.size)
+    if cfg.epoch_size > 0:
+        n_each = min(n_each, max(1, cfg.epoch_size // 2))
     best: dict[str, Any] = {"auc": -1.0}
     history = []
     t0 = time.time()
     for epoch in range(cfg.epochs):
         model.train()
-        chosen = np.concatenate([pos, rng.choice(neg, size=min(neg.size, pos.size), replace=False)])
+        # balanced: every sample of the rarer class and as many fresh ones of the other
+        chosen = np.concatenate(
+            [rng.choice(pos, size=n_each, replace=False), rng.choice(neg, n_each, replace=False)]
+        )
         rng.shuffle(chosen)
         total = 0.0
         for i in range(0, chosen.size, cfg.batch_size):
@@ -278,6 +296,11 @@ def train_one(
                 "epoch": epoch + 1,
                 "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
             }
+            if checkpoint is not None:  # the best network so far, safe to read mid-run
+                from clusterfw.plugins.finders.xray.model import save_weights
+
+                meta = {"mode": mode, "optical_scales": scales.tolist(), "epoch": epoch + 1}
+                save_weights(model, str(checkpoint), meta)
     model.load_state_dict(best["state"])
     model.eval()
     return model, {"history": history, "best_epoch": best["epoch"], "val_auc": best["auc"]}
@@ -308,6 +331,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     va = xdata.load_candidates(split_paths(cfg, "val", progress))
     te = xdata.load_candidates(split_paths(cfg, "test", progress))
     t_data = time.time() - t0
+    for d in (tr, va, te):
+        d["label"], d["kind"] = xdata.task_labels(d, cfg.label)
     scales = robust_scales(tr["optical"])
     metrics_path = out / "metrics.jsonl"
     lines: list[str] = []
@@ -337,7 +362,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     bal = balanced_subset(te["label"], cfg.seed)
     for mode in cfg.modes:
         tm = time.time()
-        model, hist = train_one(mode, cfg, tr, va, scales, log)
+        model, hist = train_one(
+            mode, cfg, tr, va, scales, log, out / f"checkpoint_{mode}.safetensors"
+        )
         lv = predict_logits(model, split_inputs(va, mode, scales))
         platt = fit_platt(lv, va["label"])
         platt.save(out / f"platt_{mode}.json")
