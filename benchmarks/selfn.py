@@ -13,9 +13,14 @@ background on shared machines, e.g. ``nohup nice -n 10 python benchmarks/selfn.p
     Analytic ``mf`` path against injection on one sky: |difference| in cells with completeness
     between 10 % and 90 %, and the analytic path's wall time.
 ``speed``
-    Injections per second on a ``--size``² map (default 10 deg: 100 deg²) and the time to reach
-    ±``--target`` in every cell above 50 % completeness, extrapolated from the measured rate and
-    the binomial variance (n = p(1-p)/target² per cell; rounds are limited by the map's room).
+    Injections per second on a ``--size``² map (e.g. ``--size 10``: 100 deg²) and the time to
+    reach ±``--target`` (1σ Wilson half-width) in every cell above 50 % completeness. With
+    ``--measure-target`` the injection rounds run (``--precision`` = ``--target`` for every cell,
+    the library's own stopping rule, at most ``--rounds``) and the round at which every cell
+    above 50 % first reached the target is reported with its measured wall time, CPU time
+    (process and children), injections per second and the load average; ``--state-dir`` keeps
+    a checkpoint (a rerun resumes). Without it, the time is extrapolated from a few rounds and
+    the binomial variance (n = p(1-p)/target² per cell).
 
 Every sub-command prints a JSON document (and writes it with ``--json FILE``).
 """
@@ -91,7 +96,9 @@ def calibration_file(args: argparse.Namespace, work: Path) -> Path:
     return path
 
 
-def measure_selfn(args: argparse.Namespace, inputs: list[Path], method: str = "injection"):
+def measure_selfn(
+    args: argparse.Namespace, inputs: list[Path], method: str = "injection", log=None
+):
     """The selection function of the finder set on ``inputs``."""
     from clusterfw.selection.grid import parse_grid
     from clusterfw.selection.run import measure
@@ -114,7 +121,8 @@ def measure_selfn(args: argparse.Namespace, inputs: list[Path], method: str = "i
         edge_arcmin=args.edge,
         seed=args.seed,
         max_density=args.max_density,
-        log=lambda m: print(f"[selfn] {m}", file=sys.stderr, flush=True),
+        log=log or (lambda m: print(f"[selfn] {m}", file=sys.stderr, flush=True)),
+        state_dir=Path(args.state_dir) if getattr(args, "state_dir", None) else None,
     )
 
 
@@ -295,12 +303,59 @@ def cmd_analytic(args: argparse.Namespace) -> dict:
     }
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def reached_target(cell, rec, n_cells: int, target: float) -> tuple[bool, int, float]:
+    """Whether every cell whose completeness is >= 0.5 has a 1σ Wilson half-width <= target.
+
+    Returns ``(reached, cells_above_50, worst_half_width)``; a grid without such a cell has not
+    reached it.
+    """
+    from clusterfw.selection.grid import wilson_interval
+
+    n = np.bincount(np.asarray(cell, np.int64), minlength=n_cells)
+    k = np.bincount(np.asarray(cell, np.int64), weights=np.asarray(rec, float), minlength=n_cells)
+    _, lo, hi = wilson_interval(k, n)
+    frac = np.where(n > 0, k / np.maximum(n, 1), 0.0)
+    above = (n > 0) & (frac >= 0.5)
+    if not above.any():
+        return False, 0, float("nan")
+    half = (hi - lo)[above] / 2.0
+    return bool(np.all(half <= target)), int(above.sum()), float(half.max())
+
+
 def cmd_speed(args: argparse.Namespace) -> dict:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     sky = simulate(work, args.first_seed, args.size)
     args.finder = args.finder or ["mf"]
-    res = measure_selfn(args, maps_of(sky))
+    if args.measure_target:
+        args.precision = args.target
+    marks: list[dict] = []  # per round: wall, CPU and load average when its log line came
+    w0, c0 = time.perf_counter(), _cpu_seconds()
+
+    def log(msg: str) -> None:
+        print(f"[selfn] {msg}", file=sys.stderr, flush=True)
+        if msg.startswith("round "):
+            marks.append(
+                {
+                    "round": int(msg.split()[1].rstrip(":")),
+                    "wall_s": time.perf_counter() - w0,
+                    "cpu_s": _cpu_seconds() - c0,
+                    "load1": os.getloadavg()[0],
+                }
+            )
+
+    res = measure_selfn(args, maps_of(sky), log=log)
+    wall = time.perf_counter() - w0
+    cpu = _cpu_seconds() - c0
     from clusterfw.selection.table import overall
 
     t = overall(res.table).to_pydict()
@@ -308,19 +363,15 @@ def cmd_speed(args: argparse.Namespace) -> dict:
     rate = inj.n / inj.seconds
     per_round = inj.n / max(inj.rounds, 1)
     sec_per_round = inj.seconds / max(inj.rounds, 1)
-    needed = []
-    for c in t["completeness"]:
-        if c is not None and np.isfinite(c) and c >= 0.5:
-            needed.append(max(c * (1 - c), 0.0) / args.target**2)
-    n_cells = len(t["completeness"])
-    # every cell gets the injections of the neediest cell above 50 % (rounds spread evenly)
-    n_total = (max(needed) if needed else 0.0) * n_cells
-    rounds = math.ceil(n_total / per_round) if per_round else 0
-    return {
+    doc = {
         "experiment": "speed",
         "sky": str(sky),
         "area_deg2": args.size**2,
         "cpu_count": os.cpu_count(),
+        "finders": args.finder,
+        "mass_grid": args.mass_grid,
+        "z_grid": args.z_grid,
+        "max_density": args.max_density,
         "injected": inj.n,
         "rounds": inj.rounds,
         "injections_per_round": round(per_round, 1),
@@ -328,11 +379,76 @@ def cmd_speed(args: argparse.Namespace) -> dict:
         "injections_per_second": round(rate, 3),
         "baseline_seconds": round(inj.baseline_seconds, 2),
         "target": args.target,
-        "cells_above_50": len(needed),
-        "injections_to_target": int(n_total),
-        "rounds_to_target": rounds,
-        "hours_to_target": round(rounds * sec_per_round / 3600.0, 3),
+        "wall_seconds_this_process": round(wall, 1),
+        "cpu_seconds_this_process": round(cpu, 1),
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "cells": [
+            {
+                "m500c": [t["m500c_lo"][i], t["m500c_hi"][i]],
+                "z": [t["z_lo"][i], t["z_hi"][i]],
+                "completeness": t["completeness"][i],
+                "err": t["completeness_err"][i],
+                "n": t["n_injected"][i],
+            }
+            for i in range(len(t["completeness"]))
+        ],
     }
+    if marks:
+        doc["load1_per_round"] = {
+            "min": round(min(m["load1"] for m in marks), 2),
+            "median": round(float(np.median([m["load1"] for m in marks])), 2),
+            "max": round(max(m["load1"] for m in marks), 2),
+        }
+    if args.measure_target:
+        cols = inj.columns
+        n_cells = len(t["completeness"])
+        first = None
+        for r in range(1, inj.rounds + 1):
+            sel = cols["round"] <= r
+            ok, n_above, worst = reached_target(
+                cols["cell"][sel], cols["recovered"][sel], n_cells, args.target
+            )
+            if ok:
+                first = {
+                    "round": r,
+                    "injected": int(sel.sum()),
+                    "cells_above_50": n_above,
+                    "worst_half_width": round(worst, 4),
+                }
+                break
+        doc["target_reached"] = first
+        if first is not None:
+            mark = next((m for m in marks if m["round"] == first["round"]), None)
+            if mark is not None:  # the rounds of this process (not of a resumed checkpoint)
+                doc["target_reached"].update(
+                    {
+                        "wall_seconds_incl_baseline": round(mark["wall_s"], 1),
+                        "cpu_seconds_incl_baseline": round(mark["cpu_s"], 1),
+                    }
+                )
+        ok, n_above, worst = reached_target(cols["cell"], cols["recovered"], n_cells, args.target)
+        doc["end"] = {"reached": ok, "cells_above_50": n_above, "worst_half_width": worst}
+        doc["rounds_log"] = [
+            {k: (round(v, 2) if isinstance(v, float) else v) for k, v in m.items()} for m in marks
+        ]
+    else:
+        needed = []
+        for c in t["completeness"]:
+            if c is not None and np.isfinite(c) and c >= 0.5:
+                needed.append(max(c * (1 - c), 0.0) / args.target**2)
+        n_cells = len(t["completeness"])
+        # every cell gets the injections of the neediest cell above 50 % (rounds spread evenly)
+        n_total = (max(needed) if needed else 0.0) * n_cells
+        rounds = math.ceil(n_total / per_round) if per_round else 0
+        doc.update(
+            {
+                "cells_above_50": len(needed),
+                "injections_to_target_extrapolated": int(n_total),
+                "rounds_to_target_extrapolated": rounds,
+                "hours_to_target_extrapolated": round(rounds * sec_per_round / 3600.0, 3),
+            }
+        )
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="fix the mf threshold (the shipped default calibration's, with this threshold)",
     )
+    p.add_argument(
+        "--measure-target",
+        action="store_true",
+        help="speed: inject until every cell reaches --target (measured, not extrapolated)",
+    )
+    p.add_argument("--state-dir", default=None, help="checkpoint folder of the injection rounds")
     p.add_argument("--json", default=None)
     p.add_argument("--reuse", action="store_true", help="reuse a saved selfn table (accept)")
     args = p.parse_args(argv)

@@ -8,7 +8,11 @@ A target is every layer a run's finders use. Layers that can take injections:
 - ``xray`` counts images (on their own grid): the simulator's truncated β-model
   (:func:`clusterfw.sim.xray.paint_beta_models`) with the flux of the simulator's L_X–M relation
   (:mod:`clusterfw.sim.observables`, scatter correlated with the Y scatter), times the file's
-  ``ECF`` and ``EXPOSURE`` (extension or keyword), convolved with its PSF and Poisson-drawn.
+  ``ECF`` and ``EXPOSURE`` (extension or keyword), convolved with its PSF and Poisson-drawn;
+- ``optical`` images (on their own grid): the simulator's member galaxies (richness from its
+  λ–M relation), painted with the optical renderer and the file's PSF, depth and units;
+- ``stellar_mass`` maps (on their own grid): the simulator's stellar mass as a projected NFW
+  (:mod:`clusterfw.selection.inject_optical`).
 
 Any other layer kind, HEALPix maps, mosaics, and skies held in memory by a reader plugin are
 refused with one line naming the finder and the layer (:class:`InjectionUnsupported`).
@@ -28,10 +32,20 @@ import numpy as np
 import scipy.fft as sfft
 
 from clusterfw.core.errors import ClusterfwError
-from clusterfw.selection.model import ModelClusters, y_stamp
+from clusterfw.selection.inject_optical import (
+    OpticalFacts,
+    StellarMassFacts,
+    draw_galaxies,
+    faint_limit,
+    optical_facts,
+    render_members,
+    render_stellar_mass,
+    stellar_facts,
+)
+from clusterfw.selection.model import ModelClusters, ScalingModel, y_stamp
 from clusterfw.sim.instrument import beam_transfer, ell_grid, tsz_uk_per_y
 
-INJECTABLE_KINDS = ("mm", "ymap", "xray")
+INJECTABLE_KINDS = ("mm", "ymap", "xray", "optical", "stellar_mass")
 
 
 class InjectionUnsupported(ClusterfwError):
@@ -48,6 +62,24 @@ class InjectionBand:
     beam_fwhm_arcmin: float | None
     uk_per_y: float | None  # None: a y map (signal in y)
     xray: XrayFacts | None = None  # an X-ray counts image (on its own grid)
+    optical: OpticalFacts | None = None  # an optical image (on its own grid)
+    stellar: StellarMassFacts | None = None  # a stellar-mass map (on its own grid)
+
+    @property
+    def own_grid(self) -> bool:
+        """Whether the band is rendered on its own pixel grid (X-ray, optical, stellar mass)."""
+        return self.xray is not None or self.optical is not None or self.stellar is not None
+
+    @property
+    def grid(self) -> tuple[Any, tuple[int, int], float] | None:
+        """``(wcs, shape, pixel_arcmin)`` of an own-grid band (None for mm and y bands)."""
+        if self.xray is not None:
+            return self.xray.wcs, self.xray.shape, self.xray.pixel_arcsec / 60.0
+        if self.optical is not None:
+            return self.optical.wcs, self.optical.shape, self.optical.pixel_arcsec / 60.0
+        if self.stellar is not None:
+            return self.stellar.wcs, self.stellar.shape, self.stellar.pixel_arcmin
+        return None
 
 
 @dataclass
@@ -131,7 +163,7 @@ def build_target(
         )
     target: InjectionTarget | None = None
     seen: set[str] = set()
-    xray_bands: list[InjectionBand] = []
+    own_bands: list[InjectionBand] = []  # X-ray, optical, stellar mass: each on its own grid
     for finder, names in zip(finders, finder_layers, strict=True):
         for name in names:
             layer = sky[name]
@@ -147,7 +179,28 @@ def build_target(
             seen.add(name)
             files = _flat_file(layer, finder.name)
             if layer.kind == "xray":
-                xray_bands.extend(_xray_band(f) for f in files)
+                own_bands.extend(_xray_band(f) for f in files)
+                continue
+            if layer.kind == "optical":
+                for band, f in zip(layer.bands, files, strict=True):
+                    own_bands.append(
+                        InjectionBand(
+                            Path(f.path),
+                            f.hdu,
+                            f.scale,
+                            None,
+                            None,
+                            optical=optical_facts(f, getattr(band.facts, "name", band.name)),
+                        )
+                    )
+                continue
+            if layer.kind == "stellar_mass":
+                own_bands.extend(
+                    InjectionBand(
+                        Path(f.path), f.hdu, f.scale, None, None, stellar=stellar_facts(f)
+                    )
+                    for f in files
+                )
                 continue
             for band, f in zip(layer.bands, files, strict=True):
                 if target is None:
@@ -167,23 +220,38 @@ def build_target(
                 else:  # pragma: no cover - kinds are checked above
                     raise InjectionUnsupported(f"{f.path}: unknown band type")
                 target.bands.append(InjectionBand(Path(f.path), f.hdu, f.scale, beam, per_y))
-    if target is None and xray_bands:
-        x = xray_bands[0].xray
-        assert x is not None
-        target = InjectionTarget(x.wcs, x.shape, x.pixel_arcsec / 60.0)
+    if target is None and own_bands:  # no mm or y layer: the first own-grid file's grid
+        grid = own_bands[0].grid
+        assert grid is not None
+        target = InjectionTarget(grid[0], grid[1], grid[2])
     if target is None:
         raise ClusterfwError("no finder layer to inject into")
     valid = np.ones(target.shape, dtype=bool)
     for b in target.bands:
         with fits.open(b.path, memmap=False) as hdul:
             valid &= np.isfinite(np.asarray(hdul[b.hdu].data, dtype=np.float64))
-    if not target.bands:  # X-ray only: exposed pixels of the first image
-        x = xray_bands[0].xray
-        assert x is not None
-        valid &= np.broadcast_to(np.asarray(x.exposure, float) > 0, target.shape)
-    target.bands.extend(xray_bands)
+    if not target.bands:  # no mm or y layer: the own-grid files on the first one's grid
+        first = own_bands[0]
+        if first.xray is not None:  # X-ray: exposed pixels of the first image
+            valid &= np.broadcast_to(np.asarray(first.xray.exposure, float) > 0, target.shape)
+        for b in own_bands:
+            g = b.grid
+            assert g is not None
+            if b.xray is None and _same_grid(g[0], g[1], target):
+                with fits.open(b.path, memmap=False) as hdul:
+                    valid &= np.isfinite(np.asarray(hdul[b.hdu].data, dtype=np.float64))
+    target.bands.extend(own_bands)
     target.valid = valid
     return target
+
+
+def _same_grid(wcs: Any, shape: tuple[int, int], target: InjectionTarget) -> bool:
+    from clusterfw.core.layers.pixelisation import grid_offset
+
+    try:
+        return tuple(shape) == tuple(target.shape) and grid_offset(wcs, target.wcs) == (0, 0)
+    except Exception:  # grids that cannot be compared are not the same grid
+        return False
 
 
 def _xray_band(f: Any) -> InjectionBand:
@@ -349,7 +417,7 @@ def render(
     """
     pix = target.pixel_arcmin
     ny, nx = target.shape
-    beams = [b.beam_fwhm_arcmin or 0.0 for b in target.bands if b.xray is None] or [0.0]
+    beams = [b.beam_fwhm_arcmin or 0.0 for b in target.bands if not b.own_grid] or [0.0]
     out = []
     for i in range(len(clusters)):
         x, y = float(xy[i, 0]), float(xy[i, 1])
@@ -372,7 +440,7 @@ def render(
         per_band = []
         smoothed: dict[float, np.ndarray] = {}
         for b in target.bands:
-            if b.xray is not None:  # rendered on its own grid by write_injected
+            if b.own_grid:  # rendered on its own grid by write_injected
                 per_band.append(np.zeros((0, 0)))
                 continue
             key = b.beam_fwhm_arcmin or 0.0
@@ -393,8 +461,14 @@ def write_injected(
     rmax: float,
     directory: Path,
     rng: np.random.Generator | None = None,
+    model: ScalingModel | None = None,
 ) -> dict[Path, Path]:
     """Copies of the target's files with the clusters added, in ``directory``.
+
+    Optical and stellar-mass bands share one draw of each cluster's richness, stellar mass and
+    member galaxies (:func:`~clusterfw.selection.inject_optical.draw_galaxies`, with ``model``'s
+    Y scatter; made only when the target has such bands, so runs without them use ``rng`` as
+    before).
 
     Returns
     -------
@@ -405,6 +479,21 @@ def write_injected(
     from astropy.io import fits
 
     stamps = render(target, clusters, xy, rmax)
+    rng = rng or np.random.default_rng(0)
+    ra, dec = target.wcs.pixel_to_world_values(xy[:, 0], xy[:, 1])
+    ra, dec = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
+    optical = [b.optical for b in target.bands if b.optical is not None]
+    galaxies = None
+    if optical or any(b.stellar is not None for b in target.bands):
+        galaxies = draw_galaxies(
+            clusters,
+            ra,
+            dec,
+            model or ScalingModel(),
+            rng,
+            tuple(dict.fromkeys(o.filter for o in optical)),
+            faint_limit(optical) if optical else 24.0,
+        )
     mapping: dict[Path, Path] = {}
     for k, band in enumerate(target.bands):
         sub = directory / f"b{k}"
@@ -413,15 +502,22 @@ def write_injected(
         with fits.open(band.path, memmap=False) as hdul:
             data = np.array(hdul[band.hdu].data, dtype=np.float64)
             if band.xray is not None:
-                ra, dec = target.wcs.pixel_to_world_values(xy[:, 0], xy[:, 1])
                 counts, _ = xray_counts(
                     band.xray,
                     clusters,
-                    np.asarray(ra),
-                    np.asarray(dec),
-                    rng or np.random.default_rng(0),
+                    ra,
+                    dec,
+                    rng,
+                    y_scatter_ln=(model or ScalingModel()).y500_scatter_ln,
                 )
                 data += counts / band.scale
+            elif band.optical is not None:
+                assert galaxies is not None
+                data += render_members(band.optical, galaxies.members) / band.scale
+            elif band.stellar is not None:
+                assert galaxies is not None
+                add = render_stellar_mass(band.stellar, clusters, ra, dec, galaxies)
+                data += add / band.scale
             else:
                 add = np.zeros(target.shape)
                 for _, rows, cols, per_band in stamps:

@@ -377,7 +377,7 @@ def run_injection(
             rdir = tmp / f"round{rounds:04d}"
             t1 = time.perf_counter()
             mapping = write_injected(
-                target, clusters, xy, settings.model.profile_rmax_r500, rdir, rng
+                target, clusters, xy, settings.model.profile_rmax_r500, rdir, rng, settings.model
             )
             by_resolved = {p.resolve(): q for p, q in mapping.items()}
             new_inputs = [by_resolved.get(Path(p).resolve(), Path(p)) for p in inputs]

@@ -230,19 +230,21 @@ def test_selfn_layer_that_cannot_take_injections(tmp_path):
 
 
 def test_build_target_refuses_other_kinds():
-    from clusterfw.core.layers.model import Layer, LayerSky
+    """A layer kind registered by a plugin (here a lensing map) has no renderer: one line."""
+    from clusterfw.core.layers.model import Layer, LayerKind, LayerSky, YBand, register_kind
     from clusterfw.selection.inject import InjectionUnsupported, build_target
 
     class Finder:
         name = "xfinder"
 
-    layer = Layer("optical", "optical", (), None)  # type: ignore[arg-type]
+    register_kind(LayerKind("selfn_test_kappa", "kappa", YBand, (), "test kind"))
+    layer = Layer("kappa", "selfn_test_kappa", (), None)  # type: ignore[arg-type]
     with pytest.raises(
         InjectionUnsupported,
-        match="finder 'xfinder' uses layer 'optical' of kind 'optical', which cannot take "
-        "injections",
+        match="finder 'xfinder' uses layer 'kappa' of kind 'selfn_test_kappa', which cannot "
+        "take injections \\(only mm, ymap, xray, optical, stellar_mass\\)",
     ):
-        build_target(LayerSky((layer,)), [Finder()], [("optical",)])
+        build_target(LayerSky((layer,)), [Finder()], [("kappa",)])
 
 
 def test_evaluate_with_selfn(tiny_sky, tmp_path):
