@@ -102,7 +102,7 @@ def _fake(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         "ra": np.zeros(n),
         "dec": np.zeros(n),
         "field": np.arange(n, dtype=np.int32) // 10,
-        "halo_m500c": np.zeros(n),
+        "halo_m500c": np.where(lab == 1, 2e14, np.nan),
         "halo_z": np.zeros(n),
         "agn_flux": np.zeros(n),
     }

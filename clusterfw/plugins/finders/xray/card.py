@@ -29,7 +29,7 @@ def metrics_table(summary: dict[str, Any], key: str = "test_balanced") -> str:
             f"{t['n']} ({t['positives']}) |"
         )
     head = (
-        "| network | accuracy | precision | recall | AUC | candidates (clusters) |\n"
+        "| network | accuracy | precision | recall | AUC | candidates (positives) |\n"
         "|---|---|---|---|---|---|\n"
     )
     return head + "\n".join(rows)
@@ -56,7 +56,8 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
         for s in ("train", "val", "test")
     )
     per_mode = "\n".join(
-        f"| {_NAMES.get(m, m)} | {v['best_epoch']} | {v['val_auc']:.3f} | "
+        f"| {_NAMES.get(m, m)} | {v['best_epoch']} of {v.get('epochs_run', c['epochs'])} | "
+        f"{v['val_auc']:.3f} | "
         f"{v['platt']['a']:.3f} | {v['platt']['b']:.3f} | {v['threshold_balanced']:.3f} | "
         f"{v['seconds'] / 60:.1f} |"
         for m, v in summary["modes"].items()
@@ -68,6 +69,40 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
         + " |"
         for m, v in summary["modes"].items()
     )  # fmt: skip
+    esize = int(c.get("epoch_size", 0))
+    limit = float(c.get("max_minutes", 0.0))
+    limit_text = f" (at most {limit:g} min of epochs per network)" if limit > 0 else ""
+    epoch_text = (
+        f"{esize} samples (half positives, half negatives, drawn afresh)"
+        if esize
+        else "every sample of the rarer class + as many fresh random ones of the other"
+    )
+    label = c.get("label", "mass")
+    if label == "real":
+        label_text = (
+            "labelled **real** (1) when matched to a halo of M500c ≥ 3e13 Msun (every halo the "
+            "simulator draws: groups and clusters, like Kosiba's spectroscopically confirmed XXL "
+            "clusters, groups included) within max(1', θ500/2) whose expected counts are at "
+            "least those of the brightest AGN within one PSF FWHM, else **not** (0: point "
+            "sources/AGN and background fluctuations, like the candidates Kosiba's experts "
+            "rejected); kinds fluctuation / AGN (incl. halo matches an AGN outshines) / group "
+            "(3e13–1e14) / cluster (≥ 1e14)"
+        )
+        prob_text = "real group or cluster emission among X-ray detections of the simulator's mix"
+    else:
+        label_text = (
+            "labelled cluster (a halo with M500c ≥ 1e14 Msun within max(1', θ500/2)) or not "
+            "(kinds: fluctuation / AGN / group below the cut)"
+        )
+        prob_text = "M500c ≥ 1e14 Msun among X-ray detections of the simulator's mix"
+    draws = int(c.get("draws", 1))
+    boost = float(c.get("abundance_boost", 25.0))
+    draws_text = (
+        f"; {draws} X-ray skies (AGN, background, Poisson counts) drawn per field of halos, all "
+        "with the field's one optical render"
+        if draws > 1
+        else ""
+    )
     text = f"""# Model card: `xray` finder classifiers
 
 Kosiba's custom CNN (Table 3) as built by `clusterfw.plugins.finders.xray.model.KosibaCNN`:
@@ -88,30 +123,29 @@ seed {c["seed"]}; {summary["seconds"]["total"] / 60:.1f} min wall (of which
 
 ## Data (`clusterfw.plugins.finders.xray.data`)
 0.5° eROSITA-like X-ray fields (`clusterfw.sim.xray`, 2 ks, 30" PSF; halos above 3e13 Msun,
-those above 5e13 Msun 25× as abundant as the Tinker08 mass function, z < 1.2; AGN from the
-Georgakakis+08 logN–logS) searched by a 30" Gaussian significance map (S ≥ 5); each candidate
-labelled cluster (a halo with M500c ≥ 1e14 Msun within max(1', θ500/2)) or not (kinds:
-fluctuation / AGN / group below the cut). Optical: the same sky in DES-depth g, r, i rendered
-at 2" and summed to 8". Splits are disjoint simulated skies (seeds 3·seed + 1, 2, 3).
+those above 5e13 Msun {boost:g}× as abundant as the Tinker08 mass function, z < 1.2; AGN from
+the Georgakakis+08 logN–logS{draws_text}) searched by a 30" Gaussian significance map
+(S ≥ 5); each candidate {label_text}. Optical: the same sky in DES-depth g, r, i rendered at
+2" and summed to 8". Splits are disjoint simulated skies (seeds 3·seed + 1, 2, 3).
 
-| split | fields | fields used | candidates | clusters | kinds (fluct. / AGN / group / cluster) |
+| split | fields | fields used | candidates | positives | kinds (fluct. / AGN / group / cluster) |
 |---|---|---:|---:|---:|---|
 {split_rows}
 
 ## Training
 {_optimizer(c)}, learning rate {c["lr"]} (× {c["plateau_factor"]}
 after {c["plateau_patience"]} epochs without a lower validation loss), weight decay
-{c["weight_decay"]}, batch {c["batch_size"]}, {c["epochs"]} epochs of all clusters + as many
-fresh random non-clusters; augmentation {"on" if c["augment"] else "off"} (shifts ±32", 8
-flips/rotations, Poisson thinning of the counts to 35–100 % of the exposure, extra optical sky
-noise). Kept: the epoch of best validation AUC. Platt scaling on the validation candidates
-(natural mix); threshold for accuracy: best balanced accuracy on validation.
+{c["weight_decay"]}, batch {c["batch_size"]}, {c["epochs"]} epochs{limit_text} of {epoch_text};
+augmentation {"on" if c["augment"] else "off"} (shifts ±32", 8 flips/rotations, Poisson
+thinning of the counts to 35–100 % of the exposure, extra optical sky noise). Kept: the epoch
+of best validation AUC. Platt scaling on the validation candidates (natural mix); threshold
+for accuracy: best balanced accuracy on validation.
 
-| network | best epoch | val AUC | Platt a | Platt b | threshold | minutes |
+| network | best epoch (of run) | val AUC | Platt a | Platt b | threshold | minutes |
 |---|---:|---:|---:|---:|---:|---:|
 {per_mode}
 
-## Test metrics (held-out skies; balanced: every cluster and as many random non-clusters)
+## Test metrics (held-out skies; balanced: every sample of the rarer class, as many of the other)
 {metrics_table(summary, "test_balanced")}
 
 All test candidates (natural mix of the simulated detections):
@@ -129,6 +163,6 @@ Mean probability on the test candidates by kind:
 ## Limits
 Simulated skies only (β-models, Gaussian PSF, no cool cores or mergers, representative
 backgrounds); trained on eROSITA-like 4" pixels and 2 ks (the finder resamples other pixels to
-8"); the probability refers to M500c ≥ 1e14 Msun among X-ray detections of the simulator's mix.
+8"); the probability refers to {prob_text}.
 """
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

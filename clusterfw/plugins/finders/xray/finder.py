@@ -5,8 +5,13 @@ detection, Cash fits of β-model vs PSF), keeps those with ``det_like ≥ det_li
 ``ext_like ≥ ext_like_min`` in the tile core, and scores each with the classifier: the
 both-channel network (X-ray + g, r, i) where an optical layer covers the candidate's cutout,
 the X-ray-only network elsewhere (column ``xray_channels``: ``xray+optical`` or ``xray``).
-``score`` is the Platt-calibrated probability that the candidate is a cluster with
-M500c ≥ 1e14 Msun (among detected X-ray candidates, at the simulator's mix).
+``score`` is the Platt-calibrated probability of the label task the shipped networks were
+trained on (their model card says which; ``clusterfw train xray --label``): ``real`` (default,
+Kosiba's task) — the detection is the extended emission of a group or cluster (a halo of
+M500c ≥ 3e13 Msun) rather than a point source (AGN) or a background fluctuation; ``mass`` — a
+cluster of M500c ≥ 1e14 Msun. Both at the simulator's mix of detected X-ray candidates. The
+mass cut of a catalogue is then a matter of the detection's counts/extent or of a combination
+with a mass-selecting finder (docs/finders/xray.md).
 
 ``score_at`` classifies cutouts centred on any positions the same way, so SZ and optical
 candidates get an X-ray opinion in combinations (NaN where the X-ray layer has no data).

@@ -71,6 +71,14 @@ def clusterfw_register_finders(register: Any) -> None:
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option(
+    "--max-minutes",
+    type=FiniteFloat(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Stop a network's epochs once this much wall time has passed (0: no limit); the best "
+    "epoch so far is kept.",
+)
+@click.option(
     "--epoch-size",
     type=click.IntRange(min=0),
     default=0,
@@ -106,6 +114,7 @@ def train_xray(
     modes: str,
     epochs: int,
     epoch_size: int,
+    max_minutes: float,
     batch_size: int,
     lr: float,
     optimizer: str,
@@ -137,7 +146,8 @@ def train_xray(
         out=Path(out), seed=seed, data_dir=Path(data_dir) if data_dir else None,
         train_fields=train_fields, val_fields=val_fields, test_fields=test_fields,
         chunk_fields=chunk_fields, draws=draws, abundance_boost=abundance_boost, label=label,
-        modes=mode_list, epochs=epochs, epoch_size=epoch_size, batch_size=batch_size,
+        modes=mode_list, epochs=epochs, epoch_size=epoch_size,
+        max_minutes=max_minutes, batch_size=batch_size,
         lr=lr, optimizer=optimizer, augment=not no_augment, threads=threads,
     )  # fmt: skip
     command = _command_line(click.get_current_context())

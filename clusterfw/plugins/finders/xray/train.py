@@ -30,6 +30,7 @@ from clusterfw.plugins.finders.xray import data as xdata
 from clusterfw.plugins.finders.xray.preprocess import network_input, robust_scales
 
 CROP = (xdata.STORE_PIX - xdata.NET_PIX) // 2
+VAL_MONITOR = 2000
 
 
 @dataclass
@@ -49,6 +50,7 @@ class TrainConfig:
     modes: tuple[str, ...] = ("xray", "optical", "both")
     epochs: int = 30
     epoch_size: int = 0
+    max_minutes: float = 0.0
     batch_size: int = 32
     lr: float = 1e-3
     momentum: float = 0.9
@@ -244,8 +246,14 @@ def train_one(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience
     )
-    xv = split_inputs(va, mode, scales)
-    yv = va["label"].astype(int)
+    # per-epoch monitoring on at most VAL_MONITOR validation candidates (a fixed random subset;
+    # calibration and thresholds use them all)
+    keep = np.arange(va["label"].size)
+    if keep.size > VAL_MONITOR:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(keep, VAL_MONITOR, replace=False))
+    vsub = {k: v[keep] for k, v in va.items()}
+    xv = split_inputs(vsub, mode, scales)
+    yv = vsub["label"].astype(int)
     pos = np.flatnonzero(tr["label"] == 1)
     neg = np.flatnonzero(tr["label"] == 0)
     n_each = min(pos.size, neg.size)
@@ -255,6 +263,8 @@ def train_one(
     history = []
     t0 = time.time()
     for epoch in range(cfg.epochs):
+        if cfg.max_minutes > 0 and time.time() - t0 > 60.0 * cfg.max_minutes:
+            break  # the wall-clock budget is spent: keep the best epoch so far
         model.train()
         # balanced: every sample of the rarer class and as many fresh ones of the other
         chosen = np.concatenate(
@@ -303,7 +313,12 @@ def train_one(
                 save_weights(model, str(checkpoint), meta)
     model.load_state_dict(best["state"])
     model.eval()
-    return model, {"history": history, "best_epoch": best["epoch"], "val_auc": best["auc"]}
+    return model, {
+        "history": history,
+        "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "val_auc": best["auc"],
+    }
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
