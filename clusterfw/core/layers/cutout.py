@@ -177,15 +177,110 @@ def _flat_cutout(layer: Layer, bands: Sequence[LayerBand], region: Region):
     return wcs, {p: np.stack(v) for p, v in planes.items()}
 
 
+#: Target rows resampled at a time (bounds the memory of the coordinate arrays).
+CHUNK_PIXELS = 1 << 20
+#: Spacing (target pixels) of the nodes where the exact WCS transform is evaluated; between
+#: them the (smooth) target-to-file pixel mapping is interpolated bilinearly.
+MAP_NODE_STEP = 32
+#: Largest interpolation error of the mapping (file pixels) accepted; above it, exact transforms.
+MAP_MAX_ERROR_PIX = 1e-3
+
+
+def _file_box_in_grid(
+    file: ImageFile, grid_wcs: WCS, shape: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The box of the target grid (``y0, y1, x0, x1``, clipped) that a file's outline covers."""
+    fny, fnx = file.shape
+    n = 65
+    ex = np.linspace(-0.5, fnx - 0.5, n)
+    ey = np.linspace(-0.5, fny - 0.5, n)
+    xs = np.concatenate([ex, ex, np.full(n, -0.5), np.full(n, fnx - 0.5)])
+    ys = np.concatenate([np.full(n, -0.5), np.full(n, fny - 0.5), ey, ey])
+    ra, dec = file.wcs.pixel_to_world_values(xs, ys)
+    box = _bbox(grid_wcs, np.asarray(ra), np.asarray(dec))
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    y0, y1, x0, x1 = _clip((y0 - 2, y1 + 2, x0 - 2, x1 + 2), shape)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    return y0, y1, x0, x1
+
+
+class _PixelMap:
+    """Target-grid pixel ``(x, y)`` → file pixel, over a box of the target grid.
+
+    The exact transform (``grid_wcs`` to sky to ``file_wcs``) is evaluated on nodes every
+    :data:`MAP_NODE_STEP` pixels (and on the box's last row and column) and interpolated
+    bilinearly in between; if the interpolation misses the exact transform at the cell centres
+    by more than :data:`MAP_MAX_ERROR_PIX`, every pixel is transformed exactly instead.
+    """
+
+    def __init__(self, grid_wcs: WCS, file_wcs: WCS, box: tuple[int, int, int, int]) -> None:
+        self.grid_wcs, self.file_wcs = grid_wcs, file_wcs
+        y0, y1, x0, x1 = box
+        step = MAP_NODE_STEP
+        self.ny_nodes = np.unique(np.append(np.arange(y0, y1, step), y1 - 1)).astype(float)
+        self.nx_nodes = np.unique(np.append(np.arange(x0, x1, step), x1 - 1)).astype(float)
+        gy, gx = np.meshgrid(self.ny_nodes, self.nx_nodes, indexing="ij")
+        self.fx, self.fy = self._exact(gx, gy)
+        self.interpolate = bool(np.isfinite(self.fx).all() and np.isfinite(self.fy).all())
+        if self.interpolate and self.ny_nodes.size > 1 and self.nx_nodes.size > 1:
+            my = 0.5 * (self.ny_nodes[:-1] + self.ny_nodes[1:])
+            mx = 0.5 * (self.nx_nodes[:-1] + self.nx_nodes[1:])
+            cx, cy = self._exact(*np.meshgrid(mx, my, indexing="xy"))
+            ix, iy = self._interp(mx, my)
+            err = max(float(np.max(np.abs(ix - cx))), float(np.max(np.abs(iy - cy))))
+            self.interpolate = bool(err <= MAP_MAX_ERROR_PIX)
+
+    def _exact(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ra, dec = self.grid_wcs.pixel_to_world_values(x, y)
+        fx, fy = self.file_wcs.world_to_pixel_values(ra, dec)
+        return np.asarray(fx, float), np.asarray(fy, float)
+
+    def _interp(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bilinear interpolation of the node values at the grid ``ys`` × ``xs``."""
+
+        def weights(nodes: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if nodes.size == 1:
+                return np.zeros(v.size, int), np.zeros(v.size)
+            i = np.clip(np.searchsorted(nodes, v, side="right") - 1, 0, nodes.size - 2)
+            return i, (v - nodes[i]) / (nodes[i + 1] - nodes[i])
+
+        iy, ty = weights(self.ny_nodes, np.asarray(ys, float))
+        ix, tx = weights(self.nx_nodes, np.asarray(xs, float))
+        jy = np.minimum(iy + 1, self.ny_nodes.size - 1)
+        jx = np.minimum(ix + 1, self.nx_nodes.size - 1)
+        ty, tx = ty[:, None], tx[None, :]
+        out = []
+        for a in (self.fx, self.fy):
+            top = a[iy][:, ix] * (1 - tx) + a[iy][:, jx] * tx
+            bottom = a[jy][:, ix] * (1 - tx) + a[jy][:, jx] * tx
+            out.append(top * (1 - ty) + bottom * ty)
+        return out[0], out[1]
+
+    def rows(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+        """File pixels ``(fx, fy)`` of target rows ``y0:y1``, columns ``x0:x1``."""
+        ys, xs = np.arange(y0, y1, dtype=float), np.arange(x0, x1, dtype=float)
+        if self.interpolate:
+            return self._interp(xs, ys)
+        gx, gy = np.meshgrid(xs, ys, indexing="xy")
+        return self._exact(gx, gy)
+
+
 def _fill_from_image(
     out: dict[str, np.ndarray],
     file: ImageFile,
     grid_wcs: WCS,
-    world: tuple[np.ndarray, np.ndarray] | None,
-) -> tuple[np.ndarray, np.ndarray] | None:
+    maps: dict[tuple[str, tuple[int, int]], Any] | None = None,
+) -> None:
     """Fill the NaN pixels of ``out`` (planes of one band) from one file.
 
-    Returns the target pixels' world coordinates (computed on first need, then reused).
+    Files on a whole-pixel shift of the target grid are copied. Others are resampled
+    bilinearly, only over the box of the target grid the file covers, in row chunks of
+    :data:`CHUNK_PIXELS` (memory follows the chunk, not the tile), reading the file's section
+    under that box once per plane. ``maps`` caches the pixel mapping of each file WCS (the
+    files of the other bands at the same position share it).
     """
     ny, nx = out["data"].shape
     fny, fnx = file.shape
@@ -194,63 +289,122 @@ def _fill_from_image(
         dx, dy = off
         ty0, ty1, tx0, tx1 = _clip((dy, dy + fny, dx, dx + fnx), (ny, nx))
         if ty1 <= ty0 or tx1 <= tx0:
-            return world
+            return
         hole = np.isnan(out["data"][ty0:ty1, tx0:tx1])
         if not hole.any():
-            return world
+            return
         for plane, arr in out.items():
             values = read_section(file, ty0 - dy, ty1 - dy, tx0 - dx, tx1 - dx, plane)
             arr[ty0:ty1, tx0:tx1][hole] = values[hole]
-        return world
+        return
     from scipy.ndimage import map_coordinates
 
-    if world is None:
-        yy, xx = np.mgrid[0:ny, 0:nx]
-        ra, dec = grid_wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
-        world = (np.asarray(ra), np.asarray(dec))
-    fx, fy = file.wcs.world_to_pixel_values(*world)
-    fx, fy = np.asarray(fx), np.asarray(fy)
-    hole = np.isnan(out["data"].ravel())
-    inside = hole & (fx >= -0.5) & (fx < fnx - 0.5) & (fy >= -0.5) & (fy < fny - 0.5)
-    if not inside.any():
-        return world
-    idx = np.flatnonzero(inside)
-    fx, fy = fx[idx], fy[idx]
-    y0, y1, x0, x1 = _clip(
+    key = (file.wcs_header, file.shape)
+    cached = maps.get(key) if maps is not None else None
+    if cached is None:
+        box = _file_box_in_grid(file, grid_wcs, (ny, nx))
+        cached = (box, _PixelMap(grid_wcs, file.wcs, box) if box is not None else None)
+        if maps is not None:
+            maps[key] = cached
+    box, pmap = cached
+    if box is None or pmap is None:
+        return
+    gy0, gy1, gx0, gx1 = box
+    if not np.isnan(out["data"][gy0:gy1, gx0:gx1]).any():
+        return
+    # the file section under the box (its corners and edge midpoints, plus a pixel)
+    cy = np.array([gy0, gy0, gy1 - 1, gy1 - 1, gy0, gy1 - 1, (gy0 + gy1) // 2, (gy0 + gy1) // 2])
+    cx = np.array([gx0, gx1 - 1, gx0, gx1 - 1, (gx0 + gx1) // 2, (gx0 + gx1) // 2, gx0, gx1 - 1])
+    ex, ey = pmap._exact(cx.astype(float), cy.astype(float))
+    if not (np.isfinite(ex).all() and np.isfinite(ey).all()):
+        ex, ey = np.array([0.0, fnx - 1.0]), np.array([0.0, fny - 1.0])
+    sy0, sy1, sx0, sx1 = _clip(
         (
-            math.floor(fy.min()),
-            math.floor(fy.max()) + 2,
-            math.floor(fx.min()),
-            math.floor(fx.max()) + 2,
+            math.floor(ey.min()) - 2,
+            math.floor(ey.max()) + 3,
+            math.floor(ex.min()) - 2,
+            math.floor(ex.max()) + 3,
         ),
         (fny, fnx),
     )
-    coords = np.vstack(
-        [np.clip(fy, 0, fny - 1) - y0, np.clip(fx, 0, fnx - 1) - x0]
-    )  # the outer half pixel takes the edge value
-    for plane, arr in out.items():
-        section = read_section(file, y0, y1, x0, x1, plane).astype(np.float64)
-        values = map_coordinates(section, coords, order=1, mode="nearest", prefilter=False)
-        arr.reshape(-1)[idx] = values.astype(np.float32)
-    return world
+    if sy1 <= sy0 or sx1 <= sx0:
+        return
+    sections: dict[str, np.ndarray] = {}
+    rows = max(1, CHUNK_PIXELS // max(1, gx1 - gx0))
+    for r0 in range(gy0, gy1, rows):
+        r1 = min(gy1, r0 + rows)
+        hole = np.isnan(out["data"][r0:r1, gx0:gx1])
+        if not hole.any():
+            continue
+        fx, fy = pmap.rows(r0, r1, gx0, gx1)
+        inside = hole & (fx >= -0.5) & (fx < fnx - 0.5) & (fy >= -0.5) & (fy < fny - 0.5)
+        if not inside.any():
+            continue
+        fx, fy = fx[inside], fy[inside]
+        # the outer half pixel takes the edge value
+        coords = np.vstack([np.clip(fy, 0, fny - 1) - sy0, np.clip(fx, 0, fnx - 1) - sx0])
+        if (
+            coords.min() < -1e-9
+            or coords[0].max() > sy1 - sy0 - 1
+            or coords[1].max() > sx1 - sx0 - 1
+        ):
+            sy0, sy1, sx0, sx1 = 0, fny, 0, fnx  # a rare curved edge: the whole file
+            coords = np.vstack([np.clip(fy, 0, fny - 1), np.clip(fx, 0, fnx - 1)])
+            sections.clear()
+        for plane, arr in out.items():
+            if plane not in sections:
+                sections[plane] = read_section(file, sy0, sy1, sx0, sx1, plane)
+            values = map_coordinates(
+                sections[plane], coords, order=1, mode="nearest", prefilter=False,
+                output=np.float64,
+            )  # fmt: skip
+            arr[r0:r1, gx0:gx1][inside] = values.astype(np.float32)
 
 
-def _healpix_fill(out: dict[str, np.ndarray], file: HealpixFile, grid_wcs: WCS) -> None:
+#: Interpolation geometry of one cutout grid on one HEALPix grid: the 4 neighbours of every
+#: grid pixel (in the file's ordering), their weights, and the nearest pixel.
+HealpixGeometry = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def healpix_geometry(grid_wcs: WCS, ny: int, nx: int, nside: int, nest: bool) -> HealpixGeometry:
+    """Neighbours, bilinear weights and nearest pixel of every pixel of a TAN grid.
+
+    Computed once per cutout and shared by every band and file of that Nside and ordering
+    (the pixel centres, ``healpy.get_interp_weights`` and ``ang2pix`` were the bulk of a
+    HEALPix tile's cost when repeated per band).
+    """
     import healpy as hp
 
-    ny, nx = out["data"].shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     ra, dec = grid_wcs.pixel_to_world_values(xx.ravel(), yy.ravel())
     ra, dec = np.asarray(ra), np.asarray(dec)
     # RING neighbours and weights, as healpy.get_interp_val on a RING map (today's tiles)
-    p_ring, weights = hp.get_interp_weights(file.nside, ra, dec, lonlat=True)
-    nearest = hp.ang2pix(file.nside, ra, dec, lonlat=True)
-    need_ring = np.unique(np.concatenate([np.ravel(p_ring), nearest]))
-    need_file = hp.ring2nest(file.nside, need_ring) if file.nest else need_ring
-    values = read_healpix_pixels(file, need_file)
-    neigh = values[np.searchsorted(need_ring, p_ring)]
+    p_ring, weights = hp.get_interp_weights(nside, ra, dec, lonlat=True)
+    nearest = hp.ang2pix(nside, ra, dec, lonlat=True)
+    if nest:
+        return hp.ring2nest(nside, p_ring), weights, hp.ring2nest(nside, nearest)
+    return np.asarray(p_ring), weights, np.asarray(nearest)
+
+
+def _healpix_fill(
+    out: dict[str, np.ndarray],
+    file: HealpixFile,
+    grid_wcs: WCS,
+    geometry: dict[tuple[int, bool], HealpixGeometry] | None = None,
+) -> None:
+    """Interpolate one HEALPix file onto ``out``'s grid (bilinear in the 4 neighbours, NaN
+    where the nearest pixel is unseen); ``geometry`` caches :func:`healpix_geometry`."""
+    ny, nx = out["data"].shape
+    key = (file.nside, file.nest)
+    cache = geometry if geometry is not None else {}
+    if key not in cache:
+        cache[key] = healpix_geometry(grid_wcs, ny, nx, file.nside, file.nest)
+    neighbours, weights, nearest = cache[key]
+    # one read of the pixels wanted: the 4 neighbours of every grid pixel, then the nearest
+    values = read_healpix_pixels(file, np.concatenate([neighbours.reshape(-1), nearest]))
+    neigh = values[: neighbours.size].reshape(neighbours.shape)
     interp = np.sum(np.nan_to_num(neigh) * weights, axis=0)
-    interp[~np.isfinite(values[np.searchsorted(need_ring, nearest)])] = np.nan
+    interp[~np.isfinite(values[neighbours.size :])] = np.nan
     out["data"][...] = interp.reshape(ny, nx).astype(np.float32)
     if "exposure" in out:
         out["exposure"][...] = np.float32(file.exposure_s if file.exposure_s else np.nan)
@@ -305,17 +459,17 @@ def read_cutout(
     ra0, dec0 = region.center()
     reach = region_radius_deg(region)
     per_band: dict[str, list[np.ndarray]] = {p: [] for p in plane_names}
+    maps: dict[tuple[str, tuple[int, int]], Any] = {}
     for band in chosen:
         out = {p: np.full((ny, nx), np.nan, dtype=np.float32) for p in plane_names}
-        world = None
         for file in band.files:
             if isinstance(file, HealpixFile):
-                _healpix_fill(out, file, wcs)
+                _healpix_fill(out, file, wcs, geometry)
                 continue
             dist = angular_distance_deg(ra0, dec0, file.center[0], file.center[1])
             if dist > reach + file.radius_deg:
                 continue
-            world = _fill_from_image(out, file, wcs, world)
+            _fill_from_image(out, file, wcs, maps)
         for p in plane_names:
             per_band[p].append(out[p])
     stacked = {

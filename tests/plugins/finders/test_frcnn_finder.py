@@ -144,3 +144,30 @@ def test_corrupt_weights_are_one_line(cli, field_files, weights, tmp_path):
                    "-o", f"frcnn.weights={bad}", "--out", out)  # fmt: skip
     _one_line_error(rc, o, e, str(bad), "not a readable safetensors file")
     assert not out.exists()
+
+
+def _train_cli(*args: object) -> tuple[int, str, str]:
+    """``clusterfw train ...`` in-process, with the plugin commands added."""
+    from click.testing import CliRunner
+
+    from clusterfw.core.cli import _add_optional_commands, cli
+
+    _add_optional_commands(cli)
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_train_init_refused_before_any_simulation(weights, tmp_path):
+    cli = _train_cli
+    out = tmp_path / "run"
+    out.mkdir()
+    own = out / "frcnn.safetensors"
+    own.write_bytes(weights.read_bytes())
+    rc, o, e = cli("train", "frcnn", "--out", out, "--init", own, "--quiet")
+    _one_line_error(rc, o, e, "--init is the file this run writes")
+    assert own.read_bytes() == weights.read_bytes()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(weights.read_bytes()[:3000])
+    rc, o, e = cli("train", "frcnn", "--out", out, "--init", bad, "--quiet")
+    _one_line_error(rc, o, e, str(bad), "not a readable safetensors file")
+    assert not (out / "data").exists() and not (out / "metrics.jsonl").exists()

@@ -157,3 +157,62 @@ def test_weights_round_trip_and_corrupt_files(tmp_path):
     save_weights(model, str(bad), {**meta, "bands": ["r"]})
     with pytest.raises(InputError, match="metadata bands"):
         load_weights(str(bad))
+
+
+def test_cosine_schedule_is_fixed_in_advance(tmp_path):
+    from clusterfw.plugins.finders.frcnn.train import TrainConfig, learning_rate
+
+    cfg = TrainConfig(out=tmp_path, lr=1e-3, lr_min=1e-5, schedule="cosine")
+    total = 1000
+    lrs = np.array([learning_rate(cfg, s, total, plateau_lr=123.0) for s in range(total + 1)])
+    assert lrs[0] == pytest.approx(1e-3 * (1 / 50) * (1e-5 + 0.5 * (1e-3 - 1e-5) * 2) / 1e-3)
+    assert lrs[49] == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + np.cos(np.pi * 0.049)))
+    assert lrs[500] == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert lrs[total] == pytest.approx(1e-5)
+    assert np.all(np.diff(lrs[49:]) <= 0)  # after the warm-up, only down: no noise can move it
+    plateau = TrainConfig(out=tmp_path, schedule="plateau")
+    assert learning_rate(plateau, 10, total, plateau_lr=3e-4) == pytest.approx(3e-4 * 11 / 50)
+    assert learning_rate(plateau, 900, total, plateau_lr=3e-4) == pytest.approx(3e-4)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        learning_rate(TrainConfig(out=tmp_path, schedule="step"), 0, total, 1e-3)
+
+
+def _rs_sources(z: float, xy: list[tuple[float, float]], dmag: list[float]) -> Sources:
+    """Point sources with the E colours at ``z``, r = m*(z) + dmag, tiny errors."""
+    gr_m, ri_m, ms = red_sequence_model()
+    k = int(np.argmin(np.abs(Z_GRID - z)))
+    r = ms[k] + np.asarray(dmag)
+    mags = np.stack([r + gr_m[k], r, r - ri_m[k]], axis=1)
+    flux = 10 ** (-0.4 * (mags - 22.5))
+    x, y = np.array(xy, float).T
+    return Sources(x, y, flux, flux * 0.01)
+
+
+def test_bcg_reach_and_far_rules():
+    from clusterfw.plugins.finders.frcnn.evaluate import apply_centring
+    from clusterfw.plugins.finders.frcnn.photoz import pick_bcg
+
+    # the brightest member 40 px from the box centre, a fainter one 5 px from it
+    src = _rs_sources(0.3, [(140.0, 100.0), (105.0, 100.0)], [-2.0, 0.0])
+    assert pick_bcg(src, 0.3, 100.0, 100.0, reach=60.0) == 0
+    assert pick_bcg(src, 0.3, 100.0, 100.0, reach=20.0) == 1
+    assert pick_bcg(src, float("nan"), 100.0, 100.0, reach=60.0) == -1
+    assert pick_bcg(src, 0.6, 100.0, 100.0, reach=60.0) == -1  # wrong colours at z = 0.6
+    # two boxes of side 200 px (1" pixels): one with a photo-z, one without
+    field = {
+        "xy_box": np.array([[100.5, 100.5], [300.5, 300.5]]),
+        "side": np.array([200.0, 200.0]),
+        "z": np.array([0.3, np.nan]),
+        "p_raw": np.array([0.8, 0.6]),
+        "pix": 1.0,
+        "src": src,
+    }
+    apply_centring([field], None, None, 1.0)  # 0.35 sides = 70 px: the bright one
+    np.testing.assert_allclose(field["xy_bcg"][0], (140.5, 100.5))
+    np.testing.assert_allclose(field["p"], [0.8, 0.6])
+    apply_centring([field], 0.5, None, 0.5)  # within 30": the near member; no-z box halved
+    np.testing.assert_allclose(field["xy_bcg"][0], (105.5, 100.5))
+    np.testing.assert_allclose(field["p"], [0.8, 0.3])
+    apply_centring([field], None, 0.25, 0.0)  # the bright one is 40" > 15" away: box centre
+    np.testing.assert_allclose(field["xy_bcg"], field["xy_box"])
+    np.testing.assert_allclose(field["p"], [0.8, 0.0])

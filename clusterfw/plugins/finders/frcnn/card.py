@@ -33,10 +33,20 @@ def write_model_card(
     from clusterfw.core.atomic import write_atomic
 
     c = summary["config"]
+    start = (
+        f"warm restart from `{Path(c['init']).name}`, itself trained from random weights"
+        if c.get("init")
+        else "from random weights"
+    )
+    sched = (
+        f"cosine from {c['lr']} to {c.get('lr_min')} over the planned {c['epochs']} epochs"
+        if c.get("schedule", "plateau") == "cosine"
+        else f"{c['lr']}, ×0.3 after two epochs without a better validation F1"
+    )
     secs = summary["epoch_seconds"]
     text = f"""# frcnn — Faster R-CNN cluster finder on g, r, i images (model card)
 
-Trained by this project's own command (from random weights; nothing downloaded):
+Trained by this project's own command ({start}; nothing downloaded):
 
 ```
 {command}
@@ -57,7 +67,7 @@ Trained by this project's own command (from random weights; nothing downloaded):
   its bright members (r < m*(z) + 2) in Chebyshev distance, R500 with fewer than 5 of them, at
   least 2 PSF FWHM, clipped to the field.
 - Model: torchvision FasterRCNN, trunk width {c["width"]}, windows {c["window"]}² px at 4.208"
-  (asinh stretch, softening 0.2 nanomaggy), AdamW lr {c["lr"]}, batch {c["batch_size"]}.
+  (asinh stretch, softening 0.2 nanomaggy), AdamW lr {sched}, batch {c["batch_size"]}.
 - Calibration: Platt a = {summary["platt"]["a"]:.4f}, b = {summary["platt"]["b"]:.4f} on
   {summary["platt"]["n_fit"]} validation detections ({summary["platt"]["n_positive"]} matched
   within 1'); validation-picked threshold p ≥ {summary["threshold_probability"]:.3f}.

@@ -114,6 +114,15 @@ class FrcnnFinder(Finder):
         batch_size: int = Field(8, ge=1, description="windows per forward pass")
         centre: str = Field("bcg", pattern="^(bcg|box)$", description="bcg|box")
         photoz: bool = Field(True, description="red-sequence photo-z of each box")
+        bcg_reach_arcmin: float | None = Field(
+            None, gt=0.0, description="search the BCG within this of the box centre (arcmin)"
+        )
+        bcg_max_offset_arcmin: float | None = Field(
+            None, gt=0.0, description="keep the box centre when the BCG is farther (arcmin)"
+        )
+        no_red_weight: float = Field(
+            1.0, ge=0.0, le=1.0, description="score factor of boxes without a red-sequence excess"
+        )
         device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto|cpu|cuda")
         threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
 
@@ -248,21 +257,27 @@ class FrcnnFinder(Finder):
         zerr = np.full(n, np.nan)
         nred = np.zeros(n)
         centred = np.zeros(n, bool)
-        if n and (self.options.photoz or self.options.centre == "bcg"):
+        o = self.options
+        if n and (o.photoz or o.centre == "bcg" or o.no_red_weight < 1.0):
             src = find_sources(img, pix, psf)
             shape = img.shape[1:]
             vf = float(det["valid_fraction"])
+            reach = o.bcg_reach_arcmin * 60.0 / pix if o.bcg_reach_arcmin else None
+            far = o.bcg_max_offset_arcmin * 60.0 / pix if o.bcg_max_offset_arcmin else np.inf
             for k in range(n):
                 edge = tuple(float(v) - 0.5 for v in boxes[k])
-                pz = box_photoz(src, edge, shape, vf)  # type: ignore[arg-type]
-                if self.options.photoz:
+                pz = box_photoz(src, edge, shape, vf, reach)  # type: ignore[arg-type]
+                if o.photoz:
                     z[k], zerr[k], nred[k] = pz.z, pz.z_err, pz.n_red
-                if self.options.centre == "bcg" and pz.centred:
+                if not np.isfinite(pz.z):
+                    p[k] *= o.no_red_weight
+                if o.centre == "bcg" and pz.centred and np.hypot(pz.x - xc[k], pz.y - yc[k]) <= far:
                     xc[k], yc[k], centred[k] = pz.x, pz.y, True
         ra, dec = cut.wcs.celestial.pixel_to_world_values(xc, yc)
         ra = np.asarray(ra, float) % 360.0
         dec = np.asarray(dec, float)
         keep = tile.in_core(ra, dec) if n else np.zeros(0, bool)
+        keep &= p >= self.options.p_min  # boxes down-weighted for lacking a red sequence
         side = 0.5 * ((boxes[:, 2] - boxes[:, 0]) + (boxes[:, 3] - boxes[:, 1])) * pix / 60.0
         f = plugin_field
         return candidate_table(

@@ -23,8 +23,9 @@ Estimate
     smoothed excess; ``z_err`` the spread of the excess within ±0.1 of it over √(excess), at
     least 0.005 (1 + z); ``n_red`` the excess at the peak. No excess above 1 gives NaN.
 BCG centre
-    The brightest (in i) source within 0.35 of the box side of its centre whose colours are
-    within 3σ of the red sequence at the estimated z: Deep-CEE centred its boxes on the BCG.
+    The brightest (in i) source within 0.35 of the box side of its centre (and, with
+    ``bcg_reach_pix``, within that many pixels) whose colours are within 3σ of the red sequence
+    at the estimated z (:func:`pick_bcg`): Deep-CEE centred its boxes on the BCG.
 """
 
 from __future__ import annotations
@@ -189,15 +190,44 @@ def _weights(src: Sources) -> tuple[np.ndarray, np.ndarray]:
     return np.where(in_mag, w, 0.0), in_mag
 
 
+def pick_bcg(src: Sources, z: float, cx: float, cy: float, reach: float) -> int:
+    """Index of the brightest (i) red-sequence source within ``reach`` pixels of ``(cx, cy)``.
+
+    Red sequence: colours within 3σ (photometric error and :data:`RS_SCATTER`) of the E
+    template at the grid redshift nearest ``z``, and not brighter than m*_r(z) − 4.5 (a star).
+    Returns −1 when there is none (or ``z`` is NaN).
+    """
+    if len(src) == 0 or not np.isfinite(z):
+        return -1
+    j = int(np.argmin(np.abs(Z_GRID - z)))
+    gr_m, ri_m, ms = red_sequence_model()
+    gr, ri, egr, eri = src.colours()
+    chi2 = (gr - gr_m[j]) ** 2 / (egr**2 + RS_SCATTER**2) + (ri - ri_m[j]) ** 2 / (
+        eri**2 + RS_SCATTER**2
+    )
+    mag_r = src.mag[:, 1]
+    cand = (
+        (np.hypot(src.x - cx, src.y - cy) <= reach)
+        & (np.nan_to_num(chi2, nan=np.inf) <= 9.0)
+        & (mag_r > ms[j] - BRIGHT_DMAG - 1.0)
+    )
+    if not cand.any():
+        return -1
+    return int(np.flatnonzero(cand)[int(np.nanargmax(src.flux[cand, 2]))])
+
+
 def box_photoz(
     src: Sources,
     box: tuple[float, float, float, float],
     image_shape: tuple[int, int],
     valid_fraction: float = 1.0,
+    bcg_reach_pix: float | None = None,
 ) -> PhotoZ:
     """Red-sequence redshift of the sources in ``box`` = ``(x0, y0, x1, y1)`` (input pixels).
 
     ``valid_fraction``: fraction of the image with data (scales the background area).
+    ``bcg_reach_pix``: the BCG is searched within this many pixels of the box centre, at most
+    (and within :data:`BCG_REACH` box sides).
     """
     x0, y0, x1, y1 = box
     cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
@@ -239,20 +269,10 @@ def box_photoz(
     n_eff = float(sm[k])
     z_err = max(spread / np.sqrt(n_eff), 0.005 * (1 + zc))
     # BCG: brightest red-sequence source near the box centre
-    j = int(np.argmin(np.abs(Z_GRID - zc)))
-    gr_m, ri_m, ms = red_sequence_model()
-    gr, ri, egr, eri = src.colours()
-    chi2 = (gr - gr_m[j]) ** 2 / (egr**2 + RS_SCATTER**2) + (ri - ri_m[j]) ** 2 / (
-        eri**2 + RS_SCATTER**2
-    )
     reach = BCG_REACH * max(x1 - x0, y1 - y0)
-    mag_r = src.mag[:, 1]
-    cand = (
-        (np.hypot(src.x - cx, src.y - cy) <= reach)
-        & (np.nan_to_num(chi2, nan=np.inf) <= 9.0)
-        & (mag_r > ms[j] - BRIGHT_DMAG - 1.0)
-    )
-    if cand.any():
-        i = np.flatnonzero(cand)[int(np.nanargmax(src.flux[cand, 2]))]
+    if bcg_reach_pix is not None:
+        reach = min(reach, float(bcg_reach_pix))
+    i = pick_bcg(src, zc, cx, cy, reach)
+    if i >= 0:
         return PhotoZ(zc, z_err, n_eff, float(src.x[i]), float(src.y[i]), True)
     return PhotoZ(zc, z_err, n_eff, cx, cy, False)

@@ -52,6 +52,21 @@ def clusterfw_register_finders(register: Any) -> None:
 )
 @click.option("--lr", type=FiniteFloat(min=0.0, min_open=True, max=1.0), default=1e-3,
               show_default=True)  # fmt: skip
+@click.option(
+    "--schedule",
+    type=click.Choice(["cosine", "plateau"]),
+    default="cosine",
+    show_default=True,
+    help="cosine: LR to --lr-min over the planned --epochs (fixed in advance); plateau: x0.3 "
+    "after two epochs without a better validation F1.",
+)
+@click.option("--lr-min", type=FiniteFloat(min=0.0, max=1.0), default=1e-5, show_default=True)
+@click.option(
+    "--init",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Start from these frcnn weights (a warm restart) instead of random weights.",
+)
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def train_frcnn(
@@ -67,6 +82,9 @@ def train_frcnn(
     epochs: int,
     max_minutes: float,
     lr: float,
+    schedule: str,
+    lr_min: float,
+    init: str | None,
     threads: int,
     quiet: bool,
 ) -> None:
@@ -79,13 +97,22 @@ def train_frcnn(
     check_writable(out_dir, folder=True)
     if data_dir is not None:
         check_writable(Path(data_dir), folder=True)
+    if init is not None and Path(init).resolve() == (out_dir / "frcnn.safetensors").resolve():
+        from clusterfw.core.errors import InputError
+
+        raise InputError(init, "--init is the file this run writes; copy it elsewhere first")
+    if init is not None:  # a corrupt or foreign file fails before any field is simulated
+        from clusterfw.plugins.finders.frcnn.model import load_weights
+
+        load_weights(init)
     from clusterfw.plugins.finders.frcnn.card import write_model_card
     from clusterfw.plugins.finders.frcnn.train import TrainConfig, train
 
     cfg = TrainConfig(
         out=out_dir, seed=seed, data_dir=Path(data_dir) if data_dir else None, n_train=n_train,
         n_chunks=n_chunks, n_val=n_val, n_test=n_test, width=width, batch_size=batch_size,
-        epochs=epochs, max_minutes=max_minutes, lr=lr, threads=threads,
+        epochs=epochs, max_minutes=max_minutes, lr=lr, threads=threads, schedule=schedule,
+        lr_min=lr_min, init=Path(init) if init else None,
     )  # fmt: skip
     command = _command_line(click.get_current_context())
     summary = train(cfg, progress=not quiet)
