@@ -11,6 +11,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     d = xdata.load_candidates(sorted(a.data.glob("cand_3_*.npz")))
+    summary = json.loads((shipped_weights() / "summary.json").read_text())
+    task = summary["config"].get("label", "mass")
+    d["label"], d["kind"] = xdata.task_labels(d, task)
     net = _Net(shipped_weights(), "both")
     thr = float(net.meta["threshold_balanced"])
     idx = np.arange(d["label"].size)
@@ -41,10 +45,11 @@ def main(argv: list[str] | None = None) -> Path:
     p = net.probability(c, b, o)
     lab = d["label"] == 1
     rng = np.random.default_rng(a.seed)
+    miss = "missed cluster" if task == "mass" else "missed group/cluster"
     groups = {
         "true positive": np.flatnonzero(lab & (p >= thr)),
         "false positive": np.flatnonzero(~lab & (p >= thr)),
-        "missed cluster": np.flatnonzero(lab & (p < thr)),
+        miss: np.flatnonzero(lab & (p < thr)),
     }
     kinds = ("fluctuation", "AGN", "group", "cluster")
     fig, axes = plt.subplots(3, 6, figsize=(13, 6.8))
@@ -69,7 +74,8 @@ def main(argv: list[str] | None = None) -> Path:
             ax_o.set_title(f"{name}\np={p[j]:.2f}", fontsize=8)
             ax_x.set_title(f"{kinds[d['kind'][j]]}, {mass}", fontsize=8)
     fig.suptitle(
-        f"xray classifier (X-ray + optical) on held-out candidates; threshold p ≥ {thr:.2f}; "
+        f"xray classifier (X-ray + optical, label task '{task}') on held-out candidates; "
+        f"threshold p ≥ {thr:.2f}; "
         "left: g,r,i; right: 0.5–2 keV counts (4.3' at 8\")",
         fontsize=9,
     )

@@ -103,6 +103,13 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
         if draws > 1
         else ""
     )
+    draw0 = ""
+    if all(m.get("test_balanced_draw0") for m in summary["modes"].values()) and draws > 1:
+        draw0 = (
+            "Only the first X-ray draw of each test field (no halo seen twice; balanced):\n\n"
+            + metrics_table(summary, "test_balanced_draw0")
+            + "\n\n"
+        )
     text = f"""# Model card: `xray` finder classifiers
 
 Kosiba's custom CNN (Table 3) as built by `clusterfw.plugins.finders.xray.model.KosibaCNN`:
@@ -152,7 +159,7 @@ All test candidates (natural mix of the simulated detections):
 
 {metrics_table(summary, "test_natural")}
 
-Mean probability on the test candidates by kind:
+{draw0}Mean probability on the test candidates by kind:
 
 | network | fluctuation | AGN | group | cluster |
 |---|---:|---:|---:|---:|

@@ -375,6 +375,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "modes": {},
     }
     bal = balanced_subset(te["label"], cfg.seed)
+    first = np.flatnonzero(te["draw"] == 0)
+    bal0 = first[balanced_subset(te["label"][first], cfg.seed)] if first.size else first
     for mode in cfg.modes:
         tm = time.time()
         model, hist = train_one(
@@ -407,6 +409,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             "test_balanced": classification_metrics(te["label"][bal], pt[bal], thr),
             "test_natural": classification_metrics(te["label"], pt, thr),
             "val_natural": classification_metrics(va["label"], pv, thr),
+            # one X-ray draw per field only: no halo seen twice (independent candidates)
+            "test_balanced_draw0": classification_metrics(te["label"][bal0], pt[bal0], thr)
+            if bal0.size
+            else None,
             "test_by_kind_mean_p": {
                 k: float(np.mean(pt[te["kind"] == i])) if np.any(te["kind"] == i) else math.nan
                 for i, k in enumerate(("fluctuation", "agn", "group", "cluster"))
