@@ -458,10 +458,12 @@ def read_cutout(
     wcs, ny, nx = grid
     ra0, dec0 = region.center()
     reach = region_radius_deg(region)
-    per_band: dict[str, list[np.ndarray]] = {p: [] for p in plane_names}
+    # the output planes, filled band by band in place (no stacking copy of a large tile)
+    stacked = {p: np.full((len(chosen), ny, nx), np.nan, dtype=np.float32) for p in plane_names}
     maps: dict[tuple[str, tuple[int, int]], Any] = {}
-    for band in chosen:
-        out = {p: np.full((ny, nx), np.nan, dtype=np.float32) for p in plane_names}
+    geometry: dict[tuple[int, bool], HealpixGeometry] = {}
+    for b, band in enumerate(chosen):
+        out = {p: stacked[p][b] for p in plane_names}
         for file in band.files:
             if isinstance(file, HealpixFile):
                 _healpix_fill(out, file, wcs, geometry)
@@ -470,11 +472,6 @@ def read_cutout(
             if dist > reach + file.radius_deg:
                 continue
             _fill_from_image(out, file, wcs, maps)
-        for p in plane_names:
-            per_band[p].append(out[p])
-    stacked = {
-        p: np.stack(v) if v else np.zeros((0, ny, nx), np.float32) for p, v in per_band.items()
-    }
     native = pix.pixel_arcmin if isinstance(pix, HealpixMap) else None
     return _make(layer, chosen, wcs, stacked, native)
 

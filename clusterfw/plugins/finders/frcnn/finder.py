@@ -165,7 +165,11 @@ class FrcnnFinder(Finder):
         pix = float(np.sqrt(scales[0] * scales[1]))
         fwhm = [cut.bands[i].psf_fwhm_arcsec for i in idx]
         psf = max((float(f) for f in fwhm if f), default=1.0)
-        return cut, np.asarray(cut.pixels[idx], np.float32), pix, psf
+        if idx == list(range(len(idx))) and cut.pixels.shape[0] == len(idx):
+            img = np.asarray(cut.pixels, np.float32)  # no copy of a large tile
+        else:
+            img = np.asarray(cut.pixels[idx], np.float32)
+        return cut, img, pix, psf
 
     # ------------------------------------------------------------------ detection
     def detect(self, images: np.ndarray, pixel_arcsec: float) -> dict[str, np.ndarray]:

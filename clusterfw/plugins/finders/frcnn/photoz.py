@@ -97,6 +97,16 @@ def robust_sigma(a: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
+#: Images above this many pixels estimate their noise on a regular subsample (memory).
+NOISE_SAMPLE_PIXELS = 1 << 22
+
+
+def _thin(a: np.ndarray) -> np.ndarray:
+    """``a`` itself, or every k-th row and column of it when it exceeds NOISE_SAMPLE_PIXELS."""
+    k = int(np.ceil(np.sqrt(a.size / NOISE_SAMPLE_PIXELS)))
+    return a if k <= 1 else a[::k, ::k]
+
+
 def find_sources(
     images: np.ndarray, pixel_arcsec: float, psf_fwhm_arcsec: np.ndarray | float
 ) -> Sources:
@@ -114,12 +124,14 @@ def find_sources(
     """
     from scipy import ndimage
 
-    img = np.nan_to_num(np.asarray(images, np.float32), nan=0.0)
+    img = np.asarray(images, np.float32)  # NaN (no data) counts as 0 below; no full copy
     fw = np.broadcast_to(np.asarray(psf_fwhm_arcsec, float), (3,))
     psf_fwhm = float(np.max(fw))
     fwhm_pix = max(psf_fwhm / pixel_arcsec, 0.8)
-    det = ndimage.gaussian_filter(img[1] + img[2], fwhm_pix / 2.3548)
-    noise = robust_sigma(det[det != 0]) if np.any(det != 0) else 0.0
+    det = np.nan_to_num(img[1] + img[2], nan=0.0)
+    det = ndimage.gaussian_filter(det, fwhm_pix / 2.3548)
+    thin = _thin(det)
+    noise = robust_sigma(thin[thin != 0]) if np.any(thin != 0) else 0.0
     if not noise > 0:
         e = np.zeros(0)
         return Sources(e, e, np.zeros((0, 3)), np.zeros((0, 3)))
@@ -139,13 +151,13 @@ def find_sources(
     frac /= 9.0
     ny, nx = img.shape[1:]
     flux = np.zeros((xs.size, 3))
-    sig_pix = np.array([robust_sigma(img[b][img[b] != 0]) for b in range(3)])
+    sig_pix = np.array([robust_sigma(v[(v != 0) & np.isfinite(v)]) for v in map(_thin, img)])
     npix = float(frac.sum())
     for k, (y, x) in enumerate(zip(ys, xs, strict=True)):
         y0, y1 = max(0, y - r_int), min(ny, y + r_int + 1)
         x0, x1 = max(0, x - r_int), min(nx, x + r_int + 1)
         w = frac[y0 - y + r_int : y1 - y + r_int, x0 - x + r_int : x1 - x + r_int]
-        flux[k] = (img[:, y0:y1, x0:x1] * w).sum(axis=(1, 2))
+        flux[k] = (np.nan_to_num(img[:, y0:y1, x0:x1], nan=0.0) * w).sum(axis=(1, 2))
     err = np.broadcast_to(sig_pix * np.sqrt(npix), flux.shape).copy()
     # aperture corrections of each band's Moffat PSF (point sources)
     apcor = 1.0 / moffat_enclosed(rad * pixel_arcsec, fw, MOFFAT_BETA)
