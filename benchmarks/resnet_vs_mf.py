@@ -48,6 +48,7 @@ import json
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -133,14 +134,76 @@ def single_catalogue(name, table):
     return out
 
 
-def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="default"):
+CACHE_ARRAYS = ("label", "grid", "top_mass", "top_z")
+
+
+def save_patch(path, result, table, halos, singles):
+    """Write one patch's outputs to folder ``path`` (parquet tables and an npz without pickle),
+    so that the scoring can be rerun without simulating and running the finders again."""
+    import os
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    pq.write_table(table, os.path.join(tmp, "combined.parquet"))
+    pq.write_table(halos, os.path.join(tmp, "halos.parquet"))
+    for name, t in singles.items():
+        pq.write_table(t, os.path.join(tmp, f"single_{name}.parquet"))
+    arrays = {k: getattr(result, k) for k in CACHE_ARRAYS}
+    arrays.update({f"cand_{k}": v for k, v in result.cand.items()})
+    arrays.update({f"halo_{k}": v for k, v in (result.halos or {}).items()})
+    arrays["n_cells"] = np.array(result.n_cells)
+    np.savez(os.path.join(tmp, "patch.npz"), **arrays)
+    os.replace(tmp, path)
+
+
+def load_patch(path):
+    """Inverse of :func:`save_patch`: ``(PatchResult, combined table, Truth, singles)``."""
+    import glob
+    import os
+
+    import pyarrow.parquet as pq
+
+    from clusterfw.core.evaluation import Truth
+
+    with np.load(os.path.join(path, "patch.npz"), allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    result = PatchResult(
+        label=a["label"],
+        cand={k[5:]: v for k, v in a.items() if k.startswith("cand_")},
+        n_cells=int(a["n_cells"]),
+        grid=a["grid"],
+        top_mass=a["top_mass"],
+        top_z=a["top_z"],
+        halos={k[5:]: v for k, v in a.items() if k.startswith("halo_")},
+    )
+    table = pq.read_table(os.path.join(path, "combined.parquet"))
+    truth = Truth.from_table(pq.read_table(os.path.join(path, "halos.parquet")), mass_col=MASS_DEF)
+    singles = {
+        os.path.basename(f)[7:-8]: pq.read_table(f)
+        for f in sorted(glob.glob(os.path.join(path, "single_*.parquet")))
+    }
+    return result, table, truth, singles
+
+
+def process_patch(
+    seed, size_deg, finders, combiner, grid_finder, setting="default", cache=None
+):
     """Simulate one patch, run the pipeline, and assign candidates to cells.
 
     ``grid_finder`` is a ResNet finder with ``localise=False``: its candidates are the grid
     cutouts themselves, so each cell gets the probability of its own cutout (DeepSZ's scoring).
     ``combiner`` is a :func:`recording` one; the returned ``singles`` are each finder's own
-    catalogue of the patch.
+    catalogue of the patch. ``cache``: a folder for this patch (:func:`save_patch`); when it
+    exists the patch is read from it instead.
     """
+    import os
+
+    if cache is not None and os.path.isdir(cache):
+        return load_patch(cache)
     from clusterfw.core.evaluation import Truth, match_to_truth
     from clusterfw.core.evaluation.metrics import qualifying_halo
     from clusterfw.core.pipeline import run_pipeline
@@ -200,6 +263,8 @@ def process_patch(seed, size_deg, finders, combiner, grid_finder, setting="defau
     cand["resnet_ra"] = np.asarray(col["resnet_ra"], float)
     cand["resnet_dec"] = np.asarray(col["resnet_dec"], float)
     result = PatchResult(label, cand, n_cells, grid, top_mass, top_z, halos_q)
+    if cache is not None:
+        save_patch(cache, result, table, halos, singles)
     return result, table, truth, singles
 
 
@@ -335,6 +400,17 @@ def main() -> None:
         help="calibrate on the combined validation catalogues only (without each finder's own "
         "catalogue; stack's fallback then compares finders on the merged candidates)",
     )
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="folder keeping each patch's catalogues and cells (one sub-folder per setting, "
+        "labels, weights, size and seed); patches found there are not simulated again",
+    )
+    ap.add_argument(
+        "--simulate-only",
+        action="store_true",
+        help="only simulate and run the finders on the patches (fill --cache), no scoring",
+    )
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument(
         "--calibration", default=None, help="write the validation calibration (JSON) here"
@@ -370,8 +446,16 @@ def main() -> None:
     for split, n in (("val", args.val), ("test", args.test)):
         for i in range(n):
             seed = SEED_BASE[split] + i
+            cache = None
+            if args.cache:
+                tag = "shipped" if args.weights is None else Path(args.weights).stem
+                cache = str(
+                    Path(args.cache)
+                    / f"{args.setting}_{args.labels}_{tag}_{args.localise_method}"
+                    / f"{args.size_deg:g}deg_{seed}"
+                )
             p, table, truth, own = process_patch(
-                seed, args.size_deg, finders, combiner, resnet_grid, args.setting
+                seed, args.size_deg, finders, combiner, resnet_grid, args.setting, cache
             )
             patches[split].append(p)
             tables[split].append(table)
@@ -382,6 +466,9 @@ def main() -> None:
                 f"cluster, {table.num_rows} candidates ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
+
+    if args.simulate_only:
+        return
 
     # the calibration a user makes with `clusterfw calibrate`, given each validation patch's
     # combined catalogue and each finder's own catalogue of it (`clusterfw run --finder f`), with

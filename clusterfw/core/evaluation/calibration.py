@@ -525,6 +525,8 @@ class ValidationSet:
         The combiner that wrote each catalogue (its ``finder`` column).
     duplicates : str
         ``"false_positive"`` or ``"ignore"``: how further candidates on a found cluster count.
+    n_true_per_table : tuple of int
+        True clusters of each catalogue's sky (empty when unknown), for per-sky folds.
     """
 
     finders: tuple[str, ...]
@@ -533,6 +535,7 @@ class ValidationSet:
     sources: tuple[str, ...]
     producers: tuple[str, ...]
     duplicates: str = "false_positive"
+    n_true_per_table: tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
@@ -724,6 +727,7 @@ def calibrate(
             sources=tuple(comb_src[key]),
             producers=tuple(_producer(i.table) for i in comb_inputs[key]),
             duplicates=dup,
+            n_true_per_table=tuple(s.n_true for s in samples),
         )
         for key, samples in combined.items()
     ]

@@ -34,21 +34,22 @@ On the pooled validation candidates of a finder set (label: matched to a true cl
    noise peaks is handled by the threshold, not the weights). The coefficients are mapped back
    to the raw features and stored as plain JSON (no pickle); the run time needs no scikit-learn.
 2. ``threshold``: the F1-best threshold of the model's probability on validation.
-3. **Never below the best single finder, at the catalogue level**: the best single finder is
-   the one whose *own catalogue* has the highest validation F1 (``calibrate``'s per-finder
-   ``metrics``, from the single-finder catalogues when they are given — the catalogue a user
-   would get from that finder alone; else the F1 of its score on the merged candidates). If the
-   stacked model's validation F1 is lower, the stored model is that finder alone (*fallback*: a
-   logistic model on ``logit p_f``, i.e. weights ``a`` on ``f:log_p`` and ``-a`` on
-   ``f:log_1mp``; when the combined catalogues say which finder detected what, also the
-   variant with :data:`FORCED_PENALTY` against ``f:forced``, in which only ``f``'s own
-   detections can pass — its own catalogue, not its forced scores at the other finders'
-   candidates — and the variant with the higher validation F1 is kept; ``model: "fallback"``
-   and a ``note`` say so), with its F1-best threshold.
+3. **Stacked model or one finder alone, decided out of sample**
+   (:mod:`clusterfw.plugins.combiners.stack_cv`): the stacked model and each finder alone (its
+   own detections when the combined catalogues say which finder detected what: its own
+   catalogue) are cross-validated on the validation candidates with folds grouped by
+   validation catalogue (leave one catalogue out from three catalogues on, else stratified
+   folds), thresholds picked on the training folds. The stacked model is kept only if its CV F1
+   exceeds the best single finder's (a tie goes to the single finder) and its in-sample F1 is
+   not below that finder's; else the stored model is the finder with the best CV F1 alone
+   (*fallback*: a logistic model on ``logit p_f``, i.e. weights ``a`` on ``f:log_p`` and ``-a``
+   on ``f:log_1mp``, and, when detections are known, :data:`FORCED_PENALTY` against
+   ``f:forced``, so that only ``f``'s own detections can pass; ``model: "fallback"`` and a
+   ``note`` say so), with its F1-best threshold.
 
 The section is ``combiners.stack["a+b"]`` = ``{"model", "fallback_finder", "finders",
 "feature_names", "coefficients", "intercept", "clip", "threshold", "metrics", "validation_f1",
-"fit", "note", "from"}`` (plus ``"rejected_stacked_model"`` after a fallback).
+"cv_f1", "cv", "fit", "note", "from"}`` (plus ``"rejected_stacked_model"`` after a fallback).
 ``clusterfw info calib.json`` prints it (:meth:`StackCombiner.describe_section`).
 
 Without a model for its finder set (no ``--calibration``, or a calibration made before ``stack``
@@ -73,6 +74,7 @@ from scipy.special import expit
 from clusterfw.core.errors import InputError
 from clusterfw.core.hookspecs import hookimpl
 from clusterfw.plugins.combiners._base import PercentileCombiner, warn_uncalibrated
+from clusterfw.plugins.combiners.stack_cv import RULE, cross_validate, single_scores
 
 if TYPE_CHECKING:
     from clusterfw.core.evaluation.calibration import Calibration, ValidationSet
@@ -310,6 +312,42 @@ def fit_logistic(
     return LogisticModel(tuple(names), coef, b), info
 
 
+def fit_logistic_c(
+    x: np.ndarray,
+    y: np.ndarray,
+    names: Sequence[str],
+    c: float,
+    *,
+    class_weight: str | None = CLASS_WEIGHT,
+) -> LogisticModel:
+    """:func:`fit_logistic` with a given inverse regularisation strength ``c`` (no search): the
+    fits of the cross-validation folds (:mod:`~clusterfw.plugins.combiners.stack_cv`), which
+    reuse the ``C`` chosen on all validation candidates.
+
+    Raises
+    ------
+    ValueError
+        When a class has fewer than :data:`MIN_PER_CLASS` members.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=bool)
+    if min(y.sum(), (~y).sum()) < MIN_PER_CLASS:
+        raise ValueError(f"{int(y.sum())} positives and {int((~y).sum())} negatives")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    est = LogisticRegression(C=c, class_weight=class_weight, max_iter=5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        est.fit((x - mean) / scale, y.astype(int))
+    w_std = np.asarray(est.coef_, dtype=np.float64).ravel()
+    b = float(np.ravel(est.intercept_)[0] - np.sum(w_std * mean / scale))
+    return LogisticModel(tuple(names), w_std / scale, b)
+
+
 def default_model(finders: Sequence[str]) -> LogisticModel:
     """Equal weights 1 on every ``log_p``, 0 elsewhere, no intercept: ``P / (1 + P)`` with ``P``
     the rank product."""
@@ -470,8 +508,8 @@ class StackCombiner(PercentileCombiner):
         y = validation.sample.qhalo >= 0
         names = feature_names(finders)
 
-        # each finder on the merged candidates, and its own catalogue (calibrate's per-finder
-        # metrics: the single-finder catalogues when given); the fallback picks by the latter
+        # in-sample: each finder on the merged candidates, and its own catalogue (calibrate's
+        # per-finder metrics, from the single-finder catalogues when given); for information
         single_f1: dict[str, float] = {}
         catalogue_f1: dict[str, float] = {}
         for f in finders:
@@ -479,8 +517,11 @@ class StackCombiner(PercentileCombiner):
             single_f1[f] = _f1(counts.f1)
             own = (reference.finders.get(f) or {}).get("metrics") or {}
             catalogue_f1[f] = _f1(own["f1"]) if own.get("f1") is not None else single_f1[f]
-        best_single = max(finders, key=lambda f: (catalogue_f1[f], -finders.index(f)))
+        vf1: dict[str, float | None] = {f"single:{f}": single_f1[f] for f in finders}
+        vf1.update({f"catalogue:{f}": catalogue_f1[f] for f in finders})
 
+        # out of sample: the stacked model and each finder alone (its own detections), scored on
+        # validation folds grouped by catalogue (stack_cv); the choice is made on these
         note = ""
         rejected: dict[str, Any] | None = None
         stacked: tuple[LogisticModel, dict[str, Any]] | None = None
@@ -488,8 +529,23 @@ class StackCombiner(PercentileCombiner):
             stacked = fit_logistic(x, y, names)
         except ValueError as exc:
             note = f"no stacked fit ({exc})"
-        vf1: dict[str, float | None] = {f"single:{f}": single_f1[f] for f in finders}
-        vf1.update({f"catalogue:{f}": catalogue_f1[f] for f in finders})
+
+        def fold_fit(xt: np.ndarray, yt: np.ndarray) -> LogisticModel:
+            if stacked is None:
+                raise ValueError("no stacked fit on all validation candidates")
+            return fit_logistic_c(xt, yt, names, float(stacked[1]["C"]))
+
+        singles = single_scores(x, finders, len(FEATURE_KINDS), detected)
+        cv = cross_validate(validation, x, y, finders, fold_fit, singles)
+        best_single = cv.best_single(finders)
+        cv_single = cv.f1[f"single:{best_single}"]
+        # the fallback: best_single alone, only its own detections when the catalogues say which
+        # finder detected what (its own catalogue), with its F1-best threshold; its validation F1
+        # depends only on the order of its scores (the logistic map is increasing), so the
+        # one-feature fit is made only when the fallback is kept
+        own_only = detected is not None
+        _, counts_fb = validation.best_threshold(singles[best_single])
+        vf1["fallback"] = _f1(counts_fb.f1)
         chosen: LogisticModel
         fit_info: dict[str, Any]
         if stacked is not None:
@@ -497,30 +553,38 @@ class StackCombiner(PercentileCombiner):
             t, counts = validation.best_threshold(model.predict(x))
             vf1["stacked"] = _f1(counts.f1)
             chosen, kind = model, "stacked"
-            if _f1(counts.f1) < catalogue_f1[best_single]:
-                note = (
-                    f"fallback: stacked validation F1 {_f1(counts.f1):.4f} < "
-                    f"{best_single}'s own catalogue {catalogue_f1[best_single]:.4f}"
+            cv_stacked = cv.f1.get("stacked")
+            reason = ""
+            if cv_stacked is None:
+                reason = f"stacked model not cross-validated ({cv.note})"
+            elif not cv_stacked > cv_single:
+                reason = (
+                    f"stacked CV F1 {cv_stacked:.4f} <= {best_single}'s {cv_single:.4f} "
+                    f"({cv.folds.scheme}, {cv.folds.n_folds} folds)"
                 )
+            elif _f1(counts.f1) < vf1["fallback"]:
+                reason = (
+                    f"stacked validation F1 {_f1(counts.f1):.4f} < {best_single}'s "
+                    f"{vf1['fallback']:.4f} (CV F1 {cv_stacked:.4f} > {cv_single:.4f})"
+                )
+            if reason:
+                note = f"fallback: {reason}"
                 rejected = {**model.to_dict(), "threshold": t, "fit": fit_info}
                 stacked = None
+            else:
+                note = (
+                    f"stacked: CV F1 {cv_stacked:.4f} > {best_single}'s {cv_single:.4f} "
+                    f"({cv.folds.scheme}, {cv.folds.n_folds} folds)"
+                )
         if stacked is None:
-            # f alone: its own detections only (its own catalogue), or also its forced scores
-            # at the other finders' candidates; whichever has the higher validation F1
-            best_fb: tuple[float, LogisticModel, dict[str, Any], float, Any] | None = None
-            for own_only in (True, False) if detected is not None else (False,):
-                model_fb, info_fb = _fallback_model(x, y, finders, best_single, own_only)
-                prob = model_fb.predict(x)
-                if own_only:  # the threshold among the finder's own detections (p > 0)
-                    prob = np.where(detected[best_single], prob, -np.inf)
-                t_fb, counts_fb = validation.best_threshold(prob)
-                info_fb = {**info_fb, "own_detections_only": own_only}
-                if best_fb is None or _f1(counts_fb.f1) > best_fb[0]:
-                    best_fb = (_f1(counts_fb.f1), model_fb, info_fb, t_fb, counts_fb)
-            assert best_fb is not None
-            _, chosen, fit_info, t, counts = best_fb
-            kind = "fallback"
+            chosen, info_fb = _fallback_model(x, y, finders, best_single, own_only)
+            prob_fb = chosen.predict(x)
+            if own_only:  # the threshold among the finder's own detections (p > 0)
+                prob_fb = np.where(detected[best_single], prob_fb, -np.inf)
+            t, counts = validation.best_threshold(prob_fb)
             vf1["fallback"] = _f1(counts.f1)
+            kind = "fallback"
+            fit_info = {**info_fb, "own_detections_only": own_only}
             if not note:
                 note = f"fallback: {best_single} alone"
         entry: dict[str, Any] = {
@@ -532,6 +596,8 @@ class StackCombiner(PercentileCombiner):
             "threshold": t,
             "metrics": counts.to_dict(),
             "validation_f1": vf1,
+            "cv_f1": cv.f1,
+            "cv": {**cv.to_dict(), "rule": RULE},
             "fit": fit_info,
             "note": note,
             "from": list(validation.sources),
@@ -562,6 +628,14 @@ class StackCombiner(PercentileCombiner):
                 f" validation F1 {_fmt(m.get('f1'))} (stacked {_fmt(vf1.get('stacked'))}; "
                 f"single: {singles}) C={fit.get('C')} class_weight={fit.get('class_weight')}"
             )
+            cv = e.get("cv") or {}
+            if isinstance(cv, Mapping) and cv.get("f1"):
+                f1s = ", ".join(f"{k} {_fmt(v)}" for k, v in cv["f1"].items())
+                lines.append(
+                    f"  cross-validated F1 ({cv.get('scheme')}, {cv.get('folds')} folds): {f1s}"
+                )
+                if cv.get("rule"):
+                    lines.append(f"  rule: {cv['rule']}")
             if e.get("note"):
                 lines.append(f"  note: {e['note']}")
             lines.append(f"  {'intercept':<24} {_fmt(e.get('intercept'), 4, sign=True)}")
