@@ -78,8 +78,13 @@ def test_run_writes_candidates_with_photoz_columns(cli, field_files, weights, tm
         assert col in t.column_names
     s = t["score"].to_numpy()
     assert t.num_rows > 0 and np.all((s >= 0) & (s <= 1))
-    # Platt(1, 0) of the logit is the raw score itself
-    assert np.allclose(s, t["frcnn_raw_score"].to_numpy(), atol=1e-5)
+    # Platt(1, 0) of the logit is the raw score itself; boxes without a red-sequence excess
+    # (frcnn_z NaN) are halved (no_red_weight = 0.5, the validation-picked default)
+    z = t["frcnn_z"].to_numpy(zero_copy_only=False)
+    factor = np.where(np.isfinite(z), 1.0, 0.5)
+    assert np.allclose(s, factor * t["frcnn_raw_score"].to_numpy(), atol=1e-5)
+    bcg = t["frcnn_bcg_centred"].to_numpy(zero_copy_only=False)
+    assert not np.any(bcg & ~np.isfinite(z))  # a BCG needs a red-sequence redshift
     box = t["frcnn_box_arcmin"].to_numpy()
     assert np.all((box > 0) & (box < 0.07 * 60 * 1.5))
     # every candidate lies on the field

@@ -118,10 +118,10 @@ class FrcnnFinder(Finder):
             None, gt=0.0, description="search the BCG within this of the box centre (arcmin)"
         )
         bcg_max_offset_arcmin: float | None = Field(
-            None, gt=0.0, description="keep the box centre when the BCG is farther (arcmin)"
+            0.5, gt=0.0, description="keep the box centre when the BCG is farther (arcmin)"
         )
         no_red_weight: float = Field(
-            1.0, ge=0.0, le=1.0, description="score factor of boxes without a red-sequence excess"
+            0.5, ge=0.0, le=1.0, description="score factor of boxes without a red-sequence excess"
         )
         device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto|cpu|cuda")
         threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
