@@ -217,8 +217,13 @@ def _as_band(facts: Any) -> Any:
 
 
 def _finite(pixels: np.ndarray) -> np.ndarray:
+    """Non-finite pixels as NaN, in place for a float32 cutout (fresh from read_cutout: a
+    second tile-sized array would double the peak memory of a large optical tile)."""
     finite = np.isfinite(pixels)
     if finite.all():
+        return pixels
+    if pixels.dtype == np.float32 and pixels.flags.writeable:
+        np.copyto(pixels, np.float32(np.nan), where=~finite)
         return pixels
     return np.where(finite, pixels, np.float32(np.nan)).astype(np.float32, copy=False)
 
