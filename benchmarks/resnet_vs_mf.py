@@ -353,6 +353,36 @@ def paired_difference(a, b, y, n_boot=2000, seed=0):
     return float(f1(a, y) - f1(b, y)), float(diff.std())
 
 
+def patch_counts(decision, label, n_cells):
+    """Per-patch ``(tp, fp, fn)`` of cell decisions pooled over patches of ``n_cells`` cells."""
+    d, lab = np.asarray(decision, bool), np.asarray(label, bool)
+    edges = np.cumsum([0, *n_cells])
+    return np.array(
+        [
+            [np.sum(d[a:b] & lab[a:b]), np.sum(d[a:b] & ~lab[a:b]), np.sum(~d[a:b] & lab[a:b])]
+            for a, b in zip(edges[:-1], edges[1:], strict=True)
+        ],
+        float,
+    )
+
+
+def f1_of_counts(c):
+    """F1 of summed ``(tp, fp, fn)`` (last axis)."""
+    tp, fp, fn = c[..., 0], c[..., 1], c[..., 2]
+    return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+
+
+def patch_bootstrap(counts_a, counts_b, n_boot=4000, seed=0):
+    """Pooled F1 of ``a`` minus that of ``b`` (per-patch ``(tp, fp, fn)`` arrays, same
+    patches), and its standard deviation when the *patches* are drawn again: the σ over
+    patches, which keeps what the cells of one sky share (its noise, CMB, clusters)."""
+    a, b = np.asarray(counts_a, float), np.asarray(counts_b, float)
+    diff = float(f1_of_counts(a.sum(0)) - f1_of_counts(b.sum(0)))
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))
+    boot = f1_of_counts(a[idx].sum(1)) - f1_of_counts(b[idx].sum(1))
+    return diff, float(boot.std())
+
+
 def best_threshold(s, y):
     """F1-best threshold of pooled cells."""
     from clusterfw.plugins.finders.resnet.train import best_f1
@@ -700,6 +730,65 @@ def main() -> None:
         diff, sd = paired_difference(d, d_best, lab)
         paired[name] = {"minus": better_finder, "f1_difference": diff, "sigma": sd}
 
+    # the same differences with σ over test patches (patch bootstrap of the pooled counts)
+    n_cells_test = [p.n_cells for p in patches["test"]]
+    c_best = patch_counts(d_best, lab_best, n_cells_test)
+    for name in ("AND", "rankprod", "stack"):
+        d, lab = decisions(name)
+        diff, sd = patch_bootstrap(patch_counts(d, lab, n_cells_test), c_best)
+        paired[name]["sigma_over_patches"] = sd
+
+    # catalogue level (what `clusterfw run` writes, 1' matching as calibrate; duplicates count
+    # as false positives): each finder's own catalogue at its calibrated threshold, rankprod
+    # and stack on the combined catalogue at theirs; per test patch, pooled, σ over patches
+    from clusterfw.core.evaluation.metrics import MatchedSample
+
+    rp_entry = cal.combiner_entry("rankprod", ["mf", "resnet"]) or {}
+    cat_counts: dict[str, list] = {"mf": [], "resnet": [], "rankprod": [], "stack": []}
+    for p, table, truth, own in zip(
+        patches["test"], tables["test"], truths["test"], singles["test"], strict=True
+    ):
+        for f in ("mf", "resnet"):
+            ms = MatchedSample.from_catalogue(
+                own[f], truth, ["score"], mass_min=MASS_CUT, z_min=Z_MIN
+            )
+            c = ms.counts(np.nan_to_num(ms.scores["score"], nan=-np.inf) >= cal.threshold(f))
+            cat_counts[f].append((c.tp, c.fp, c.fn))
+        ms = MatchedSample.from_catalogue(table, truth, [], mass_min=MASS_CUT, z_min=Z_MIN)
+        raw = {"mf": p.cand["mf_score"], "resnet": p.cand["resnet_score"]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pct_t, _ = percentiles_for(raw, cal)
+        c = ms.counts(rank_product(pct_t) >= float(rp_entry.get("threshold", np.inf)))
+        cat_counts["rankprod"].append((c.tp, c.fp, c.fn))
+        c = ms.counts(stack_score(p, cal) >= stack_entry.threshold)
+        cat_counts["stack"].append((c.tp, c.fp, c.fn))
+    cat_counts = {k: np.asarray(v, float) for k, v in cat_counts.items()}
+    cat_better = max(("mf", "resnet"), key=lambda k: f1_of_counts(cat_counts[k].sum(0)))
+    catalogue = {
+        "f1": {k: float(f1_of_counts(v.sum(0))) for k, v in cat_counts.items()},
+        "counts": {k: [int(x) for x in v.sum(0)] for k, v in cat_counts.items()},
+        "better_single": cat_better,
+        "minus_better_single": {
+            k: dict(
+                zip(
+                    ("f1_difference", "sigma_over_patches"),
+                    patch_bootstrap(cat_counts[k], cat_counts[cat_better]),
+                    strict=True,
+                )
+            )
+            for k in ("rankprod", "stack")
+        },
+        "f1_sigma_over_patches": {
+            k: float(
+                f1_of_counts(
+                    v[np.random.default_rng(0).integers(0, len(v), (4000, len(v)))].sum(1)
+                ).std()
+            )
+            for k, v in cat_counts.items()
+        },
+    }
+
     # what the false positives are (test cells, at each method's validation threshold): the most
     # massive halo of the cell just below the mass cut, massive but below the redshift cut, or
     # neither; shows how much of the error is the mass-observable scatter both finders share
@@ -734,6 +823,7 @@ def main() -> None:
         "resnet_grid_minus_mf": f1["ResNet-grid"] - f1["MF"],
         "gain_over_best_single": {k: f1[k] - better for k in ("AND",) + combined},
         "paired_gain_over_best_single": paired,
+        "catalogue_level_test": catalogue,
         "false_positive_kinds": fp_kinds,
         "position_error_arcmin": pos_err,
         "stack_model": {
@@ -796,10 +886,25 @@ def main() -> None:
         f"{better:.3f}; gain over it: {gains}  ({summary['seconds']:.0f} s)"
     )
     print(
-        "paired (same test cells): "
+        "paired (same test cells; ± cells bootstrap / ± patches bootstrap): "
         + ", ".join(
-            f"{k} − {v['minus']} {v['f1_difference']:+.3f} ± {v['sigma']:.3f}"
+            f"{k} − {v['minus']} {v['f1_difference']:+.3f} ± {v['sigma']:.3f} / "
+            f"{v['sigma_over_patches']:.3f}"
             for k, v in paired.items()
+        )
+    )
+    cl = catalogue
+    print(
+        "catalogue level (test, 1' matching, calibrated thresholds; σ over patches): "
+        + ", ".join(
+            f"{k} {v:.3f} ± {cl['f1_sigma_over_patches'][k]:.3f} (TP/FP/FN "
+            f"{'/'.join(map(str, cl['counts'][k]))})"
+            for k, v in cl["f1"].items()
+        )
+        + "; "
+        + ", ".join(
+            f"{k} − {cl['better_single']} {v['f1_difference']:+.3f} ± {v['sigma_over_patches']:.3f}"
+            for k, v in cl["minus_better_single"].items()
         )
     )
     if args.json:
