@@ -128,16 +128,19 @@ def find_sources(
     fw = np.broadcast_to(np.asarray(psf_fwhm_arcsec, float), (3,))
     psf_fwhm = float(np.max(fw))
     fwhm_pix = max(psf_fwhm / pixel_arcsec, 0.8)
-    det = np.nan_to_num(img[1] + img[2], nan=0.0)
-    det = ndimage.gaussian_filter(det, fwhm_pix / 2.3548)
+    det = np.add(img[1], img[2])
+    np.nan_to_num(det, copy=False, nan=0.0)
+    det = ndimage.gaussian_filter(det, fwhm_pix / 2.3548)  # the sum is freed here
     thin = _thin(det)
     noise = robust_sigma(thin[thin != 0]) if np.any(thin != 0) else 0.0
     if not noise > 0:
         e = np.zeros(0)
         return Sources(e, e, np.zeros((0, 3)), np.zeros((0, 3)))
     size = max(5, int(2 * round(fwhm_pix)) + 1)
-    peak = (det == ndimage.maximum_filter(det, size=size)) & (det > DETECT_SIGMA * noise)
+    peak = det == ndimage.maximum_filter(det, size=size)
+    peak &= det > DETECT_SIGMA * noise
     ys, xs = np.nonzero(peak)
+    del peak, det, thin
     # aperture photometry with 3x3 sub-pixel weights
     rad = max(APERTURE_FWHM * fwhm_pix, 1.0)
     r_int = int(np.ceil(rad)) + 1

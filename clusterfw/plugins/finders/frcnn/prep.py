@@ -59,8 +59,18 @@ def block_sum(img: np.ndarray, k: int) -> np.ndarray:
     if k == 1:
         return img
     ny, nx = img.shape[-2] // k * k, img.shape[-1] // k * k
-    a = img[..., :ny, :nx]
-    return a.reshape(*a.shape[:-2], ny // k, k, nx // k, k).sum(axis=(-3, -1))
+    lead = img.shape[:-2]
+    out = np.empty((*lead, ny // k, nx // k), dtype=np.result_type(img.dtype, np.float32))
+    # in strips of rows: reshaping a cropped image copies it, so a large tile is copied a strip
+    # at a time (the same sums, element by element)
+    rows = max(1, (1 << 22) // max(1, nx * k)) * k
+    for y0 in range(0, ny, rows):
+        y1 = min(ny, y0 + rows)
+        a = img[..., y0:y1, :nx]
+        out[..., y0 // k : y1 // k, :] = a.reshape(*lead, (y1 - y0) // k, k, nx // k, k).sum(
+            axis=(-3, -1)
+        )
+    return out
 
 
 def to_working_scale(pixels: np.ndarray, pixel_arcsec: float) -> tuple[np.ndarray, float]:
