@@ -14,6 +14,12 @@ the best F1 (100 kpc match) on the validation fields and reports, on the test fi
 - σ(Δz/(1+z)) of ``frcnn_z`` for the matched clusters: the standard deviation, the NMAD and the
   outlier fraction (|Δz|/(1+z) > 0.1), and the bias (median).
 
+Centring rules (the finder's ``bcg_reach_arcmin``, ``bcg_max_offset_arcmin``,
+``no_red_weight``) are applied to the stored detections (:func:`apply_centring`): the finder's
+defaults, or with ``--tune-centring`` the combination of :data:`REACH_GRID`, :data:`FAR_GRID` and
+:data:`NORED_GRID` with the best validation F1 at 100 kpc (:func:`tune_centring`, validation
+fields only); the JSON also holds the numbers without any rule (``without_centring_rules``).
+
 Detections within half a window of nothing are kept: the fields are 0.2° wide, the clusters lie
 in their central 70 %.
 """
