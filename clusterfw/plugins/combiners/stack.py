@@ -545,7 +545,8 @@ class StackCombiner(PercentileCombiner):
         # one-feature fit is made only when the fallback is kept
         own_only = detected is not None
         _, counts_fb = validation.best_threshold(singles[best_single])
-        vf1["fallback"] = _f1(counts_fb.f1)
+        f1_fallback = _f1(counts_fb.f1)
+        vf1["fallback"] = f1_fallback
         chosen: LogisticModel
         fit_info: dict[str, Any]
         if stacked is not None:
@@ -562,10 +563,10 @@ class StackCombiner(PercentileCombiner):
                     f"stacked CV F1 {cv_stacked:.4f} <= {best_single}'s {cv_single:.4f} "
                     f"({cv.folds.scheme}, {cv.folds.n_folds} folds)"
                 )
-            elif _f1(counts.f1) < vf1["fallback"]:
+            elif _f1(counts.f1) < f1_fallback:
                 reason = (
                     f"stacked validation F1 {_f1(counts.f1):.4f} < {best_single}'s "
-                    f"{vf1['fallback']:.4f} (CV F1 {cv_stacked:.4f} > {cv_single:.4f})"
+                    f"{f1_fallback:.4f} (CV F1 {cv_stacked:.4f} > {cv_single:.4f})"
                 )
             if reason:
                 note = f"fallback: {reason}"
@@ -579,7 +580,7 @@ class StackCombiner(PercentileCombiner):
         if stacked is None:
             chosen, info_fb = _fallback_model(x, y, finders, best_single, own_only)
             prob_fb = chosen.predict(x)
-            if own_only:  # the threshold among the finder's own detections (p > 0)
+            if detected is not None:  # the threshold among the finder's own detections
                 prob_fb = np.where(detected[best_single], prob_fb, -np.inf)
             t, counts = validation.best_threshold(prob_fb)
             vf1["fallback"] = _f1(counts.f1)
