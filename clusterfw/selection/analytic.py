@@ -235,6 +235,13 @@ class MergeTable:
     detectable positions (as the injections: away from the map's detections above the
     threshold), each θ500 of a grid and each ζ of a grid, the group is labelled in a window
     around ``x0``; :meth:`lost` interpolates the lost fraction in (ln θ500, ln ζ).
+
+    The positions lie on a square lattice with a random offset (``sampling="lattice"``, about
+    ``n_pos`` of them): the lost fraction is an area share, which a lattice measures far better
+    than random positions. With 60 random positions the share carried a binomial error of
+    ±0.035 (at 0.08), enough to move a cell's analytic completeness by ±0.03 from one seed of
+    the table to the next (0.884–0.951 for 1.58–2.32e14, z 0.2–0.6 on the 2°×2° test sky);
+    on a lattice the spread is 0.014 with 60 positions and 0.008 with 200 (default 100).
     """
 
     THETA = np.geomspace(0.6, 10.0, 7)
@@ -250,8 +257,9 @@ class MergeTable:
         avoid_xy: np.ndarray,
         avoid_pix: float,
         radius_arcmin: float = 1.0,
-        n_pos: int = 60,
+        n_pos: int = 100,
         seed: int = 0,
+        sampling: str = "lattice",
     ) -> None:
         from scipy import ndimage
 
@@ -265,9 +273,17 @@ class MergeTable:
             keep = d >= avoid_pix
             iy, ix = iy[keep], ix[keep]
         self.table = np.zeros((self.THETA.size, self.ZETA.size))
+        self.n_positions = 0
         if iy.size == 0:
             return
-        pick = rng.integers(0, iy.size, n_pos)
+        if sampling == "lattice":
+            pick = self.lattice(iy, ix, (ny, nx), n_pos, rng)
+        elif sampling == "random":
+            pick = rng.integers(0, iy.size, n_pos)
+        else:
+            raise ValueError(f"unknown sampling {sampling!r}")
+        self.n_positions = int(pick.size)
+        n_pos = max(int(pick.size), 1)
         radii = Blending.RADII
         half = int(np.ceil((radii[-1] + 10.0) / pix))
         yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
@@ -296,6 +312,27 @@ class MergeTable:
                     top = float(m[group].max())
                     lost[zi] += top > float(m[group & nr].max(initial=-np.inf)) + 1e-9
             self.table[ti] = lost / n_pos
+
+    @staticmethod
+    def lattice(
+        iy: np.ndarray, ix: np.ndarray, shape: tuple[int, int], n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Indices into ``(iy, ix)`` of about ``n`` positions on a square lattice with a random
+        offset (systematic sampling of the open area).
+
+        The lost fraction is the share of the open area near brighter groups; a lattice
+        measures an area share with a far smaller error than as many random positions (those
+        carry the binomial error √(f(1−f)/n): ±0.035 at f = 0.08, n = 60).
+        """
+        mask = np.full(shape, -1, dtype=np.int64)
+        mask[iy, ix] = np.arange(iy.size)
+        step = max(1.0, float(np.sqrt(iy.size / max(n, 1))))
+        oy, ox = rng.uniform(0.0, step, 2)
+        gy = np.round(np.arange(oy, shape[0], step)).astype(np.int64)
+        gx = np.round(np.arange(ox, shape[1], step)).astype(np.int64)
+        gy, gx = gy[gy < shape[0]], gx[gx < shape[1]]
+        idx = mask[np.ix_(gy, gx)].ravel()
+        return idx[idx >= 0]
 
     def lost(self, zeta: np.ndarray, theta500_arcmin: np.ndarray) -> np.ndarray:
         """Lost fraction at noise-free SNR ``zeta`` ``(n, ...)`` for θ500 ``(n,)`` (arcmin)."""

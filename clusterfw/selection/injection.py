@@ -166,6 +166,20 @@ def tile_of(tiles: Sequence[Any], ra: np.ndarray, dec: np.ndarray) -> np.ndarray
     return out
 
 
+def assign_cells(todo: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The cells of a round's ``n`` injections: round robin over a random order of ``todo``.
+
+    Every cell still needing injections gets ``n // len(todo)`` or one more, and when ``n`` is
+    smaller than ``len(todo)`` a random subset of them gets one each (not always the first
+    cells of the grid).
+    """
+    todo = np.asarray(todo, dtype=np.int64)
+    if todo.size == 0 or n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    order = todo[rng.permutation(todo.size)]
+    return order[np.arange(n) % todo.size]
+
+
 STATE_FILE = "selfn_state.json"
 
 
@@ -370,8 +384,7 @@ def run_injection(
             )
             if len(xy) == 0:
                 raise ClusterfwError("--min-separation: no position left for an injection")
-            todo = np.flatnonzero(need)
-            cells = todo[rng.permutation(np.arange(len(xy)) % todo.size)]
+            cells = assign_cells(np.flatnonzero(need), len(xy), rng)
             m, z = grid.sample(cells, rng)
             clusters = draw_clusters(m, z, settings.model, rng)
             rdir = tmp / f"round{rounds:04d}"
