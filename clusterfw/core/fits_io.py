@@ -685,19 +685,27 @@ def _scan_flat_values(path: Path, hdu_index: int, factor: float) -> None:
     scan.check(path)
 
 
-def _scan_healpix_values(path: Path, hdu_index: int, factor: float) -> None:
-    """Check a HEALPix map's pixels block by block, as :func:`read_healpix_fits` reads them."""
+def _scan_healpix_values(
+    path: Path, hdu_index: int, factor: float, nside: int, nest: bool, order: int
+) -> tuple[str, np.ndarray]:
+    """Check a HEALPix map's pixels block by block, as :func:`read_healpix_fits` reads them;
+    in the same read, the file's sha256 and its coverage at ``order`` (one pass, not three)."""
     import healpy as hp
 
+    from clusterfw.core.layers.pixelisation import HealpixFile
+    from clusterfw.core.layers.reading import scan_healpix_file
+
     scan = _ValueScan()
+
+    def look(raw: np.ndarray) -> None:
+        scan.add((np.where(raw == hp.UNSEEN, np.nan, raw) * factor).astype(np.float32))
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with fits.open(path, memmap=True) as hdul:
-            column = hdul[hdu_index].data.field(0).reshape(-1)
-            for start in range(0, column.size, SCAN_BLOCK_PIXELS):
-                raw = np.asarray(column[start : start + SCAN_BLOCK_PIXELS], dtype=np.float64)
-                scan.add((np.where(raw == hp.UNSEEN, np.nan, raw) * factor).astype(np.float32))
+        entry = HealpixFile(str(path), hdu_index, nside, nest, float(factor), None)
+        got = scan_healpix_file(entry, order, look)
     scan.check(path)
+    return got
 
 
 def scan_flat_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None = None) -> Any:
@@ -784,7 +792,6 @@ def scan_healpix_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None
     from clusterfw.core.layers.footprint import FOOTPRINT_ORDER, Footprint
     from clusterfw.core.layers.model import Layer, LayerBand, MmBand
     from clusterfw.core.layers.pixelisation import HealpixFile, HealpixMap
-    from clusterfw.core.layers.reading import healpix_coverage
 
     overrides = overrides or {}
     paths = [Path(p) for p in paths]
@@ -812,17 +819,21 @@ def scan_healpix_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None
         _check_band_name(path, band, bands, paths)
         bands.append(band)
         found.append((path, index, nside, nest, band, factor))
-    for path, index, _, _, _, factor in found:
-        _scan_healpix_values(path, index, factor)
+    scanned = [
+        _scan_healpix_values(path, index, factor, nside, nest, FOOTPRINT_ORDER)
+        for path, index, nside, nest, _, factor in found
+    ]
     reissue(held)
     layer_bands, inputs, prints = [], [], []
-    for path, index, nside, nest, band, factor in found:
+    for (path, index, nside, nest, band, factor), (digest, cover) in zip(
+        found, scanned, strict=True
+    ):
         entry = HealpixFile(str(path), index, nside, nest, float(factor), None)
         facts = MmBand(band.name, band.freq_ghz, band.beam_fwhm_arcmin, band.noise_uk_arcmin)
         layer_bands.append(LayerBand(facts, (entry,)))
-        inputs.append(InputFile(str(path), sha256_of(path), band.name))
+        inputs.append(InputFile(str(path), digest, band.name))
         order = min(FOOTPRINT_ORDER, nside.bit_length() - 1)
-        prints.append(Footprint(order, healpix_coverage(entry, FOOTPRINT_ORDER)))
+        prints.append(Footprint(order, cover))
     layer = Layer(
         "mm", "mm", tuple(layer_bands), HealpixMap(found[0][2]), Footprint.union_all(prints)
     )

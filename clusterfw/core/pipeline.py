@@ -259,7 +259,13 @@ def read_job_layers(job: TileJob, names: Sequence[str]) -> dict[str, LayerCutout
             wcs, ny, nx = region.grid(layer.pixelisation.cutout_pixel_arcmin)
             grid = (portable_wcs(wcs), ny, nx)
         cutout = read_cutout(layer, region, None, grid)
-        out[name] = replace(cutout, pixels=_finite(cutout.pixels), wcs=portable_wcs(cutout.wcs))
+        # the grid's WCS is already round-tripped (idempotent): not again (~40 ms a tile)
+        wcs_out = cutout.wcs if grid is not None and cutout.wcs is grid[0] else None
+        out[name] = replace(
+            cutout,
+            pixels=_finite(cutout.pixels),
+            wcs=wcs_out if wcs_out is not None else portable_wcs(cutout.wcs),
+        )
     return out
 
 

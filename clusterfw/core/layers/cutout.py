@@ -457,7 +457,8 @@ def read_cutout(
         grid = resample_grid(region, pix.pixel_arcmin)
     wcs, ny, nx = grid
     ra0, dec0 = region.center()
-    reach = region_radius_deg(region)
+    # the region's reach (an outline through the WCS) only matters for image files
+    reach = 0.0 if isinstance(pix, HealpixMap) else region_radius_deg(region)
     # the output planes, filled band by band in place (no stacking copy of a large tile)
     stacked = {p: np.full((len(chosen), ny, nx), np.nan, dtype=np.float32) for p in plane_names}
     maps: dict[tuple[str, tuple[int, int]], Any] = {}

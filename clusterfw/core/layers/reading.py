@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -144,48 +145,269 @@ def _healpix_column(hdu: fits.BinTableHDU) -> np.ndarray:
     return col.reshape(-1)
 
 
+@dataclass(frozen=True)
+class HealpixLayout:
+    """Where a healpy map's values lie in its file, for reads that bypass astropy.
+
+    ``contiguous`` tables (one column: healpy's own layout, ``TFIELDS = 1``) keep the values
+    back to back from ``offset``; any other table is read through astropy.
+    """
+
+    path: str
+    offset: int
+    dtype: np.dtype
+    npix: int
+    contiguous: bool
+
+
+#: Layouts found in this process, by (path, size, mtime, hdu): a worker parses each map's
+#: header once, not once per tile and band.
+_LAYOUTS: dict[tuple[str, int, int, int], HealpixLayout] = {}
+
+
+def healpix_layout(file: HealpixFile) -> HealpixLayout:
+    """The byte layout of ``file``'s first column (cached per process, keyed by size/mtime)."""
+    local = local_path(file.path)
+    try:
+        st = os.stat(local)
+    except OSError as exc:
+        raise InputError(file.path, f"unreadable ({exc.strerror or exc})") from None
+    key = (str(local), st.st_size, st.st_mtime_ns, file.hdu)
+    layout = _LAYOUTS.get(key)
+    if layout is not None:
+        return layout
+    with open_fits(file.path) as hdul:
+        hdu = hdul[file.hdu]
+        offset = int(hdul.fileinfo(file.hdu)["datLoc"])
+        column = hdu.columns[0]
+        repeat = int(column.format.repeat)
+        dtype = np.dtype(column.dtype).base.newbyteorder(">")
+        npix = int(hdu.header.get("NAXIS2", 0)) * repeat
+        contiguous = (
+            len(hdu.columns) == 1
+            and column.bscale in (None, 1)
+            and column.bzero in (None, 0)
+            and int(hdu.header.get("NAXIS1", 0)) == repeat * dtype.itemsize
+            and dtype.kind == "f"
+        )
+    layout = HealpixLayout(str(local), offset, dtype, npix, contiguous)
+    if len(_LAYOUTS) > 64:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = layout
+    return layout
+
+
+def _read_span(layout: HealpixLayout, path: str, start: int, count: int) -> np.ndarray:
+    """Values ``start : start + count`` of a contiguous map, read with one ``read`` call."""
+    size = layout.dtype.itemsize
+    buffer = bytearray(count * size)
+    with open(layout.path, "rb") as fh:
+        fh.seek(layout.offset + start * size)
+        got = fh.readinto(buffer)
+    if got != len(buffer):
+        raise InputError(path, f"truncated file (pixels {start}..{start + count - 1} missing)")
+    return np.frombuffer(buffer, dtype=layout.dtype)
+
+
+#: A contiguous read may cover up to this many values per value wanted (plus a fixed
+#: allowance) before the reader gathers the wanted values from a memory map instead.
+SPAN_FACTOR = 4
+SPAN_ALLOWANCE = 1 << 20
+
+
+def _raw_healpix_values(file: HealpixFile, pixels: np.ndarray) -> np.ndarray:
+    """The stored values (file dtype) of ``pixels`` (file ordering, any shape and order).
+
+    A RING map's tile wants rings of pixels: one contiguous read from the lowest to the
+    highest pixel wanted (a few MB) is much cheaper than sorting and gathering. When that span
+    is far larger than the number of pixels wanted (NESTED maps, whose neighbours may lie in
+    another base pixel), the wanted values are gathered, in sorted order, from a memory map.
+    """
+    layout = healpix_layout(file)
+    if not layout.contiguous:
+        order = np.argsort(pixels, axis=None, kind="stable")
+        flat = pixels.reshape(-1)
+        with open_fits(file.path) as hdul:
+            column = _healpix_column(hdul[file.hdu])
+            raw = np.asarray(column[flat[order]])
+        out = np.empty_like(raw)
+        out[order] = raw
+        return out.reshape(pixels.shape)
+    lo, hi = int(pixels.min()), int(pixels.max())
+    if lo < 0 or hi >= layout.npix:
+        raise IndexError(f"HEALPix pixel outside 0..{layout.npix - 1}")
+    span = hi - lo + 1
+    if span <= SPAN_FACTOR * pixels.size + SPAN_ALLOWANCE:
+        return _read_span(layout, file.path, lo, span)[pixels - lo]
+    mapped = np.memmap(layout.path, dtype=layout.dtype, mode="r", offset=layout.offset,
+                       shape=(layout.npix,))  # fmt: skip
+    try:
+        flat = pixels.reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        out = np.empty(flat.size, dtype=layout.dtype)
+        out[order] = mapped[flat[order]]
+    finally:
+        del mapped
+    return out.reshape(pixels.shape)
+
+
+#: ``numpy.isclose``'s tolerance for UNSEEN with ``rtol=1e-5, atol=0`` (computed as it does).
+_UNSEEN_TOL = 0 + 1e-5 * abs(HEALPIX_UNSEEN)
+
+
+def _unseen_mask(values: np.ndarray) -> np.ndarray:
+    """``numpy.isclose(values, UNSEEN, rtol=1e-5, atol=0)`` (as ``healpy.mask_bad``), exactly.
+
+    For a finite scalar ``b`` numpy evaluates ``(|a - b| <= atol + rtol |b|) | (a == b)``;
+    the second term adds nothing (``a == b`` gives a zero difference) and NaN or infinite
+    ``a`` fail the first, so this is the same mask in three array operations instead of ten.
+    """
+    diff = np.subtract(values, HEALPIX_UNSEEN, dtype=np.float64)
+    np.abs(diff, out=diff)
+    with np.errstate(invalid="ignore"):
+        return np.less_equal(diff, _UNSEEN_TOL)
+
+
+def scale_healpix_values(raw: np.ndarray, scale: float) -> np.ndarray:
+    """Stored values to the layer's unit, float64, NaN where unseen (see
+    :func:`read_healpix_pixels`)."""
+    values = np.asarray(raw, dtype=np.float64)
+    values = np.where(_unseen_mask(values), np.nan, values) * scale
+    return values.astype(np.float32).astype(np.float64)
+
+
 def read_healpix_pixels(file: HealpixFile, pixels: np.ndarray) -> np.ndarray:
     """Values of the given pixels (in the file's own ordering), float64, NaN where unseen.
 
     The values are scaled to the layer's unit exactly as the whole-map reader does (unseen to
     NaN, times the factor, rounded to float32), so cutouts match today's tiles bit for bit.
+    ``pixels`` may have any shape and order, and may repeat; the result has its shape.
     """
     pixels = np.asarray(pixels, dtype=np.int64)
     if pixels.size == 0:
-        return np.zeros(0, dtype=np.float64)
-    order = np.argsort(pixels, kind="stable")
-    with open_fits(file.path) as hdul:
-        column = _healpix_column(hdul[file.hdu])
-        raw = np.asarray(column[pixels[order]], dtype=np.float64)
-    values = np.empty_like(raw)
-    values[order] = raw
-    unseen = np.isclose(values, HEALPIX_UNSEEN, rtol=1e-5, atol=0)  # as healpy.mask_bad
-    values = np.where(unseen, np.nan, values) * file.scale
-    return values.astype(np.float32).astype(np.float64)
+        return np.zeros(pixels.shape, dtype=np.float64)
+    return scale_healpix_values(_raw_healpix_values(file, pixels), file.scale)
 
 
-def healpix_coverage(file: HealpixFile, order: int, chunk: int = 1 << 20) -> np.ndarray:
-    """Nested pixels at ``order`` holding any seen (finite, not UNSEEN) pixel of the map.
-
-    Reads the map in chunks of ``chunk`` pixels, so memory does not follow the map size.
-    """
+def _seen_parents(
+    values: np.ndarray, start: int, file: HealpixFile, shift: int
+) -> np.ndarray | None:
+    """Nested parents (``>> shift``) of the seen pixels of one block starting at ``start``."""
     import healpy as hp
 
+    seen = np.isfinite(values) & ~_unseen_mask(values)
+    idx = np.flatnonzero(seen).astype(np.int64) + start
+    if idx.size == 0:
+        return None
+    if not file.nest:
+        idx = hp.ring2nest(file.nside, idx)
+    return np.unique(idx >> shift)
+
+
+def _coverage_shift(file: HealpixFile, order: int) -> int:
     map_order = int(round(np.log2(file.nside)))
-    order = min(order, map_order)
-    shift = 2 * (map_order - order)
-    found: list[np.ndarray] = []
-    with open_fits(file.path) as hdul:
-        column = _healpix_column(hdul[file.hdu])
-        for start in range(0, column.size, chunk):
-            values = np.asarray(column[start : start + chunk], dtype=np.float64)
-            seen = np.isfinite(values) & ~np.isclose(values, HEALPIX_UNSEEN, rtol=1e-5, atol=0)
-            idx = np.flatnonzero(seen).astype(np.int64) + start
-            if idx.size == 0:
-                continue
-            if not file.nest:
-                idx = hp.ring2nest(file.nside, idx)
-            found.append(np.unique(idx >> shift))
+    return 2 * (map_order - min(order, map_order))
+
+
+def _union(found: list[np.ndarray]) -> np.ndarray:
     if not found:
         return np.zeros(0, dtype=np.int64)
     return np.unique(np.concatenate(found))
+
+
+def healpix_coverage(file: HealpixFile, order: int, chunk: int = 1 << 22) -> np.ndarray:
+    """Nested pixels at ``order`` holding any seen (finite, not UNSEEN) pixel of the map.
+
+    Reads the map in chunks of ``chunk`` pixels (plain reads: the file is not mapped, so the
+    process's resident memory does not grow with the map), so memory does not follow the map
+    size.
+    """
+    shift = _coverage_shift(file, order)
+    found: list[np.ndarray] = []
+    for start, raw in _chunks(file, healpix_layout(file), chunk):
+        parents = _seen_parents(np.asarray(raw, dtype=np.float64), start, file, shift)
+        if parents is not None:
+            found.append(parents)
+    return _union(found)
+
+
+def scan_healpix_file(
+    file: HealpixFile,
+    order: int,
+    on_values: Callable[[np.ndarray], None] | None = None,
+    chunk: int = 1 << 22,
+) -> tuple[str, np.ndarray]:
+    """One pass over a HEALPix map file: its sha256, its coverage, and a look at its values.
+
+    What the run's input scan did in three passes (the value checks, the file's sha256 and
+    :func:`healpix_coverage`), in one sequential read of the file in blocks of ``chunk``
+    pixels, never memory-mapped (the scanning process's resident memory stays flat).
+
+    Parameters
+    ----------
+    file : HealpixFile
+    order : int
+        Order of the coverage (as :func:`healpix_coverage`).
+    on_values : callable, optional
+        Called with every block of stored values as float64, in order.
+    chunk : int
+
+    Returns
+    -------
+    sha256 : str
+        Hex digest of the whole file.
+    coverage : numpy.ndarray
+        As :func:`healpix_coverage`.
+    """
+    layout = healpix_layout(file)
+    shift = _coverage_shift(file, order)
+    found: list[np.ndarray] = []
+    if not layout.contiguous or is_gzip(file.path):  # astropy reads; the file hashed apart
+        for start, raw in _chunks(file, layout, chunk):
+            values = np.asarray(raw, dtype=np.float64)
+            if on_values is not None:
+                on_values(values)
+            parents = _seen_parents(values, start, file, shift)
+            if parents is not None:
+                found.append(parents)
+        digest = hashlib.sha256()
+        with open(file.path, "rb") as fh:
+            while block := fh.read(1 << 22):
+                digest.update(block)
+        return digest.hexdigest(), _union(found)
+    digest = hashlib.sha256()
+    size = layout.dtype.itemsize
+    with open(layout.path, "rb") as fh:
+        head = fh.read(layout.offset)
+        if len(head) != layout.offset:
+            raise InputError(file.path, "truncated file (it ends in the header)")
+        digest.update(head)
+        for start in range(0, layout.npix, chunk):
+            count = min(chunk, layout.npix - start)
+            buffer = bytearray(count * size)
+            if fh.readinto(buffer) != len(buffer):
+                raise InputError(file.path, f"truncated file (pixel {start} onwards missing)")
+            digest.update(buffer)
+            values = np.frombuffer(buffer, dtype=layout.dtype).astype(np.float64)
+            if on_values is not None:
+                on_values(values)
+            parents = _seen_parents(values, start, file, shift)
+            if parents is not None:
+                found.append(parents)
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest(), _union(found)
+
+
+def _chunks(
+    file: HealpixFile, layout: HealpixLayout, chunk: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, stored values)`` blocks of a whole map, in order."""
+    if layout.contiguous:
+        for start in range(0, layout.npix, chunk):
+            yield start, _read_span(layout, file.path, start, min(chunk, layout.npix - start))
+        return
+    with open_fits(file.path) as hdul:
+        column = _healpix_column(hdul[file.hdu])
+        for start in range(0, column.size, chunk):
+            yield start, np.asarray(column[start : start + chunk])

@@ -1,0 +1,175 @@
+"""The fast HEALPix pixel reader gives the values of the astropy/isclose reader, bit for bit."""
+
+from __future__ import annotations
+
+import os
+
+import healpy as hp
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from clusterfw.core.errors import InputError
+from clusterfw.core.layers import reading
+from clusterfw.core.layers.cutout import _healpix_fill, healpix_geometry
+from clusterfw.core.layers.footprint import TanRegion
+from clusterfw.core.layers.pixelisation import HealpixFile
+from clusterfw.core.layers.reading import (
+    HEALPIX_UNSEEN,
+    healpix_coverage,
+    healpix_layout,
+    read_healpix_pixels,
+)
+
+NSIDE = 64
+
+
+def _values(rng: np.random.Generator) -> np.ndarray:
+    """A map with every awkward value: UNSEEN (exact and float32-rounded and within the
+    tolerance), NaN, +-inf, huge negative values just outside the UNSEEN tolerance."""
+    m = rng.normal(0.0, 30.0, 12 * NSIDE**2)
+    m[:500] = hp.UNSEEN
+    m[500:600] = np.float32(hp.UNSEEN)
+    m[600:700] = HEALPIX_UNSEEN * (1 + 9e-6)  # inside rtol 1e-5: unseen
+    m[700:800] = HEALPIX_UNSEEN * (1 + 2e-5)  # outside: a (silly) value
+    m[800:900] = np.nan
+    m[900:950] = np.inf
+    m[950:1000] = -np.inf
+    m[1000:1100] = -2e29
+    return m
+
+
+def _write(path, values, nest=False, dtype=np.float32, columns=1):
+    cols = (
+        [values]
+        if columns == 1
+        else [values] + [np.full_like(values, k) for k in range(1, columns)]
+    )
+    hp.write_map(path, cols if columns > 1 else values, nest=nest, dtype=dtype, overwrite=True)
+    return path
+
+
+def _reference(file: HealpixFile, pixels: np.ndarray) -> np.ndarray:
+    """The reader as it was: astropy memmap, sorted gather, numpy.isclose."""
+    flat = np.asarray(pixels, dtype=np.int64).reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    with fits.open(file.path, memmap=True) as hdul:
+        column = hdul[file.hdu].data.field(0).reshape(-1)
+        raw = np.asarray(column[flat[order]], dtype=np.float64)
+    values = np.empty_like(raw)
+    values[order] = raw
+    unseen = np.isclose(values, HEALPIX_UNSEEN, rtol=1e-5, atol=0)
+    values = np.where(unseen, np.nan, values) * file.scale
+    return values.astype(np.float32).astype(np.float64).reshape(np.shape(pixels))
+
+
+@pytest.mark.parametrize(
+    ("nest", "dtype", "columns", "scale"),
+    [
+        (False, np.float32, 1, 1.0),
+        (True, np.float64, 1, 1e6),
+        (False, np.float64, 3, 1.0),  # several columns: read through astropy
+    ],
+)
+@pytest.mark.parametrize("path_kind", ["span", "mapped"])
+def test_pixel_values_match_the_astropy_reader(
+    tmp_path, monkeypatch, nest, dtype, columns, scale, path_kind
+):
+    rng = np.random.default_rng(5)
+    path = _write(tmp_path / "m.fits", _values(rng), nest, dtype, columns)
+    file = HealpixFile(str(path), 1, NSIDE, nest, scale)
+    if path_kind == "mapped":  # the memory-map gather used for scattered (NESTED) pixels
+        monkeypatch.setattr(reading, "SPAN_FACTOR", 0)
+        monkeypatch.setattr(reading, "SPAN_ALLOWANCE", 0)
+    # the awkward pixels, random ones, repeats, unsorted, in a 2-D shape
+    pixels = np.concatenate([np.arange(0, 1200), rng.integers(0, 12 * NSIDE**2, 3000)])
+    pixels = rng.permutation(np.concatenate([pixels, pixels[:400]]))[:4400].reshape(4, 1100)
+    got = read_healpix_pixels(file, pixels)
+    want = _reference(file, pixels)
+    assert got.shape == (4, 1100) and got.dtype == np.float64
+    assert got.tobytes() == want.tobytes()
+    assert np.isnan(got).sum() == np.isnan(want).sum() > 0
+    assert healpix_layout(file).contiguous is (columns == 1)
+
+
+def test_interpolated_cutout_matches_per_band_geometry(tmp_path):
+    """The geometry computed once per cutout and shared by two bands gives each band's
+    cutout exactly as computed alone."""
+    rng = np.random.default_rng(9)
+    files = []
+    for k in range(2):
+        path = _write(tmp_path / f"b{k}.fits", rng.normal(0, 10, 12 * NSIDE**2))
+        files.append(HealpixFile(str(path), 1, NSIDE, False, 1.0))
+    wcs, ny, nx = TanRegion(30.0, -20.0, 200.0).grid(hp.nside2resol(NSIDE, arcmin=True) / 2)
+    shared: dict = {}
+    for file in files:
+        alone = {"data": np.full((ny, nx), np.nan, np.float32)}
+        both = {"data": np.full((ny, nx), np.nan, np.float32)}
+        _healpix_fill(alone, file, wcs)
+        _healpix_fill(both, file, wcs, shared)
+        assert alone["data"].tobytes() == both["data"].tobytes()
+        assert np.isfinite(both["data"]).all()
+    assert list(shared) == [(NSIDE, False)]
+    neighbours, weights, nearest = shared[(NSIDE, False)]
+    assert neighbours.shape == weights.shape == (4, ny * nx) and nearest.shape == (ny * nx,)
+    n2, w2, near2 = healpix_geometry(wcs, ny, nx, NSIDE, True)
+    assert np.array_equal(n2, hp.ring2nest(NSIDE, neighbours)) and np.array_equal(w2, weights)
+    assert np.array_equal(near2, hp.ring2nest(NSIDE, nearest))
+
+
+@pytest.mark.parametrize("nest", [False, True])
+def test_coverage_is_every_order_pixel_with_a_seen_pixel(tmp_path, nest):
+    m = np.full(12 * NSIDE**2, hp.UNSEEN)
+    disc = hp.query_disc(NSIDE, hp.ang2vec(40.0, 10.0, lonlat=True), np.radians(8.0))
+    m[disc] = 1.0
+    m[5] = np.nan  # not seen
+    m[7] = HEALPIX_UNSEEN * (1 + 5e-6)  # not seen either (within the tolerance)
+    m[9] = 2.0  # seen, far from the disc
+    if nest:
+        m = hp.reorder(m, r2n=True)
+    path = _write(tmp_path / "c.fits", m, nest)
+    file = HealpixFile(str(path), 1, NSIDE, nest, 1.0)
+    ring_seen = np.concatenate([disc, [9]])
+    want = np.unique(hp.ring2nest(NSIDE, ring_seen) >> 2 * (6 - 3))
+    got = healpix_coverage(file, 3, chunk=1000)  # chunks that do not divide the map
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_truncated_map_is_one_line_naming_the_file(tmp_path):
+    path = _write(tmp_path / "t.fits", np.arange(12 * NSIDE**2, dtype=np.float64))
+    file = HealpixFile(str(path), 1, NSIDE, False, 1.0)
+    layout = healpix_layout(file)
+    os.truncate(path, layout.offset + 1000 * 4)
+    with pytest.raises(InputError, match=r"t\.fits: truncated file \(pixels 0\.\.1999"):
+        read_healpix_pixels(file, np.arange(2000))
+
+
+def test_layout_cache_follows_a_rewritten_file(tmp_path):
+    path = _write(tmp_path / "r.fits", np.full(12 * NSIDE**2, 1.0))
+    file = HealpixFile(str(path), 1, NSIDE, False, 1.0)
+    assert read_healpix_pixels(file, np.array([3]))[0] == 1.0
+    _write(path, np.full(12 * NSIDE**2, 2.0), dtype=np.float64)  # other size and dtype
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert healpix_layout(file).dtype == np.dtype(">f8")
+    assert read_healpix_pixels(file, np.array([3]))[0] == 2.0
+
+
+@pytest.mark.parametrize(("nest", "columns"), [(False, 1), (True, 1), (False, 2)])
+def test_one_pass_scan_gives_the_sha256_coverage_and_every_value(tmp_path, nest, columns):
+    from clusterfw.core.fits_io import sha256_of
+    from clusterfw.core.layers.reading import scan_healpix_file
+
+    rng = np.random.default_rng(2)
+    m = _values(rng)
+    path = _write(tmp_path / "s.fits", m, nest, np.float32, columns)
+    file = HealpixFile(str(path), 1, NSIDE, nest, 1.0)
+    blocks: list[np.ndarray] = []
+    digest, cover = scan_healpix_file(file, 4, blocks.append, chunk=5000)
+    assert digest == sha256_of(path)
+    assert np.array_equal(cover, healpix_coverage(file, 4))
+    assert 0 < cover.size < 12 * 4**4
+    seen = np.concatenate(blocks)
+    assert seen.dtype == np.float64 and seen.size == m.size
+    assert seen.tobytes() == m.astype(np.float32).astype(np.float64).tobytes()
