@@ -21,6 +21,13 @@ background on shared machines, e.g. ``nohup nice -n 10 python benchmarks/selfn.p
     (process and children), injections per second and the load average; ``--state-dir`` keeps
     a checkpoint (a rerun resumes). Without it, the time is extrapolated from a few rounds and
     the binomial variance (n = p(1-p)/target² per cell).
+``snr``
+    Diagnostic of the analytic ``mf`` path on the injections of a checkpointed run
+    (``--state-dir`` of an ``analytic``/``speed`` run on the same sky, one tile): each injected
+    cluster's noise-free ζ from the analytic filter response of its θ500 and Y; the measured
+    SNR of the recovered ones over √(ζ² + 3) in ζ bins, and the clusters missed at ζ ≥ 7 and
+    ≥ 10 against the merging table's prediction (``--merge-positions``). ``--mf-noise model``
+    for runs made with ``-o mf.noise=model``.
 
 Every sub-command prints a JSON document (and writes it with ``--json FILE``).
 """
@@ -451,9 +458,100 @@ def cmd_speed(args: argparse.Namespace) -> dict:
     return doc
 
 
+def cmd_snr(args: argparse.Namespace) -> dict:
+    from clusterfw.core.runner import RunRequest
+    from clusterfw.selection import analytic as an
+    from clusterfw.selection.api import prepare
+    from clusterfw.sim import sz
+
+    if not args.state_dir:
+        raise SystemExit("snr: give --state-dir (the checkpoint of an injection run)")
+    state = json.loads((Path(args.state_dir) / "selfn_state.json").read_text())
+    c = {
+        k: np.asarray([np.nan if v is None else v for v in vals], float)
+        for k, vals in state["columns"].items()
+    }
+    sky = simulate(Path(args.workdir), args.first_seed, args.size)
+    opts = {"mf": {"noise": args.mf_noise}}
+    prep = prepare(
+        RunRequest(
+            inputs=maps_of(sky),
+            finders=["mf"],
+            options=opts,
+            tile_size_arcmin=args.tile_size,
+            quiet=True,
+        )
+    )
+    views = an._tile_views(prep)
+    if len(views) != 1:
+        raise SystemExit("snr: the sky must be one tile (raise --tile-size)")
+    job, tile = views[0] if isinstance(views[0], tuple) else (views[0], views[0])
+    finder = prep.finders[0]
+    res = finder.filter_tile(tile)
+    k, counts, q, q_ksz = an.tile_noise_weights(finder, tile)
+    sigma = np.asarray(res.sigma_y, float)
+    theta = c["theta500_arcmin"]
+    per_y = an.snr_per_y(finder, sigma, k, counts, q, theta, q_ksz, an.Blending.RADII)[0]
+    prof = sz.projected_profile(5.0)
+    zeta = per_y * c["y500"] * prof.i_rmax / prof.i1
+    threshold = args.mf_threshold if args.mf_threshold is not None else 7.1
+    rec = c["recovered"] > 0.5
+    pred = np.sqrt(zeta**2 + 3.0)
+    doc: dict = {
+        "experiment": "snr",
+        "sky": str(sky),
+        "n": int(rec.size),
+        "recovered": int(rec.sum()),
+    }
+    for lo, hi in ((7, 10), (10, 15), (15, 25), (25, 1e9), (10, 1e9)):
+        sel = rec & (zeta >= lo) & (zeta < hi)
+        r = c["score"][sel] / pred[sel]
+        doc[f"ratio_zeta_{lo}_{hi:g}"] = {
+            "n": int(sel.sum()),
+            "mean": round(float(np.mean(r)), 4) if sel.any() else None,
+            "sem": round(float(np.std(r) / np.sqrt(sel.sum())), 4) if sel.any() else None,
+        }
+    pix = tile.pixel_scale_arcmin
+    found = finder.find(tile)
+    bright = found.column("score").to_numpy() >= threshold
+    bx, by = tile.world_to_pixel(
+        found.column("ra").to_numpy()[bright], found.column("dec").to_numpy()[bright]
+    )
+
+    def profile_of_theta(th: np.ndarray) -> np.ndarray:
+        return an.snr_per_y(finder, sigma, k, counts, q, th, None, an.Blending.RADII)[3]
+
+    merge = an.MergeTable(
+        res.max_snr,
+        res.detectable,
+        finder.options.snr_min,
+        pix,
+        profile_of_theta,
+        np.column_stack([bx, by]),
+        2.0 * args.match_radius / pix,
+        args.match_radius,
+        n_pos=args.merge_positions,
+    )
+    lost = merge.lost(zeta[:, None], theta)[:, 0]
+    p_det = an.completeness_from_snr(zeta, threshold, 3.0) * (1.0 - lost)
+    for lo in (7.0, 10.0):
+        sel = zeta >= lo
+        doc[f"zeta_ge_{lo:g}"] = {
+            "n": int(sel.sum()),
+            "missed": int((~rec[sel]).sum()),
+            "predicted_missed_merging": round(float(lost[sel].sum()), 1),
+            "predicted_missed": round(float((1.0 - p_det[sel]).sum()), 1),
+        }
+    doc["all"] = {
+        "missed": int((~rec).sum()),
+        "predicted_missed": round(float((1 - p_det).sum()), 1),
+    }
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("what", choices=["accept", "analytic", "speed"])
+    p.add_argument("what", choices=["accept", "analytic", "speed", "snr"])
     p.add_argument("--workdir", default="scratch/selfn_bench")
     p.add_argument("--finder", action="append", default=[])
     p.add_argument("--combine", default=None)
@@ -484,14 +582,15 @@ def main(argv: list[str] | None = None) -> int:
         help="speed: inject until every cell reaches --target (measured, not extrapolated)",
     )
     p.add_argument("--state-dir", default=None, help="checkpoint folder of the injection rounds")
+    p.add_argument("--mf-noise", default="data", choices=["data", "model"], help="snr: mf noise")
+    p.add_argument("--merge-positions", type=int, default=300, help="snr: merging positions")
     p.add_argument("--json", default=None)
     p.add_argument("--reuse", action="store_true", help="reuse a saved selfn table (accept)")
     args = p.parse_args(argv)
     if args.what == "accept" and not args.finder:
         args.finder = ["mf"]
-    doc = {"cmd": {"accept": cmd_accept, "analytic": cmd_analytic, "speed": cmd_speed}}["cmd"][
-        args.what
-    ](args)
+    commands = {"accept": cmd_accept, "analytic": cmd_analytic, "speed": cmd_speed, "snr": cmd_snr}
+    doc = commands[args.what](args)
     text = json.dumps(doc, indent=1, default=float)
     print(text)
     if args.json:
