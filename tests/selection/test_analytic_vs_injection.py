@@ -60,9 +60,9 @@ def test_analytic_within_5_percent_of_injection(tmp_path):
     """A seeded 2°×2° sky: in every cell with injected completeness in 10–90 %, the analytic
     completeness is within 0.05 of the injected one, beyond the injection's own 1σ (Wilson
     half-width, about 0.03 with the ~260 injections per cell made here). Injections at
-    1 deg⁻² per round, as the documented measurements: at 2 deg⁻² the injected clusters' own
-    power in mf's data-estimated covariance lowers the injected completeness of the
-    1.1–1.6e14 cell to 0.595 ± 0.030 against 0.692 analytic (measured 2026-11-30)."""
+    1 deg⁻² per round, as the documented measurements: at 2 deg⁻² the injected completeness
+    of the 1.1–1.6e14 cell was 0.595 ± 0.030 against 0.692 analytic (measured 2026-11-30; the
+    injection-density artefact of docs/selection.md)."""
     from clusterfw.core.runner import RunRequest
     from clusterfw.selection.grid import parse_grid
     from clusterfw.selection.run import measure
