@@ -50,7 +50,12 @@ def clusterfw(*args: object) -> None:
     cmd = [sys.executable, "-m", "clusterfw", *map(str, args)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
+        how = (f"killed by signal {-res.returncode}" if res.returncode < 0
+               else f"exit code {res.returncode}")  # fmt: skip
+        raise SystemExit(
+            f"failed ({how}): {' '.join(cmd)}\nstderr: {res.stderr[-2000:]}\n"
+            f"stdout: {res.stdout[-1000:]}"
+        )
 
 
 def inputs(universe: Path) -> list[Path]:
