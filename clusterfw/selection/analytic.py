@@ -367,6 +367,7 @@ def cell_completeness(
     snr_of_theta: Any,
     blending: Blending | None = None,
     merging: MergeTable | None = None,
+    snr_factor: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean completeness of every cell and its spread (std over the cell's points).
 
@@ -374,7 +375,9 @@ def cell_completeness(
     [, kSZ response R])``; with ``R`` and a model with kSZ, the SNR is averaged over the
     cluster's kSZ, ``ζ (1 + κ R)`` with ``κ ~ N(0, σ_κ(M, z))``
     (:func:`~clusterfw.selection.model.ksz_sigma_uk_per_y`); with ``blending``, the completeness
-    is multiplied by ``1 − fraction(ξ, ℓ)``.
+    is multiplied by ``1 − fraction(ξ, ℓ)``; with ``snr_factor``
+    (:class:`~clusterfw.selection.selfpower.SelfPowerTable`), every ζ is first scaled by
+    ``snr_factor.factor(ζ, θ500)`` (the cluster's own signal in a data-estimated covariance).
     """
     nm, nz = grid.shape
     um = (np.arange(N_MASS) + 0.5) / N_MASS
@@ -405,6 +408,8 @@ def cell_completeness(
                 * np.exp(model.y500_scatter_ln * x)[None, :, None]
                 * np.maximum(1.0 + sk[:, None, None] * xk[None, None, :], 0.0)
             )
+            if snr_factor is not None:
+                zeta = zeta * snr_factor.factor(zeta, th)
             p = completeness_from_snr(zeta, threshold, dof)
             if merging is not None:
                 p = p * (1.0 - merging.lost(zeta, th))
@@ -446,6 +451,7 @@ def analytic_selection(
     edge_arcmin: float = 10.0,
     blending: bool = True,
     match_radius_arcmin: float = 1.0,
+    self_power: bool = True,
 ) -> pa.Table:
     """The analytic completeness table of ``mf`` (see the module docstring).
 
@@ -468,6 +474,11 @@ def analytic_selection(
         (:class:`MergeTable`, measured on each tile's SNR map).
     match_radius_arcmin : float
         The match radius of "recovered" (a merged group must peak within it).
+    self_power : bool
+        When mf estimates its noise from the data (``noise="data"``, no
+        ``noise_iterations``), scale each cluster's ζ by the loss to its own signal in that
+        estimate (:mod:`clusterfw.selection.selfpower`: self-cancellation and self-power,
+        from the tile's noise spectrum and bins, nothing fitted).
     """
     from clusterfw.selection.inject import allowed_pixels, build_target
     from clusterfw.selection.injection import tile_of
@@ -501,6 +512,20 @@ def analytic_selection(
             per_y, best, resp, prof = snr_per_y(finder, s, kk, cc, qq, th, qk, Blending.RADII)
             return per_y, ls[best], resp, prof
 
+        factor = None
+        if self_power and finder.options.noise == "data" and finder.options.noise_iterations == 0:
+            from clusterfw.selection.selfpower import SelfPowerTable, tile_bins
+
+            factor = SelfPowerTable(
+                k,
+                counts,
+                q,
+                tile_bins(finder, tile),
+                finder.options.profile,
+                np.asarray(finder.scales, float),
+                finder.options.snr_calibration,
+                len(tile.bands),
+            )
         merge = None
         if blending:
             pix = tile.pixel_scale_arcmin
@@ -524,7 +549,7 @@ def analytic_selection(
                 match_radius_arcmin,
             )
         comp, spread = cell_completeness(
-            grid, model, threshold, opt_bias_dof, snr_of_theta, merging=merge
+            grid, model, threshold, opt_bias_dof, snr_of_theta, merging=merge, snr_factor=factor
         )
         tid = int(job.tile_id)
         w = float(weights_by_tile[tid]) if tid < weights_by_tile.size else 0.0
