@@ -12,8 +12,8 @@ def _optimizer(c: dict[str, Any]) -> str:
     if c.get("optimizer", "sgd") == "sgd":
         return f"SGD with Nesterov momentum {c['momentum']} (Kosiba's)"
     return (
-        "AdamW (Kosiba used SGD with Nesterov momentum 0.9 for 153 000 iterations; at the few "
-        "hundred steps affordable here it left the loss at its start, AdamW did not)"
+        "AdamW (Kosiba used SGD with Nesterov momentum 0.9 for 153 000 iterations; in a "
+        "few-hundred-step trial it left the loss at its start, AdamW did not)"
     )
 
 
@@ -104,6 +104,13 @@ def write_model_card(summary: dict[str, Any], path: str | Path, command: str) ->
         else ""
     )
     draw0 = ""
+    corr = (
+        " With several X-ray draws per field the test candidates are not independent (a halo "
+        "recurs in every draw of its field, all from few fields), so these σ are lower bounds; "
+        "the one-draw table's are not."
+        if draws > 1
+        else ""
+    )
     if all(m.get("test_balanced_draw0") for m in summary["modes"].values()) and draws > 1:
         draw0 = (
             "Only the first X-ray draw of each test field (no halo seen twice; balanced):\n\n"
@@ -165,7 +172,7 @@ All test candidates (natural mix of the simulated detections):
 |---|---:|---:|---:|---:|
 {kinds}
 
-(± are bootstrap standard deviations over the test candidates; Kosiba's are over folds.)
+(± are bootstrap standard deviations over the test candidates; Kosiba's are over folds.{corr})
 
 ## Limits
 Simulated skies only (β-models, Gaussian PSF, no cool cores or mergers, representative
