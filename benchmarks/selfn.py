@@ -497,6 +497,23 @@ def cmd_snr(args: argparse.Namespace) -> dict:
     threshold = args.mf_threshold if args.mf_threshold is not None else 7.1
     rec = c["recovered"] > 0.5
     pred = np.sqrt(zeta**2 + 3.0)
+    # the cluster's own signal in the data-estimated covariance (clusterfw.selection.selfpower)
+    factor = np.ones_like(zeta)
+    if finder.options.noise == "data" and finder.options.noise_iterations == 0:
+        from clusterfw.selection.selfpower import SelfPowerTable, tile_bins
+
+        table = SelfPowerTable(
+            k,
+            counts,
+            q,
+            tile_bins(finder, tile),
+            finder.options.profile,
+            np.asarray(finder.scales, float),
+            finder.options.snr_calibration,
+            len(tile.bands),
+        )
+        factor = table.factor(zeta[:, None], theta)[:, 0]
+    zeta_eff = zeta * factor
     doc: dict = {
         "experiment": "snr",
         "sky": str(sky),
@@ -510,6 +527,11 @@ def cmd_snr(args: argparse.Namespace) -> dict:
             "n": int(sel.sum()),
             "mean": round(float(np.mean(r)), 4) if sel.any() else None,
             "sem": round(float(np.std(r) / np.sqrt(sel.sum())), 4) if sel.any() else None,
+            "predicted": (
+                round(float(np.mean(np.sqrt(zeta_eff[sel] ** 2 + 3.0) / pred[sel])), 4)
+                if sel.any()
+                else None
+            ),
         }
     pix = tile.pixel_scale_arcmin
     found = finder.find(tile)
@@ -519,7 +541,7 @@ def cmd_snr(args: argparse.Namespace) -> dict:
     )
 
     def profile_of_theta(th: np.ndarray) -> np.ndarray:
-        return an.snr_per_y(finder, sigma, k, counts, q, th, None, an.Blending.RADII)[3]
+        return an.snr_per_y(finder, sigma, k, counts, q, th, None, an.Blending.RADII, True)[3]
 
     merge = an.MergeTable(
         res.max_snr,
@@ -532,8 +554,8 @@ def cmd_snr(args: argparse.Namespace) -> dict:
         args.match_radius,
         n_pos=args.merge_positions,
     )
-    lost = merge.lost(zeta[:, None], theta)[:, 0]
-    p_det = an.completeness_from_snr(zeta, threshold, 3.0) * (1.0 - lost)
+    lost = merge.lost(zeta_eff[:, None], theta)[:, 0]
+    p_det = an.completeness_from_snr(zeta_eff, threshold, 3.0) * (1.0 - lost)
     for lo in (7.0, 10.0):
         sel = zeta >= lo
         doc[f"zeta_ge_{lo:g}"] = {

@@ -114,6 +114,7 @@ def snr_per_y(
     theta500_arcmin: np.ndarray,
     q_ksz: np.ndarray | None = None,
     radii: np.ndarray | None = None,
+    envelope: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Noise-free SNR per unit total Compton-Y (arcmin²) at each θ500, ``max_s Q_s/(t(0) σ_s)``,
     the index of the scale giving it, the kSZ response at that scale and the cluster's filtered
@@ -122,6 +123,10 @@ def snr_per_y(
     The profile ``P(r) = Σ_k n τ t q J0(k r) / Σ_k n τ t q`` (1 at the centre) is the filtered
     map's response at distance ``r`` (``radii``, arcmin; shape ``(θ, radii)``, empty without
     ``radii``): a cluster of SNR ξ lies above ``snr_min`` out to where ``ξ P(r) = snr_min``.
+    With ``envelope``, ``P(r)`` is instead the maximum over the scales of each scale's SNR
+    response at ``r``, over the peak SNR: the mf finder groups pixels of the map that is the
+    maximum over scales, in which a cluster's wings are those of the broader templates (at
+    2′ from a θ500 = 3.5′ cluster, 0.29 of its peak SNR against 0.04 at its best scale).
 
     The kSZ response ``R = Σ_k n τ t q_ksz / Σ_k n τ t q`` (per µK_CMB / y of kSZ) turns a
     cluster's kSZ signal ``κ`` (µK per y, same profile) into ``ζ → ζ (1 + κ R)``; zeros when
@@ -149,7 +154,10 @@ def snr_per_y(
         tt = tau[best[i]] * t * counts
         if q_ksz is not None:
             resp[i] = float((tt * q_ksz).sum() / (tt * q).sum())
-        if bessel is not None:
+        if bessel is not None and envelope:
+            at_r = ((tau * t[None, :] * w) @ bessel) / f_sum[:, None] / sigma_y[:, None]
+            prof[i] = at_r.max(axis=0) / float(per[best[i]])
+        elif bessel is not None:
             prof[i] = (tt * q) @ bessel / float((tt * q).sum())
     return out, best, resp, prof
 
@@ -536,7 +544,8 @@ def analytic_selection(
             )
 
             def profile_of_theta(th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q) -> np.ndarray:
-                return snr_per_y(finder, s, kk, cc, qq, th, None, Blending.RADII)[3]
+                # the finder groups the maximum over scales: the envelope of the scales' wings
+                return snr_per_y(finder, s, kk, cc, qq, th, None, Blending.RADII, True)[3]
 
             merge = MergeTable(
                 res.max_snr,

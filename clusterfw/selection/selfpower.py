@@ -149,12 +149,11 @@ def self_power_factor(
         # x_b per unit A²: Σ_{k∈b} n t² q / (N_b w2); ζ² = A² Σ n t² q at the matched scale
         g = np.bincount(bins.bin_of_fine, weights=t * t * w, minlength=nbin)
         g = g / (nmodes * bins.w2)
-        for j, zt in enumerate(zeta):
-            amp2 = (zt / zeta_per_a) ** 2
-            u = 1.0 / (1.0 + amp2 * g[bins.bin_of_fine])
-            num = (tau * t * w * u * keep).sum(axis=1)
-            den = (tau * tau * w * (u * u if calibration == "measured" else u)).sum(axis=1)
-            out[i, j] = float(np.max(num / np.sqrt(den))) / zeta_per_a
+        amp2 = (zeta / zeta_per_a) ** 2
+        u = 1.0 / (1.0 + amp2[:, None] * g[bins.bin_of_fine][None, :])  # (ζ, k)
+        num = (u * (keep * t * w)) @ tau.T  # (ζ, scale)
+        den = (u * u if calibration == "measured" else u) @ (tau * tau * w).T
+        out[i] = np.max(num / np.sqrt(den), axis=1) / zeta_per_a
     return np.minimum(out, 1.0)
 
 
