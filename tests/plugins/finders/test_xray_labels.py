@@ -70,3 +70,42 @@ def test_draws_share_the_cluster_map_and_draw_zero_is_the_field():
         np.testing.assert_allclose(
             fld["halo_counts"][b >= 0], fld["xray"].cluster_counts[b[b >= 0]]
         )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--label", "size"], "clusterfw: error: --label: 'size' is not one of 'real', 'mass'."),
+        (["--draws", "0"], "clusterfw: error: --draws: 0 is not in the range 1<=x<=64."),
+        (["--abundance-boost", "0.5"], "clusterfw: error: --abundance-boost:"),
+    ],
+)
+def test_train_options_refused_in_one_line(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "clusterfw", "train", "xray", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message)
+    assert not out.exists()
+
+
+def test_command_line_of_the_card_keeps_the_new_options():
+    import click
+
+    from clusterfw.plugins.finders.xray.plugin import _command_line, train_xray
+
+    args = ["--out", "R", "--draws", "24", "--label", "mass", "--epoch-size", "2048"]
+    with click.Context(train_xray) as ctx:
+        ctx.params = train_xray.make_context("xray", args).params
+        line = _command_line(ctx)
+    assert line.startswith("clusterfw train xray --out R --seed 0")
+    for part in ("--draws 24", "--label mass", "--epoch-size 2048"):
+        assert part in line
+    assert "--abundance-boost" not in line and "--max-minutes" not in line
