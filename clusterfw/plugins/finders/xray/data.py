@@ -9,7 +9,10 @@ optical sky is made, for speed: one optical image of the whole field is rendered
 optical cutout is cut from it (the shard command renders a 0.263" image per candidate, ≈4×
 slower per candidate on a shared CPU), and halos above 5e13 Msun are ``ABUNDANCE_BOOST`` (25)
 times as abundant as the mass function (the shard command's default: 10), so that a field
-holds more clusters.
+holds more clusters. With ``draws`` > 1 a field's halos, cluster flux map and optical image
+serve several X-ray skies (new AGN, background and counts each): ≈ 0.1 CPU-s per extra draw
+against ≈ 5 for the field. Labels for a task (Kosiba's ``real`` or ``mass``) come from
+:func:`task_labels`.
 
 Every cutout is stored on the network's grid with a margin for shift augmentation:
 ``STORE_PIX`` (40) pixels of ``NET_PIXEL_ARCSEC`` (8"), i.e. 2×2 sums of the 4" eROSITA
