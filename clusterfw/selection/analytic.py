@@ -16,10 +16,12 @@ filter-mismatch factor (nemo's *Q*) of a template that is not the cluster's shap
 SNR of a peak search over position and scale is biased up (Vanderlinde et al. 2010):
 ``ξ ~ N(√(ζ² + d), 1)`` with ``d`` free parameters (3: two for the position, one for the
 scale), so the completeness at threshold ``q`` is ``Φ(√(ζ² + d) − q)``, times the chance of
-not being merged into a brighter detection group of the map itself (:class:`Blending`: the mf
-finder reports one peak per group of connected pixels above ``snr_min``), averaged over the
-lognormal Y–M scatter (Gauss–Hermite), over the (M, z) cell (log-uniform in M, uniform in z, as
-the injections) and, for the whole map, over the tiles weighted by their area open to
+not being merged into a brighter detection group of the map itself (:class:`MergeTable`: the mf
+finder reports one peak per group of connected pixels above ``snr_min`` in the maximum over
+scales). When mf estimates its noise covariance from the data, ζ is first lowered by the
+cluster's own signal in that estimate (:mod:`clusterfw.selection.selfpower`). All is averaged
+over the lognormal Y–M scatter (Gauss–Hermite), over the (M, z) cell (log-uniform in M, uniform
+in z, as the injections) and, for the whole map, over the tiles weighted by their area open to
 injections.
 """
 
@@ -236,7 +238,9 @@ class MergeTable:
     tile's own SNR map.
 
     The filter is linear: a cluster of noise-free SNR ζ and filtered profile ``P(r)``
-    (:func:`snr_per_y`) placed at ``x0`` turns the tile's SNR map ``s`` into ``s + ζ P(|x − x0|)``.
+    (:func:`snr_per_y`; in :func:`analytic_selection` the envelope over the scales, as the
+    finder groups the maximum over scales) placed at ``x0`` turns the tile's SNR map ``s`` into
+    about ``s + ζ P(|x − x0|)``.
     The mf finder reports one peak per connected group above ``snr_min``: the cluster is lost
     when the group holding ``x0`` peaks farther than ``radius`` from it (a brighter real cluster
     whose wings, noise and the cluster's own wings bridge the gap). For ``n_pos`` random
