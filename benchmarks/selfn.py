@@ -25,9 +25,12 @@ background on shared machines, e.g. ``nohup nice -n 10 python benchmarks/selfn.p
     Diagnostic of the analytic ``mf`` path on the injections of a checkpointed run
     (``--state-dir`` of an ``analytic``/``speed`` run on the same sky, one tile): each injected
     cluster's noise-free ζ from the analytic filter response of its θ500 and Y; the measured
-    SNR of the recovered ones over √(ζ² + 3) in ζ bins, and the clusters missed at ζ ≥ 7 and
-    ≥ 10 against the merging table's prediction (``--merge-positions``). ``--mf-noise model``
-    for runs made with ``-o mf.noise=model``.
+    SNR of the recovered ones over √(ζ² + 3) in ζ bins, with the ratio the analytic path
+    predicts (``predicted``: the cluster's own signal in a data-estimated covariance,
+    :mod:`clusterfw.selection.selfpower`; 1 with the noise model), and the clusters missed at
+    ζ ≥ 7 and ≥ 10 against the merging table's prediction (``--merge-positions``; the table
+    of the analytic path, envelope footprints and own-signal ζ). ``--mf-noise model`` for runs
+    made with ``-o mf.noise=model``.
 
 Every sub-command prints a JSON document (and writes it with ``--json FILE``).
 """
