@@ -32,8 +32,11 @@ this is exact to first order; the direct test on a windowed tile (a cluster adde
 mf run with the covariance re-estimated and frozen) agrees with ``N_b`` and not with
 ``N_b w2`` (0.9753 predicted, 0.979 ± 0.002 measured for θ500 = 2′ on the 2°×2° test sky;
 0.9695 against 0.970 ± 0.002 for 3.5′; white noise alone: 0.945, 0.926 against 0.949 ± 0.005,
-0.926 ± 0.005; ``N_b w2`` would give 0.969, 0.962, 0.931, 0.908); why the window's ``w2``
-drops out is not established.
+0.926 ± 0.005; ``N_b w2`` would give 0.969, 0.962, 0.931, 0.908). A likely reason the
+window's ``w2`` drops out (argued, not derived in full): the bins are one fundamental mode
+wide, so the bin-limited cross term and the filter's noise at the cluster correlate through
+band-passed kernels that span the whole tile, and that correlation carries the window's mean
+square as well, cancelling the ``1 / w2`` of the normalisation.
 
 The filter at scale ``s`` then reports ``ξ_s = A Σ n τ t q u (1 − ε) / √(Σ n τ² q D)`` with
 ``D = u²`` (measured) or ``u`` (filter), and ``ξ = max_s ξ_s``;
