@@ -1,8 +1,9 @@
 """Catalogue-level numbers of new ``xray`` weights without re-running the detection.
 
 The ``xray`` finder's detection (``detect.py``) does not depend on the weights, and on the
-shared 2-core machine it takes longer than a training session leaves (> 15 min for a 1°
-universe). This script takes ``xray`` catalogues already written by ``clusterfw run ...
+shared 2-core machine it can take long (a detection-only run on the 1° validation universe
+did not finish in 15 min at load average ≈ 20; a whole ``clusterfw run`` took ≈ 3 min at
+≈ 11). This script takes ``xray`` catalogues already written by ``clusterfw run ...
 --finder xray`` (X-ray layer only, so every candidate was scored by the X-ray-only network) and
 re-classifies their candidates with other weights by the finder's own path
 (``XrayFinder._classify``: counts and ``BACKGROUND`` planes of the universe's X-ray file,
