@@ -9,6 +9,7 @@ celestial WCS; plus ``PIXSCALE``, ``SKYSIG`` (per-pixel noise, nanomaggies), ``P
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,13 @@ def write_optical(
             ("halos", field_.halos),
         ):
             path = out_dir / f"{prefix}_truth_{name}.parquet"
-            paths.append(write_atomic(path, lambda tmp, t=table: pq.write_table(t, tmp)))
+            paths.append(write_atomic(path, partial(_write_parquet, table)))
     return paths
+
+
+def _write_parquet(table: pa.Table, tmp: Path) -> None:
+    """Write ``table`` to the temporary path ``tmp`` (for :func:`write_atomic`)."""
+    pq.write_table(table, tmp)
 
 
 def pointed_fields(
