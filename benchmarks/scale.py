@@ -51,6 +51,10 @@ CHILD = textwrap.dedent(
         from clusterfw.core.runner import RunRequest, execute_run
 
         spec = json.loads(sys.argv[1])
+        import dask.config
+        from clusterfw.core.executors import local_worker_environ
+        # the workers of --dask: freed memory kept in the heap (see LOCAL_WORKER_MALLOC)
+        dask.config.set({"distributed.nanny.pre-spawn-environ": local_worker_environ()})
         cluster = distributed.LocalCluster(n_workers=spec["workers"], threads_per_worker=1,
                                            processes=True, dashboard_address=None,
                                            silence_logs=logging.ERROR)

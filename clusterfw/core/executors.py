@@ -141,6 +141,44 @@ LOCAL_TIMEOUTS = {
 }
 
 
+#: glibc ``malloc`` settings for the workers of a LocalCluster started by ``--dask``: freed
+#: memory stays in the heap (no ``mmap`` per large array, no trimming), so every tile reuses
+#: the pages of the one before instead of mapping and faulting in fresh ones. Dask's own
+#: default (``MALLOC_TRIM_THRESHOLD_=65536``) returns memory eagerly; on a Nside-4096 tile that
+#: cost 2.0 s of system time (186 000 page faults) for 1.6 s of computing, and with these
+#: settings 0.09 s (3 400 faults) at the same peak RSS (measured in one process, three bands).
+LOCAL_WORKER_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": "2147483647",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+}
+
+
+def local_worker_environ() -> dict[str, str]:
+    """Dask's ``distributed.nanny.pre-spawn-environ`` with :data:`LOCAL_WORKER_MALLOC`.
+
+    A value the user chose (in this process's environment, or a Dask setting other than
+    Dask's default trim threshold) is kept.
+    """
+    import os
+
+    import dask.config
+
+    try:  # registers the distributed defaults (Dask's own pre-spawn-environ) with dask.config
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise _missing_extra(exc) from None
+    environ = {
+        str(k): str(v)
+        for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}).items()
+    }
+    for key, value in LOCAL_WORKER_MALLOC.items():
+        if key in os.environ:
+            continue
+        if environ.get(key) in (None, "65536"):
+            environ[key] = value
+    return environ
+
+
 class DaskExecutor:
     """Map tile jobs over a Dask ``distributed`` cluster, results back in submission order.
 
@@ -181,6 +219,7 @@ class DaskExecutor:
         for key, value in LOCAL_TIMEOUTS.items():
             if dask.config.get(key, None) in (None, "30s"):
                 dask.config.set({key: value})
+        dask.config.set({"distributed.nanny.pre-spawn-environ": local_worker_environ()})
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             cluster = LocalCluster(

@@ -173,3 +173,23 @@ def test_one_pass_scan_gives_the_sha256_coverage_and_every_value(tmp_path, nest,
     seen = np.concatenate(blocks)
     assert seen.dtype == np.float64 and seen.size == m.size
     assert seen.tobytes() == m.astype(np.float32).astype(np.float64).tobytes()
+
+
+def test_local_dask_workers_keep_freed_memory_in_the_heap(monkeypatch):
+    """--dask workers start with malloc settings that keep freed memory (no page-fault storm
+    per tile); a user's own setting is kept."""
+    dask_config = pytest.importorskip("dask.config")
+    from clusterfw.core.executors import LOCAL_WORKER_MALLOC, local_worker_environ
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    env = local_worker_environ()
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "2147483647"
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "4294967296"  # Dask's default 65536 replaced
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")
+    spawn = {"MALLOC_MMAP_THRESHOLD_": 9, "MALLOC_TRIM_THRESHOLD_": 65536, "OTHER": "x"}
+    with dask_config.set({"distributed.nanny.pre-spawn-environ": spawn}):
+        env = local_worker_environ()
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "9" and env["OTHER"] == "x"
+    assert env.get("MALLOC_TRIM_THRESHOLD_") == "65536"  # left to the user's environment
+    assert set(LOCAL_WORKER_MALLOC) == {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
