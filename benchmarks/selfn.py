@@ -501,20 +501,11 @@ def cmd_snr(args: argparse.Namespace) -> dict:
     rec = c["recovered"] > 0.5
     pred = np.sqrt(zeta**2 + 3.0)
     # the cluster's own signal in the data-estimated covariance (clusterfw.selection.selfpower)
-    factor = np.ones_like(zeta)
-    if finder.options.noise == "data" and finder.options.noise_iterations == 0:
-        from clusterfw.selection.selfpower import SelfPowerTable, tile_bins
+    from clusterfw.selection.selfpower import table_for_tile
 
-        table = SelfPowerTable(
-            k,
-            counts,
-            q,
-            tile_bins(finder, tile),
-            finder.options.profile,
-            np.asarray(finder.scales, float),
-            finder.options.snr_calibration,
-            len(tile.bands),
-        )
+    factor = np.ones_like(zeta)
+    table = table_for_tile(finder, tile, k, counts, q)
+    if table is not None:
         factor = table.factor(zeta[:, None], theta)[:, 0]
     zeta_eff = zeta * factor
     doc: dict = {

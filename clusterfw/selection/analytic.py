@@ -525,19 +525,10 @@ def analytic_selection(
             return per_y, ls[best], resp, prof
 
         factor = None
-        if self_power and finder.options.noise == "data" and finder.options.noise_iterations == 0:
-            from clusterfw.selection.selfpower import SelfPowerTable, tile_bins
+        if self_power:
+            from clusterfw.selection.selfpower import table_for_tile
 
-            factor = SelfPowerTable(
-                k,
-                counts,
-                q,
-                tile_bins(finder, tile),
-                finder.options.profile,
-                np.asarray(finder.scales, float),
-                finder.options.snr_calibration,
-                len(tile.bands),
-            )
+            factor = table_for_tile(finder, tile, k, counts, q)
         merge = None
         if blending:
             pix = tile.pixel_scale_arcmin

@@ -219,3 +219,26 @@ class SelfPowerTable:
         lz = np.log(np.clip(zeta, self.ZETA[0], self.ZETA[-1]))
         out = interp(np.stack([lt.ravel(), lz.ravel()], axis=1)).reshape(zeta.shape)
         return np.clip(out, 0.0, 1.0)
+
+
+def table_for_tile(
+    finder: Any, tile: Any, k: np.ndarray, counts: np.ndarray, q: np.ndarray
+) -> SelfPowerTable | None:
+    """The :class:`SelfPowerTable` of ``finder`` on ``tile``, or None when it does not apply.
+
+    The loss exists only when mf estimates its noise covariance from the map itself
+    (``noise="data"`` without ``noise_iterations``); ``k``, ``counts`` and ``q`` are the tile's
+    radial bins, their mode counts and the filter responses, as the analytic path computes them.
+    """
+    if finder.options.noise != "data" or finder.options.noise_iterations != 0:
+        return None
+    return SelfPowerTable(
+        k,
+        counts,
+        q,
+        tile_bins(finder, tile),
+        finder.options.profile,
+        np.asarray(finder.scales, float),
+        finder.options.snr_calibration,
+        len(tile.bands),
+    )
