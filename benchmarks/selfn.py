@@ -527,24 +527,12 @@ def cmd_snr(args: argparse.Namespace) -> dict:
                 else None
             ),
         }
-    pix = tile.pixel_scale_arcmin
-    found = finder.find(tile)
-    bright = found.column("score").to_numpy() >= threshold
-    bx, by = tile.world_to_pixel(
-        found.column("ra").to_numpy()[bright], found.column("dec").to_numpy()[bright]
-    )
-
-    def profile_of_theta(th: np.ndarray) -> np.ndarray:
-        return an.snr_per_y(finder, sigma, k, counts, q, th, None, an.Blending.RADII, True)[3]
-
-    merge = an.MergeTable(
-        res.max_snr,
-        res.detectable,
-        finder.options.snr_min,
-        pix,
-        profile_of_theta,
-        np.column_stack([bx, by]),
-        2.0 * args.match_radius / pix,
+    merge = an.tile_merge_table(
+        finder,
+        tile,
+        res,
+        (sigma, k, counts, q),
+        threshold,
         args.match_radius,
         n_pos=args.merge_positions,
     )

@@ -452,6 +452,46 @@ def _tile_views(prepared: Any) -> list[Any]:
     ]
 
 
+def tile_merge_table(
+    finder: Any,
+    tile: Any,
+    res: Any,
+    noise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    threshold: float,
+    match_radius_arcmin: float,
+    n_pos: int = 100,
+) -> MergeTable:
+    """The :class:`MergeTable` of one tile: its brighter-than-``threshold`` detections (found by
+    ``finder`` itself) and the envelope profile over the filter's scales.
+
+    ``res`` is ``finder.filter_tile(tile)`` and ``noise`` the ``(sigma_y, k, counts, q)`` of
+    :func:`tile_noise_weights` for that tile.
+    """
+    sigma, k, counts, q = noise
+    pix = tile.pixel_scale_arcmin
+    found = finder.find(tile)
+    bright = found.column("score").to_numpy() >= threshold
+    bx, by = tile.world_to_pixel(
+        found.column("ra").to_numpy()[bright], found.column("dec").to_numpy()[bright]
+    )
+
+    def profile_of_theta(th: np.ndarray) -> np.ndarray:
+        # the finder groups the maximum over scales: the envelope of the scales' wings
+        return snr_per_y(finder, sigma, k, counts, q, th, None, Blending.RADII, True)[3]
+
+    return MergeTable(
+        res.max_snr,
+        res.detectable,
+        finder.options.snr_min,
+        pix,
+        profile_of_theta,
+        np.column_stack([bx, by]),
+        2.0 * match_radius_arcmin / pix,
+        match_radius_arcmin,
+        n_pos=n_pos,
+    )
+
+
 def analytic_selection(
     prepared: Any,
     grid: MassRedshiftGrid,
@@ -531,26 +571,8 @@ def analytic_selection(
             factor = table_for_tile(finder, tile, k, counts, q)
         merge = None
         if blending:
-            pix = tile.pixel_scale_arcmin
-            found = finder.find(tile)
-            bright = found.column("score").to_numpy() >= threshold
-            bx, by = tile.world_to_pixel(
-                found.column("ra").to_numpy()[bright], found.column("dec").to_numpy()[bright]
-            )
-
-            def profile_of_theta(th: np.ndarray, s=sigma, kk=k, cc=counts, qq=q) -> np.ndarray:
-                # the finder groups the maximum over scales: the envelope of the scales' wings
-                return snr_per_y(finder, s, kk, cc, qq, th, None, Blending.RADII, True)[3]
-
-            merge = MergeTable(
-                res.max_snr,
-                res.detectable,
-                finder.options.snr_min,
-                pix,
-                profile_of_theta,
-                np.column_stack([bx, by]),
-                2.0 * match_radius_arcmin / pix,
-                match_radius_arcmin,
+            merge = tile_merge_table(
+                finder, tile, res, (sigma, k, counts, q), threshold, match_radius_arcmin
             )
         comp, spread = cell_completeness(
             grid, model, threshold, opt_bias_dof, snr_of_theta, merging=merge, snr_factor=factor
