@@ -213,6 +213,19 @@ class LogisticModel:
         return {n: float(c) for n, c in zip(self.feature_names, self.coefficients, strict=True)}
 
 
+def _standardised(
+    x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``x`` (float64), ``y`` (bool) and the standardisation ``mean``, ``scale`` of ``x`` (1 for
+    constant features); ValueError when a class has fewer than :data:`MIN_PER_CLASS` members."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=bool)
+    if min(y.sum(), (~y).sum()) < MIN_PER_CLASS:
+        raise ValueError(f"{int(y.sum())} positives and {int((~y).sum())} negatives")
+    scale = x.std(axis=0)
+    return x, y, x.mean(axis=0), np.where(scale > 0, scale, 1.0)
+
+
 def _sklearn_cv(n_folds: int, class_weight: str | None, cs: np.ndarray) -> Any:
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
@@ -253,14 +266,8 @@ def fit_sklearn(
     ValueError
         When a class has fewer than :data:`MIN_PER_CLASS` members.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=bool)
+    x, y, mean, scale = _standardised(x, y)
     n_min = int(min(y.sum(), (~y).sum()))
-    if n_min < MIN_PER_CLASS:
-        raise ValueError(f"{int(y.sum())} positives and {int((~y).sum())} negatives")
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
     est = _sklearn_cv(min(n_folds, n_min), class_weight, cs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # convergence chatter at extreme C
@@ -331,13 +338,7 @@ def fit_logistic_c(
     """
     from sklearn.linear_model import LogisticRegression
 
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=bool)
-    if min(y.sum(), (~y).sum()) < MIN_PER_CLASS:
-        raise ValueError(f"{int(y.sum())} positives and {int((~y).sum())} negatives")
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    x, y, mean, scale = _standardised(x, y)
     est = LogisticRegression(C=c, class_weight=class_weight, max_iter=5000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
