@@ -21,12 +21,14 @@ import contextlib
 import functools
 import hashlib
 import io
+import math
 import os
 import stat
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from astropy.io import fits
@@ -36,6 +38,8 @@ from clusterfw.core.atomic import write_atomic
 from clusterfw.core.errors import InputError
 from clusterfw.core.sky import Band, HealpixSky, InputFile, Sky
 from clusterfw.core.units import to_uk_cmb_factor
+
+_T = TypeVar("_T")
 
 OVERRIDE_KEYS = {"freq": "FREQ", "beam": "BEAMFWHM", "bunit": "BUNIT", "noise": "NOISE"}
 
@@ -651,6 +655,32 @@ class _ValueScan:
         self.high = high if self.high is None or high > self.high else self.high
         self.any_finite = True
 
+    def add_scaled_float32(self, raw: np.ndarray, factor: float) -> bool:
+        """:meth:`add` of ``(raw * factor).astype(float32)`` for float32 ``raw``, without the copy.
+
+        Exact: no float32 equals UNSEEN (a float64 that float32 cannot hold), so no pixel
+        is blanked; multiplying by a nonzero finite factor and rounding to float32 are
+        monotone, so the extremes of the scaled block are the scaled extremes of ``raw``
+        (swapped for a negative factor). Returns False (nothing added; the caller takes the
+        general path) for a zero or non-finite factor, or when a scaled extreme overflows.
+        """
+        if not (math.isfinite(factor) and factor != 0.0):
+            return False
+        finite = np.isfinite(raw)
+        if not finite.any():
+            return True
+        with np.errstate(over="ignore"):  # an overflow is caught below
+            low = np.float32(float(np.min(raw, where=finite, initial=np.inf)) * factor)
+            high = np.float32(float(np.max(raw, where=finite, initial=-np.inf)) * factor)
+        if factor < 0:
+            low, high = high, low
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return False
+        self.low = low if self.low is None or low < self.low else self.low
+        self.high = high if self.high is None or high > self.high else self.high
+        self.any_finite = True
+        return True
+
     def check(self, path: Path) -> None:
         """The same refusals as :func:`_check_values`, with the same messages."""
         if not self.any_finite:
@@ -698,14 +728,34 @@ def _scan_healpix_values(
     scan = _ValueScan()
 
     def look(raw: np.ndarray) -> None:
-        scan.add((np.where(raw == hp.UNSEEN, np.nan, raw) * factor).astype(np.float32))
+        if raw.dtype == np.float32 and scan.add_scaled_float32(raw, factor):
+            return
+        values = np.asarray(raw, dtype=np.float64)
+        scan.add((np.where(values == hp.UNSEEN, np.nan, values) * factor).astype(np.float32))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        entry = HealpixFile(str(path), hdu_index, nside, nest, float(factor), None)
-        got = scan_healpix_file(entry, order, look)
+    entry = HealpixFile(str(path), hdu_index, nside, nest, float(factor), None)
+    got = scan_healpix_file(entry, order, look)
     scan.check(path)
     return got
+
+
+def _scan_in_threads(scan: Callable[..., _T], jobs: Sequence[tuple[Any, ...]]) -> list[_T]:
+    """``[scan(*job) for job in jobs]``, the jobs in threads, one per core at most.
+
+    A HEALPix map's scan is reading, hashing and numpy work on blocks of a few million pixels,
+    all of which release the GIL, so the band files of a run scan side by side: the input scan
+    runs before any tile starts, so on N cores its time is the whole run's serial part. The
+    first failing job in ``jobs`` order raises (the error a serial loop would raise). Warnings
+    are silenced around the whole pool (the filter list is process-wide, not per thread).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, min(len(jobs), cores or 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if threads == 1:
+            return [scan(*job) for job in jobs]
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan") as pool:
+            return list(pool.map(lambda job: scan(*job), jobs))
 
 
 def scan_flat_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None = None) -> Any:
@@ -819,10 +869,13 @@ def scan_healpix_fits(paths: Sequence[Path], overrides: Mapping[str, Any] | None
         _check_band_name(path, band, bands, paths)
         bands.append(band)
         found.append((path, index, nside, nest, band, factor))
-    scanned = [
-        _scan_healpix_values(path, index, factor, nside, nest, FOOTPRINT_ORDER)
-        for path, index, nside, nest, _, factor in found
-    ]
+    scanned = _scan_in_threads(
+        _scan_healpix_values,
+        [
+            (path, index, factor, nside, nest, FOOTPRINT_ORDER)
+            for path, index, nside, nest, _, factor in found
+        ],
+    )
     reissue(held)
     layer_bands, inputs, prints = [], [], []
     for (path, index, nside, nest, band, factor), (digest, cover) in zip(

@@ -171,8 +171,54 @@ def test_one_pass_scan_gives_the_sha256_coverage_and_every_value(tmp_path, nest,
     assert np.array_equal(cover, healpix_coverage(file, 4))
     assert 0 < cover.size < 12 * 4**4
     seen = np.concatenate(blocks)
-    assert seen.dtype == np.float64 and seen.size == m.size
-    assert seen.tobytes() == m.astype(np.float32).astype(np.float64).tobytes()
+    assert seen.dtype == np.float32 and seen.dtype.isnative and seen.size == m.size
+    assert seen.tobytes() == m.astype(np.float32).tobytes()
+
+
+def _special_float32(rng: np.random.Generator) -> np.ndarray:
+    """float32 values around UNSEEN (inside and just outside its tolerance), non-finite ones,
+    and ordinary noise."""
+    from clusterfw.core.layers.reading import unseen_interval_float32
+
+    lo, hi = unseen_interval_float32()
+    edges = [lo, hi, np.nextafter(lo, np.float32(-np.inf)), np.nextafter(hi, np.float32(0))]
+    edges += [np.nextafter(hi, np.float32(np.inf)), np.float32(hp.UNSEEN)]
+    special = np.array(edges + [np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=np.float32)
+    near = np.float32(hp.UNSEEN) * (1 + rng.uniform(-3e-5, 3e-5, 2000)).astype(np.float32)
+    noise = rng.normal(0, 50, 5000).astype(np.float32)
+    return rng.permutation(np.concatenate([special, near, noise]))
+
+
+def test_float32_seen_mask_is_the_float64_isclose_mask_bit_for_bit():
+    """The float32 fast path of the scan marks exactly the pixels healpy's rule does."""
+    from clusterfw.core.layers.reading import seen_mask
+
+    values = _special_float32(np.random.default_rng(3))
+    as64 = values.astype(np.float64)
+    expected = np.isfinite(as64) & ~np.isclose(as64, hp.UNSEEN, rtol=1e-5, atol=0)
+    got = seen_mask(values)
+    assert got.dtype == bool and np.array_equal(got, expected)
+    assert 0 < (~got & np.isfinite(values)).sum() < 2000  # some near-UNSEEN values kept
+    assert np.array_equal(seen_mask(as64), expected)  # the float64 path agrees
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.7255e6, -3.5, 1e-30])
+def test_float32_value_scan_matches_scaling_every_pixel(factor):
+    """Extremes of the scaled block from the extremes of the raw block: the same numbers."""
+    from clusterfw.core.fits_io import _ValueScan
+
+    rng = np.random.default_rng(4)
+    fast, slow = _ValueScan(), _ValueScan()
+    for _ in range(3):
+        block = _special_float32(rng)
+        assert fast.add_scaled_float32(block, factor)
+        as64 = block.astype(np.float64)
+        slow.add((np.where(as64 == hp.UNSEEN, np.nan, as64) * factor).astype(np.float32))
+    assert fast.any_finite and slow.any_finite
+    assert (fast.low, fast.high) == (slow.low, slow.high)
+    assert type(fast.low) is type(slow.low) is np.float32
+    assert not _ValueScan().add_scaled_float32(np.ones(3, np.float32), 0.0)  # general path
+    assert not _ValueScan().add_scaled_float32(np.full(3, 3e38, np.float32), 1e10)  # overflow
 
 
 def test_local_dask_workers_keep_freed_memory_in_the_heap(monkeypatch):
@@ -193,3 +239,27 @@ def test_local_dask_workers_keep_freed_memory_in_the_heap(monkeypatch):
     assert env["MALLOC_MMAP_THRESHOLD_"] == "9" and env["OTHER"] == "x"
     assert env.get("MALLOC_TRIM_THRESHOLD_") == "65536"  # left to the user's environment
     assert set(LOCAL_WORKER_MALLOC) == {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
+
+
+def test_local_dask_cluster_housekeeping_is_quiet_unless_the_user_chose(monkeypatch):
+    """--dask's own LocalCluster runs without the worker profiler and with slow monitors (CPU
+    the tiles need); a value the user set is kept."""
+    dask_config = pytest.importorskip("dask.config")
+    pytest.importorskip("distributed")
+    from clusterfw.core import executors
+
+    started: list[dict] = []
+
+    class FakeCluster:
+        def __init__(self, **kwargs):
+            started.append({key: dask_config.get(key) for key in executors.LOCAL_HOUSEKEEPING})
+
+    monkeypatch.setattr("distributed.LocalCluster", FakeCluster)
+    monkeypatch.setattr("distributed.Client", lambda cluster: object())
+    with dask_config.set({"distributed.admin.tick.interval": "50ms"}):
+        executors.DaskExecutor.local(workers=2)
+    got = started[0]
+    assert got["distributed.worker.profile.enabled"] is False
+    assert got["distributed.admin.system-monitor.interval"] == "5s"
+    assert got["distributed.scheduler.work-stealing"] is False
+    assert got["distributed.admin.tick.interval"] == "50ms"  # the user's value

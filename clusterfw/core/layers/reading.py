@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -289,13 +290,57 @@ def read_healpix_pixels(file: HealpixFile, pixels: np.ndarray) -> np.ndarray:
     return scale_healpix_values(_raw_healpix_values(file, pixels), file.scale)
 
 
+@functools.lru_cache(maxsize=1)
+def unseen_interval_float32() -> tuple[np.float32, np.float32]:
+    """The float32 values that :func:`_unseen_mask` calls UNSEEN: a closed interval ``[lo, hi]``.
+
+    The mask is ``|v - UNSEEN| <= tol`` evaluated in float64, which is monotone in ``v``; on
+    float32 values it therefore holds exactly on the float32 numbers between the two found
+    here by stepping outwards one float32 at a time from the one nearest UNSEEN (≈ 170 steps
+    each way: ``tol`` is 1e-5 of UNSEEN, a float32 step 6e-8 of it).
+    """
+    centre = np.float32(HEALPIX_UNSEEN)
+
+    def inside(v: np.float32) -> bool:
+        return bool(abs(float(v) - HEALPIX_UNSEEN) <= _UNSEEN_TOL)
+
+    assert inside(centre)
+    lo = hi = centre
+    while inside(down := np.nextafter(lo, np.float32(-np.inf))):
+        lo = down
+    while inside(up := np.nextafter(hi, np.float32(np.inf))):
+        hi = up
+    return lo, hi
+
+
+def native(values: np.ndarray) -> np.ndarray:
+    """``values`` in this machine's byte order (FITS stores big-endian; numpy is faster native)."""
+    return values if values.dtype.isnative else values.astype(values.dtype.newbyteorder("="))
+
+
+def seen_mask(values: np.ndarray) -> np.ndarray:
+    """Finite and not UNSEEN (as :func:`_unseen_mask`), for stored values of any dtype.
+
+    float32 blocks (the usual HEALPix map) are compared in float32 against the exact
+    interval of :func:`unseen_interval_float32`, with no float64 copy; other dtypes go
+    through float64 as before. The mask is the same bit for bit.
+    """
+    if values.dtype == np.float32:
+        lo, hi = unseen_interval_float32()
+        seen = np.isfinite(values)
+        seen &= (values < lo) | (values > hi)
+        return seen
+    values = np.asarray(values, dtype=np.float64)
+    return np.isfinite(values) & ~_unseen_mask(values)
+
+
 def _seen_parents(
     values: np.ndarray, start: int, file: HealpixFile, shift: int
 ) -> np.ndarray | None:
     """Nested parents (``>> shift``) of the seen pixels of one block starting at ``start``."""
     import healpy as hp
 
-    seen = np.isfinite(values) & ~_unseen_mask(values)
+    seen = seen_mask(values)
     idx = np.flatnonzero(seen).astype(np.int64) + start
     if idx.size == 0:
         return None
@@ -349,7 +394,8 @@ def scan_healpix_file(
     order : int
         Order of the coverage (as :func:`healpix_coverage`).
     on_values : callable, optional
-        Called with every block of stored values as float64, in order.
+        Called with every block of stored values, in order, in the file's dtype (native byte
+        order; float32 for the usual map).
     chunk : int
 
     Returns
@@ -364,7 +410,7 @@ def scan_healpix_file(
     found: list[np.ndarray] = []
     if not layout.contiguous or is_gzip(file.path):  # astropy reads; the file hashed apart
         for start, raw in _chunks(file, layout, chunk):
-            values = np.asarray(raw, dtype=np.float64)
+            values = native(np.asarray(raw))
             if on_values is not None:
                 on_values(values)
             parents = _seen_parents(values, start, file, shift)
@@ -388,7 +434,7 @@ def scan_healpix_file(
             if fh.readinto(buffer) != len(buffer):
                 raise InputError(file.path, f"truncated file (pixel {start} onwards missing)")
             digest.update(buffer)
-            values = np.frombuffer(buffer, dtype=layout.dtype).astype(np.float64)
+            values = native(np.frombuffer(buffer, dtype=layout.dtype))
             if on_values is not None:
                 on_values(values)
             parents = _seen_parents(values, start, file, shift)
