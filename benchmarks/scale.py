@@ -1,7 +1,8 @@
 """Scale benchmark (issue 17): mf throughput on Dask, 1 -> 2 worker speed-up, per-worker memory.
 
-For each map, a child process starts a ``distributed.LocalCluster`` (processes, one thread per
-worker), runs ``clusterfw run --finder mf`` on it through :func:`clusterfw.core.runner.
+For each map, a child process starts the ``distributed.LocalCluster`` that ``--dask`` starts
+(``DaskExecutor.local``: processes, one thread per worker, its memory and housekeeping
+settings), runs ``clusterfw run --finder mf`` on it through :func:`clusterfw.core.runner.
 execute_run` with ``scheduler=<that cluster>`` (the code path of ``--dask``/``--scheduler``),
 and reports
 
@@ -51,14 +52,10 @@ CHILD = textwrap.dedent(
         from clusterfw.core.runner import RunRequest, execute_run
 
         spec = json.loads(sys.argv[1])
-        import dask.config
-        from clusterfw.core.executors import local_worker_environ
-        # the workers of --dask: freed memory kept in the heap (see LOCAL_WORKER_MALLOC)
-        dask.config.set({"distributed.nanny.pre-spawn-environ": local_worker_environ()})
-        cluster = distributed.LocalCluster(n_workers=spec["workers"], threads_per_worker=1,
-                                           processes=True, dashboard_address=None,
-                                           silence_logs=logging.ERROR)
-        client = distributed.Client(cluster)
+        from clusterfw.core.executors import DaskExecutor
+        # the cluster --dask starts (one thread per worker, its malloc and housekeeping settings)
+        executor = DaskExecutor.local(workers=spec["workers"])
+        cluster, client = executor.cluster, executor.client
         registry = Registry()
 
         def run(paths, out, checkpoint=None):
