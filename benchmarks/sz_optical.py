@@ -17,10 +17,19 @@ different seeds. Everything goes through the command line:
    and`` computes, without a third pass of the optical finder), each with the DeepSZ Table-1
    cutout confusion matrix (``--cutout``) where ``clusterfw evaluate`` gives it;
 4. a stacked logistic model on the validation rankprod catalogue's per-candidate features
-   (``mf`` SNR, ``frcnn`` logit of the forced/detected probability, their product;
-   scikit-learn, class weights none), its F1-best validation threshold applied to the test
-   candidates — and, as an upper bound, the same model fitted and thresholded on the test
-   candidates themselves.
+   (``mf`` SNR, ``frcnn`` logit of the forced/detected probability, their product; the
+   ``stack`` combiner's fit, :func:`clusterfw.plugins.combiners.stack.fit_logistic`, as the
+   "stacked-LR" of ``benchmarks/resnet_vs_mf.py``), its F1-best validation threshold applied
+   to the test candidates — and, in-sample and optimistic, the same fit and threshold made on
+   the test candidates themselves.
+
+``--from-checkpoint VAL_CKPT TEST_CKPT``: checkpoints of one ``clusterfw run`` per universe of
+more finders (e.g. ``--finder mf --finder frcnn --finder xray --combine rankprod`` on all the
+universe's layers, the same ``--tile-size``): the ``mf`` + ``frcnn`` runs are then ``clusterfw
+run ... --checkpoint`` on a subset checkpoint (:func:`combo_common.subset_checkpoint`), so
+``frcnn`` is not run again; ``mf`` alone (pixel-box tiles) is run in full. σ: the test footprint
+cut into ``--patches`` × ``--patches`` squares drawn again with replacement
+(:func:`combo_common.bootstrap`), paired between methods; completeness per M500c bin.
 
 True clusters: M500c ≥ ``--mass-min`` (1e14 Msun, the optical training cut) at z ≥ ``--z-min``
 (0.05), matched within 1' (DeepSZ's rule, the most massive halo within the radius). Usage::
@@ -42,6 +51,16 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from combo_common import (  # noqa: E402
+    bootstrap,
+    by_mass,
+    geometry,
+    patch_counts,
+    subset_checkpoint,
+    truth_info,
+)
+
 FINDERS = ("mf", "frcnn")
 
 
@@ -61,6 +80,11 @@ def clusterfw(*args: object) -> None:
 def inputs(universe: Path) -> list[Path]:
     """The mm and optical files of a universe."""
     return sorted((universe / "mm").glob("*.fits")) + sorted((universe / "optical").glob("*.fits"))
+
+
+def all_inputs(universe: Path) -> list[Path]:
+    """Every input layer file of a universe (mm, optical, xray): a checkpoint source's inputs."""
+    return sorted(p for d in ("mm", "optical", "xray") for p in (universe / d).glob("*.fits"))
 
 
 def cut_args(a: argparse.Namespace) -> list[str]:
@@ -92,14 +116,11 @@ def counts(tp: int, fp: int, fn: int) -> dict:
             "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0}  # fmt: skip
 
 
-def decision_counts(
-    cat: Path,
-    truth: Path,
-    a: argparse.Namespace,
-    decide: np.ndarray,
-    pos: tuple[str, str] = ("ra", "dec"),
-) -> dict:
-    """Purity, completeness, F1 of the candidates where ``decide`` (DeepSZ matching)."""
+def matched(
+    cat: Path, truth: Path, a: argparse.Namespace, pos: tuple[str, str] = ("ra", "dec")
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Positions (``pos`` columns, null → 0, -90), each candidate's true cluster (-1: none,
+    DeepSZ matching) and the number of true clusters."""
     import pyarrow.parquet as pq
 
     from clusterfw.core.evaluation import Truth, match_to_truth
@@ -108,14 +129,26 @@ def decision_counts(
     t = pq.read_table(cat)
     tr = Truth.from_table(pq.read_table(truth), mass_col="m500c")
     qual = (tr.mass >= a.mass_min) & (tr.z >= a.z_min)
-    sel = np.asarray(decide, bool)
     ra = np.nan_to_num(np.asarray(t[pos[0]].to_numpy(zero_copy_only=False), float), nan=0.0)
     dec = np.nan_to_num(np.asarray(t[pos[1]].to_numpy(zero_copy_only=False), float), nan=-90.0)
     q = qualifying_halo(match_to_truth(ra, dec, tr), qual)
+    return ra, dec, q, int(qual.sum())
+
+
+def decision_counts(
+    cat: Path,
+    truth: Path,
+    a: argparse.Namespace,
+    decide: np.ndarray,
+    pos: tuple[str, str] = ("ra", "dec"),
+) -> dict:
+    """Purity, completeness, F1 of the candidates where ``decide`` (DeepSZ matching)."""
+    _, _, q, n_true = matched(cat, truth, a, pos)
+    sel = np.asarray(decide, bool)
     hit = np.unique(q[sel & (q >= 0)])
     tp = int(hit.size)
     fp = int(sel.sum()) - tp
-    fn = int(qual.sum()) - tp
+    fn = n_true - tp
     return counts(tp, fp, fn)
 
 
@@ -189,19 +222,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tile-size", type=float, default=15.0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--and-run", action="store_true", help="also run --combine and on test")
+    ap.add_argument("--from-checkpoint", nargs=2, type=Path, default=None,
+                    metavar=("VAL_CKPT", "TEST_CKPT"),
+                    help="checkpoints of one run of more finders per universe")  # fmt: skip
+    ap.add_argument("--patches", type=int, default=5, help="bootstrap sub-patches per side")
     ap.add_argument("--test-uncalibrated", type=Path, default=None,
                     help="a test rankprod catalogue made without --calibration")  # fmt: skip
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     times: dict[str, float] = {}
+    derived: dict[str, dict] = {}
 
     def run(split: str, name: str, finders: tuple[str, ...], combine: str | None,
             calib: Path | None = None) -> Path:  # fmt: skip
         out = a.work / f"{split}_{name}.parquet"
         if out.exists():
             return out
-        args: list[object] = ["run", *inputs(a.val if split == "val" else a.test), "-q",
+        universe = a.val if split == "val" else a.test
+        args: list[object] = ["run", *inputs(universe), "-q",
                               "--tile-size", a.tile_size, "--out", out]  # fmt: skip
         for f in finders:
             args += ["--finder", f]
@@ -209,6 +248,15 @@ def main(argv: list[str] | None = None) -> dict:
             args += ["--combine", combine]
         if calib:
             args += ["--calibration", calib]
+        if a.from_checkpoint is not None and len(finders) > 1:
+            source = a.from_checkpoint[0 if split == "val" else 1]
+            dest = a.work / f"ckpt_{split}_{'+'.join(finders)}"
+            if not dest.exists():
+                derived[f"{split}_{'+'.join(finders)}"] = subset_checkpoint(
+                    source, dest, inputs(universe), finders, a.tile_size,
+                    source_inputs=all_inputs(universe),
+                )  # fmt: skip
+            args += ["--checkpoint", dest]
         t = time.time()
         clusterfw(*args)
         times[f"{split}_{name}"] = round(time.time() - t, 1)
@@ -286,28 +334,63 @@ def main(argv: list[str] | None = None) -> dict:
         path = a.work / f"test_{name}_decision.parquet"
         pq.write_table(tab.filter(pa.array(np.isfinite(np.asarray(col[pos[0]], float)))), path)
         res[name]["cutouts"] = evaluate(path, truth["test"], a, "score", 1.0).get("cutouts")
-    # stacked logistic model on the rankprod candidates
-    from sklearn.linear_model import LogisticRegression
+    # stacked logistic model on the rankprod candidates: the stack combiner's fit
+    # (clusterfw.plugins.combiners.stack.fit_logistic, regularisation by cross-validation) on
+    # the validation candidates' (mf SNR, frcnn logit, product), its F1-best validation
+    # threshold applied to test - the "stacked-LR" diagnostic of benchmarks/resnet_vs_mf.py
+    from clusterfw.plugins.combiners.stack import fit_logistic
 
+    names = ["mf_snr", "frcnn_logit", "product"]
     xv, _ = features(val["rankprod"])
     yv = labels(val["rankprod"], truth["val"], a)
     xt, _ = features(test["rankprod"])
     yt = labels(test["rankprod"], truth["test"], a)
-    mu, sd = xv.mean(0), xv.std(0) + 1e-9
-    lr = LogisticRegression(C=1.0, max_iter=2000).fit((xv - mu) / sd, yv)
-    pv = lr.predict_proba((xv - mu) / sd)[:, 1]
+    model, info = fit_logistic(xv, yv.astype(bool), names)
+    pv = model.predict(xv)
     thr = best_threshold(pv, val["rankprod"], truth["val"], a)
-    pt = lr.predict_proba((xt - mu) / sd)[:, 1]
+    pt = model.predict(xt)
     val_fit = decision_counts(test["rankprod"], truth["test"], a, pt >= thr)
-    res["stacked_lr_val_fit"] = {"threshold": thr, **val_fit}
-    mu2, sd2 = xt.mean(0), xt.std(0) + 1e-9
-    lr2 = LogisticRegression(C=1.0, max_iter=2000).fit((xt - mu2) / sd2, yt)
-    pt2 = lr2.predict_proba((xt - mu2) / sd2)[:, 1]
+    res["stacked_lr_val_fit"] = {"threshold": thr, "fit": info, "model": model.to_dict(),
+                                 **val_fit}  # fmt: skip
+    # the same fit and threshold on the test candidates themselves: in-sample, optimistic
+    model2, info2 = fit_logistic(xt, yt.astype(bool), names)
+    pt2 = model2.predict(xt)
     thr2 = best_threshold(pt2, test["rankprod"], truth["test"], a)
     res["stacked_lr_upper_bound_test_fit"] = {
         "threshold": thr2,
+        "fit": info2,
         **decision_counts(test["rankprod"], truth["test"], a, pt2 >= thr2),
     }
+    # σ over test sub-patches (paired) and completeness per mass bin, for every decision above
+    ti = truth_info(truth["test"], a.mass_min, a.z_min)
+    geo = geometry(a.test, a.patches)
+    score_mf = pq.read_table(test["mf"])["score"].to_numpy(zero_copy_only=False).astype(float)
+    rp = ("ra", "dec")
+    decisions = {
+        "mf": (test["mf"], np.nan_to_num(score_mf, nan=-np.inf) >= c.threshold("mf"), rp),
+        "frcnn": (test["rankprod"], fr, ("frcnn_ra", "frcnn_dec")),
+        "rankprod": (test["rankprod"], dec, rp),
+        "and": (test["rankprod"], dec_and, rp),
+        "stacked_lr_val_fit": (test["rankprod"], pt >= thr, rp),
+        "stacked_lr_upper_bound_test_fit": (test["rankprod"], pt2 >= thr2, rp),
+    }
+    if a.and_run:
+        decisions["and_run"] = (test["and"], d2, rp)
+    pcounts, mass = {}, {}
+    for name, (cat, decide, pos) in decisions.items():
+        ra, dec_, q, _ = matched(cat, truth["test"], a, pos)
+        pcounts[name] = patch_counts(ra, dec_, q, decide, ti["idx"], ti["ra"], ti["dec"], geo)
+        mass[name] = by_mass(q, decide, ti)
+    f1 = {k: counts(*(int(x) for x in v.sum(0)))["f1"] for k, v in pcounts.items()}
+    better = max(FINDERS, key=lambda f: f1[f])
+    res["better_single_test"] = better
+    res["bootstrap"] = bootstrap(
+        pcounts, [(k, better) for k in pcounts if k not in FINDERS] + [("frcnn", "mf")]
+    )
+    res["bootstrap"]["totals"] = {k: v.sum(0).tolist() for k, v in pcounts.items()}
+    res["completeness_by_mass"] = mass
+    res["derived_from_checkpoint"] = derived
+    res["tile_size_arcmin"] = a.tile_size
     res["calibration_thresholds"] = {n: c.threshold(n) for n in FINDERS}
     res["n_true_test"] = res["mf"]["at_threshold"].get("n_true")
     res["calibration_combiners"] = cal.get("combiners", {})

@@ -13,6 +13,20 @@ Everything goes through the command line, as ``benchmarks/sz_optical.py``:
    with the test's own F1-best value beside it (optimistic), and ``clusterfw evaluate
    --plots`` figures of the single ``xray`` catalogue (completeness vs mass and redshift).
 
+``--from-checkpoint VAL_CKPT TEST_CKPT``: the folders of one ``clusterfw run --finder mf
+--finder frcnn --finder xray --combine rankprod --checkpoint DIR`` per universe (same inputs and
+``--tile-size``). Every other finder set's run is then made by ``clusterfw run ... --checkpoint``
+on a subset checkpoint (:func:`combo_common.subset_checkpoint`: the same tiles' candidates and
+forced scores; the command line only combines), so ``frcnn`` runs once per universe; a set
+whose tile plan differs (``mf`` alone: pixel-box tiles) is run in full unless it holds a finder
+of ``--never-rerun`` (default ``frcnn``). ``--verify mf,xray`` also runs that set in full on the
+validation universe and compares the two catalogues (rows, positions, scores).
+
+σ: the test footprint is cut into ``--patches`` × ``--patches`` squares, drawn again with
+replacement (:func:`combo_common.bootstrap`, the same draws for every method): σ of purity,
+completeness and F1, and paired σ of F1(all three) − F1(each pair and single) and of F1(pair) −
+F1(its better single). Completeness per M500c bin for every method.
+
 True clusters: M500c ≥ ``--mass-min`` (1e14 Msun) at z ≥ ``--z-min`` (0.05), matched within
 1' (the most massive halo within the radius). The ``xray`` classifier itself answers Kosiba's
 question (real group/cluster emission vs AGN and fluctuations), so groups below the mass cut
@@ -39,6 +53,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from combo_common import (  # noqa: E402
+    bootstrap,
+    by_mass,
+    compare_catalogues,
+    geometry,
+    patch_counts,
+    subset_checkpoint,
+    truth_info,
+)
 
 
 def clusterfw(*args: object) -> None:
@@ -167,36 +192,68 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mass-min", type=float, default=1e14)
     ap.add_argument("--z-min", type=float, default=0.05)
     ap.add_argument("--tile-size", type=float, default=60.0)
+    ap.add_argument("--from-checkpoint", nargs=2, type=Path, default=None,
+                    metavar=("VAL_CKPT", "TEST_CKPT"),
+                    help="checkpoints of one run of all --finders per universe")  # fmt: skip
+    ap.add_argument(
+        "--never-rerun",
+        default="frcnn",
+        help="finders never run again when a set cannot come from the checkpoint",
+    )
+    ap.add_argument("--verify", default=None, help="a finder set (a,b) also run in full on val")
+    ap.add_argument("--patches", type=int, default=5, help="bootstrap sub-patches per side")
     ap.add_argument("--plots", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     finders = tuple(a.finders.split(","))
     a.work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
+    derived: dict[str, dict] = {}
+    never = set(filter(None, a.never_rerun.split(",")))
 
-    def run(split: str, names: tuple[str, ...], calib: Path | None = None) -> Path:
+    def run(split: str, names: tuple[str, ...], calib: Path | None = None,
+            full: bool = False) -> Path:  # fmt: skip
         tag = "+".join(names)
-        out = a.work / f"{split}_{tag}.parquet"
+        out = a.work / f"{split}_{tag}{'.full' if full else ''}.parquet"
         if out.exists():
             return out
-        args: list[object] = ["run", *inputs(a.val if split == "val" else a.test), "-q",
-                              "--tile-size", a.tile_size, "--out", out]  # fmt: skip
+        files = inputs(a.val if split == "val" else a.test)
+        args: list[object] = ["run", *files, "-q", "--tile-size", a.tile_size, "--out", out]
         for f in names:
             args += ["--finder", f]
         if len(names) > 1:
             args += ["--combine", "rankprod"]
         if calib:
             args += ["--calibration", calib]
+        if a.from_checkpoint is not None and not full:
+            source = a.from_checkpoint[0 if split == "val" else 1]
+            dest = a.work / f"ckpt_{split}_{tag}"
+            try:
+                if not dest.exists():
+                    derived[f"{split}_{tag}"] = subset_checkpoint(
+                        source, dest, files, names, a.tile_size, combine=len(names) > 1
+                    )
+                args += ["--checkpoint", dest]
+            except ValueError as exc:
+                if never & set(names):
+                    msg = f"{split} {tag}: not from {source} ({exc}); not rerun"
+                    raise SystemExit(msg) from None
+                derived[f"{split}_{tag}"] = {"run_in_full": str(exc)}
         t = time.time()
         clusterfw(*args)
-        times[f"{split}_{tag}"] = round(time.time() - t, 1)
-        print(f"{split} {tag}: {times[f'{split}_{tag}']} s", file=sys.stderr, flush=True)
+        times[f"{split}_{tag}{'.full' if full else ''}"] = round(time.time() - t, 1)
+        print(f"{split} {tag}: {times[f'{split}_{tag}' + ('.full' if full else '')]} s",
+              file=sys.stderr, flush=True)  # fmt: skip
         return out
 
     sets = [c for k in range(2, len(finders) + 1) for c in itertools.combinations(finders, k)]
     truth = {s: (a.val if s == "val" else a.test) / "truth_halos.parquet" for s in ("val", "test")}
     val = {(f,): run("val", (f,)) for f in finders}
     val.update({s: run("val", s) for s in sets})
+    verify: dict = {}
+    if a.verify:
+        vs = tuple(a.verify.split(","))
+        verify = {"set": list(vs), **compare_catalogues(val[vs], run("val", vs, full=True))}
     calib = a.work / "calib.json"
     if not calib.exists():
         clusterfw("calibrate", *val.values(), "--truth", truth["val"], *cut_args(a),
@@ -204,14 +261,29 @@ def main(argv: list[str] | None = None) -> dict:
     test = {(f,): run("test", (f,)) for f in finders}
     test.update({s: run("test", s, calib) for s in sets})
 
+    import pyarrow.parquet as pq
+
     from clusterfw.core.evaluation.calibration import Calibration
 
     c = Calibration.coerce(calib)
     res: dict = {
         "cut": {"m500c_min": a.mass_min, "z_min": a.z_min, "radius_arcmin": 1.0},
         "finders": list(finders),
+        "tile_size_arcmin": a.tile_size,
         "results": {},
     }
+    ti = truth_info(truth["test"], a.mass_min, a.z_min)
+    geo = geometry(a.test, a.patches)
+    pcounts: dict[str, np.ndarray] = {}
+    mass: dict[str, list] = {}
+
+    def tally(name: str, cat: Path, decide: np.ndarray) -> None:
+        t = pq.read_table(cat)
+        q, _ = qualifying(cat, truth["test"], a)
+        pcounts[name] = patch_counts(t["ra"].to_numpy(), t["dec"].to_numpy(), q, decide,
+                                     ti["idx"], ti["ra"], ti["dec"], geo)  # fmt: skip
+        mass[name] = by_mass(q, decide, ti)
+
     for f in finders:
         thr = c.threshold(f)
         plots = a.plots if (f == "xray" and a.plots is not None) else None
@@ -221,12 +293,30 @@ def main(argv: list[str] | None = None) -> dict:
             "at_threshold": ev["at_threshold"],
             "best_f1_test": ev["best_f1"],
         }
+        score = pq.read_table(test[(f,)])["score"].to_numpy(zero_copy_only=False).astype(float)
+        tally(f, test[(f,)], np.nan_to_num(score, nan=-np.inf) >= thr)
     if "xray" in finders:
         res["results"]["xray_mass_cut"] = mass_cut(val[("xray",)], test[("xray",)], truth, a)
     for s in sets:
         dec, thr = rank_decision(test[s], c, s)
         counts = decision_counts(test[s], truth["test"], a, dec)
         res["results"]["+".join(s)] = {"threshold": thr, "is_cluster": counts}
+        tally("+".join(s), test[s], dec)
+    f1 = {k: 2 * v[:, 0].sum() / max(1, 2 * v[:, 0].sum() + v[:, 1].sum() + v[:, 2].sum())
+          for k, v in pcounts.items()}  # fmt: skip
+    pairs = []
+    for s in sets:
+        name = "+".join(s)
+        for k in range(1, len(s)):
+            pairs += [(name, "+".join(sub)) for sub in itertools.combinations(s, k)]
+        better = max(s, key=lambda f: f1[f])
+        if (name, better) not in pairs:
+            pairs.append((name, better))
+    res["bootstrap"] = bootstrap(pcounts, pairs)
+    res["completeness_by_mass"] = mass
+    res["n_true_test"] = int(ti["idx"].size)
+    res["verify"] = verify
+    res["derived_from_checkpoint"] = derived
     res["seconds"] = times
     text = json.dumps(res, indent=1, default=float)
     if a.json:

@@ -1,0 +1,315 @@
+"""What ``sz_optical.py`` and ``xray_combination.py`` share: finder-subset checkpoints made from
+one checkpointed run of more finders, and a sub-patch bootstrap of purity, completeness and F1.
+
+**Subset checkpoints.** ``clusterfw run --checkpoint DIR`` saves, per tile, each finder's
+candidate table and, for a combination, every finder's forced score (``score_at``) and coverage
+at the positions *all* the run's finders found in that tile (``clusterfw.core.pipeline.
+run_tile``). A run of a subset S of those finders over the same tiles computes the same tables
+and the forced scores at a subset of those positions. :func:`subset_checkpoint` writes the
+checkpoint that run would have written — the manifest with the fingerprint ``clusterfw run``
+computes for the subset's request (:func:`clusterfw.core.runner.run_fingerprint`), each tile
+restricted to S (forced scores and coverage at the positions S found, in S's order) — through
+the library's own :class:`~clusterfw.core.checkpoint.Checkpoint`. ``clusterfw run ... --finder
+S... --checkpoint DEST`` then finds every tile done and only merges, combines and writes: the
+catalogue comes from the command line itself, without a second pass of the expensive finder
+(``frcnn``: ~80 CPU-s per 30' tile here).
+
+Refused (:class:`ValueError`) when the subset's tile plan differs from the source run's (a
+single finder on one flat image gets pixel-box tiles, not HEALPix cores), when a finder's version
+or options differ, or when the source checkpoint is not of the given inputs. Reported, not
+refused: a layer whose margin differs (each layer is read with the largest margin any finder of
+the run asks for: the ``optical`` layer with 6' for ``frcnn``, 5' for ``xray`` alone) — a finder
+that reads it may see a slightly larger cutout; the benchmarks check one such pair against a
+full run.
+
+**Bootstrap.** :func:`patch_counts` splits the footprint into square sub-patches and counts, per
+patch, the true clusters found and missed (by the true cluster's position) and the false
+positives (by the candidate's position); :func:`bootstrap` draws the patches again with
+replacement — the same draws for every method, so differences are paired — and gives the
+standard deviation of purity, completeness, F1 and of F1 differences.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MASS_BINS = (1e14, 2e14, 4e14, np.inf)
+
+
+def _core_key(job: Any) -> tuple:
+    core = job.core
+    if hasattr(core, "ipix"):
+        return ("healpix", int(core.order), int(core.ipix))
+    return ("box", int(core.y0), int(core.y1), int(core.x0), int(core.x1))
+
+
+def subset_checkpoint(
+    source: Path,
+    dest: Path,
+    inputs: Sequence[Path],
+    finders: Sequence[str],
+    tile_size: float,
+    *,
+    combine: bool = True,
+    source_inputs: Sequence[Path] | None = None,
+) -> dict[str, Any]:
+    """Write ``dest``: the checkpoint of ``clusterfw run INPUTS --finder F... [--combine C]
+    --tile-size T`` made from ``source``, a checkpoint of a run of more finders.
+
+    Parameters
+    ----------
+    source : Path
+        A complete checkpoint of a run whose finders include ``finders`` (same options).
+    dest : Path
+        New folder (must not exist).
+    inputs : sequence of Path
+        The subset run's input files.
+    finders : sequence of str
+        The subset, in the order the subset run lists them.
+    tile_size : float
+        ``--tile-size`` of both runs.
+    combine : bool
+        Whether the subset run has a combiner (forced scores are kept only then, and only for
+        two finders or more, as ``clusterfw run`` computes them).
+    source_inputs : sequence of Path, optional
+        The source run's inputs (default: ``inputs``).
+
+    Returns
+    -------
+    dict
+        ``n_tiles``, ``finders`` and ``margin_differences`` (layer: [source, subset] margins).
+
+    Raises
+    ------
+    ValueError
+        Different tile plans, finder versions or options, inputs, or an incomplete source.
+    """
+    from clusterfw.core.checkpoint import Checkpoint
+    from clusterfw.core.cli import cli_registry
+    from clusterfw.core.pipeline import TileResult, check_plugins, plan_jobs
+    from clusterfw.core.runner import RunRequest, instantiate, read_inputs, run_fingerprint
+
+    source, dest = Path(source), Path(dest)
+    if dest.exists():
+        raise ValueError(f"{dest}: exists")
+    doc = json.loads((source / "manifest.json").read_text())
+    src_fp = doc["fingerprint"]
+    src_specs = {f["name"]: f for f in src_fp["finders"]}
+    src_names = [f["name"] for f in src_fp["finders"]]
+    missing = [f for f in finders if f not in src_specs]
+    if missing:
+        raise ValueError(f"{source}: has no finder {missing}")
+    registry = cli_registry()
+    src_finders = [instantiate(registry, "finder", n, src_specs[n]["options"]) for n in src_names]
+    sub_finders = [instantiate(registry, "finder", n, {}) for n in finders]
+    want_forced = combine and len(finders) > 1
+    sky, files = read_inputs(registry, [Path(p) for p in inputs], {}, {})
+    if source_inputs is None:
+        src_sky, src_files = sky, files
+    else:
+        src_sky, src_files = read_inputs(registry, [Path(p) for p in source_inputs], {}, {})
+    src_req = RunRequest(inputs=list(source_inputs or inputs), finders=src_names,
+                         tile_size_arcmin=float(tile_size))  # fmt: skip
+    again = run_fingerprint(src_req, src_finders, src_files, bool(src_fp["forced"]))
+    if json.dumps(again, sort_keys=True, default=str) != json.dumps(
+        src_fp, sort_keys=True, default=str
+    ):
+        raise ValueError(f"{source}: not a checkpoint of these inputs, finders and tile size")
+    sub_req = RunRequest(inputs=[Path(p) for p in inputs], finders=list(finders),
+                         tile_size_arcmin=float(tile_size))  # fmt: skip
+    fp = run_fingerprint(sub_req, sub_finders, files, want_forced)
+    for spec in fp["finders"]:  # defaults of the subset run = the source's options
+        if spec != src_specs[spec["name"]]:
+            raise ValueError(f"finder {spec['name']}: version or options differ from {source}")
+    src_jobs = plan_jobs(src_sky, src_finders, check_plugins(src_sky, src_finders),
+                         float(tile_size))  # fmt: skip
+    sub_jobs = plan_jobs(sky, sub_finders, check_plugins(sky, sub_finders), float(tile_size))
+    if [_core_key(j) for j in src_jobs] != [_core_key(j) for j in sub_jobs]:
+        raise ValueError(
+            f"tile plans differ ({len(src_jobs)} source tiles, {len(sub_jobs)} subset tiles "
+            "or other cores)"
+        )
+    src_margins, sub_margins = dict(src_jobs[0].margins), dict(sub_jobs[0].margins)
+    margin_diff = {k: [src_margins.get(k), v] for k, v in sub_margins.items()
+                   if src_margins.get(k) != v}  # fmt: skip
+    src_ck = Checkpoint(source, src_fp)
+    src_ck.n_tiles = int(doc["n_tiles"])
+    done = src_ck.finished()
+    if done != list(range(len(src_jobs))):
+        raise ValueError(f"{source}: {len(done)} of {len(src_jobs)} tiles finished")
+    out = Checkpoint(dest, fp)
+    out.start(len(sub_jobs))
+    for i in done:
+        res = src_ck.load(i)
+        tables = {n: res.tables[n] for n in finders}
+        sub = TileResult(res.tile_id, tables)
+        if want_forced:
+            # positions of the source run's forced scores: its finders' candidates in its order
+            lengths = [res.tables[n].num_rows for n in src_names]
+            starts = dict(zip(src_names, np.cumsum([0, *lengths[:-1]]).tolist(), strict=True))
+            idx = np.concatenate(
+                [np.arange(starts[n], starts[n] + tables[n].num_rows) for n in finders]
+            ).astype(np.int64)
+            ra = np.concatenate([t.column("ra").to_numpy() for t in tables.values()])
+            dec = np.concatenate([t.column("dec").to_numpy() for t in tables.values()])
+            for n in finders:
+                for src, dst in ((res.forced, sub.forced), (res.covered, sub.covered)):
+                    s_ra, s_dec, value = src[n]
+                    if not (np.array_equal(s_ra[idx], ra) and np.array_equal(s_dec[idx], dec)):
+                        raise ValueError(f"{source}: tile {i}: forced positions out of order")
+                    dst[n] = (ra, dec, value[idx])
+        out.save(i, sub)
+    return {"n_tiles": len(done), "finders": list(finders), "margin_differences": margin_diff}
+
+
+def patch_of(ra: np.ndarray, dec: np.ndarray, centre: tuple[float, float], size_deg: float,
+             n_side: int) -> np.ndarray:  # fmt: skip
+    """Sub-patch index (``n_side`` × ``n_side`` squares of a ``size_deg`` patch) of positions."""
+    ra0, dec0 = centre
+    x = ((np.asarray(ra, float) - ra0 + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec0))
+    y = np.asarray(dec, float) - dec0
+    step = size_deg / n_side
+    i = np.clip(np.floor((x + size_deg / 2) / step), 0, n_side - 1).astype(int)
+    j = np.clip(np.floor((y + size_deg / 2) / step), 0, n_side - 1).astype(int)
+    return j * n_side + i
+
+
+def patch_counts(
+    cand_ra: np.ndarray,
+    cand_dec: np.ndarray,
+    qhalo: np.ndarray,
+    decide: np.ndarray,
+    true_idx: np.ndarray,
+    true_ra: np.ndarray,
+    true_dec: np.ndarray,
+    geometry: tuple[tuple[float, float], float, int],
+) -> np.ndarray:
+    """(n_patches, 3) array of TP, FP, FN per sub-patch (counted as the benchmarks count: one
+    true positive per true cluster, every further selected candidate a false positive).
+
+    ``qhalo``: per candidate the index of its true cluster or -1; ``true_idx``: the indices of
+    the true clusters (positions ``true_ra``/``true_dec``); ``geometry``: (centre, size, n_side).
+    """
+    centre, size, n_side = geometry
+    sel = np.asarray(decide, bool)
+    hit = np.unique(qhalo[sel & (qhalo >= 0)])
+    found = np.isin(true_idx, hit)
+    pt = patch_of(true_ra, true_dec, centre, size, n_side)
+    out = np.zeros((n_side * n_side, 3), dtype=np.int64)
+    np.add.at(out[:, 0], pt[found], 1)
+    np.add.at(out[:, 2], pt[~found], 1)
+    # false positives: every selected candidate beyond the first on each found cluster
+    fp_mask = sel.copy()
+    for h in hit:
+        first = np.flatnonzero(sel & (qhalo == h))[0]
+        fp_mask[first] = False
+    pc = patch_of(np.nan_to_num(cand_ra), np.nan_to_num(cand_dec, nan=centre[1]), centre, size,
+                  n_side)  # fmt: skip
+    np.add.at(out[:, 1], pc[fp_mask], 1)
+    return out
+
+
+def _metrics(c: np.ndarray) -> np.ndarray:
+    """purity, completeness, F1 of (..., 3) counts."""
+    tp, fp, fn = c[..., 0].astype(float), c[..., 1].astype(float), c[..., 2].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        r = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f = np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return np.stack([p, r, f], axis=-1)
+
+
+def bootstrap(
+    counts: Mapping[str, np.ndarray],
+    pairs: Sequence[tuple[str, str]] = (),
+    n_boot: int = 4000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """σ of purity, completeness and F1 of each method, and of F1 differences, when the
+    sub-patches are drawn again with replacement (the same draws for every method).
+
+    Parameters
+    ----------
+    counts : mapping of name to (n_patches, 3) array
+        :func:`patch_counts` of each method on the same sub-patches.
+    pairs : sequence of (a, b)
+        F1(a) − F1(b) is reported with its paired σ.
+    """
+    rng = np.random.default_rng(seed)
+    n = next(iter(counts.values())).shape[0]
+    draws = rng.integers(0, n, size=(n_boot, n))
+    weights = np.stack([np.bincount(d, minlength=n) for d in draws])  # (n_boot, n)
+    boot = {k: _metrics(weights @ np.asarray(v)) for k, v in counts.items()}
+    out: dict[str, Any] = {"n_patches": n, "n_boot": n_boot, "sigma": {}, "differences": {}}
+    for k, b in boot.items():
+        out["sigma"][k] = dict(zip(("purity", "completeness", "f1"), b.std(0).tolist(),
+                                   strict=True))  # fmt: skip
+    for a, b in pairs:
+        d = boot[a][:, 2] - boot[b][:, 2]
+        full = _metrics(np.asarray(counts[a]).sum(0))[2] - _metrics(np.asarray(counts[b]).sum(0))[2]
+        out["differences"][f"{a} - {b}"] = {
+            "f1_difference": float(full),
+            "sigma": float(d.std()),
+            "p_le_0": float(np.mean(d <= 0)),
+        }
+    return out
+
+
+def truth_info(truth: Path, mass_min: float, z_min: float) -> dict:
+    """Indices, positions and masses of the true clusters of a truth table."""
+    import pyarrow.parquet as pq
+
+    from clusterfw.core.evaluation import Truth
+
+    tr = Truth.from_table(pq.read_table(truth), mass_col="m500c")
+    idx = np.flatnonzero((tr.mass >= mass_min) & (tr.z >= z_min))
+    return {"idx": idx, "ra": tr.ra[idx], "dec": tr.dec[idx], "mass": tr.mass[idx]}
+
+
+def geometry(universe: Path, n_side: int) -> tuple[tuple[float, float], float, int]:
+    """(centre, size, n_side) of a universe's footprint (``universe.json``) for the bootstrap."""
+    fp = json.loads((universe / "universe.json").read_text())["footprint"]
+    return (float(fp["ra_deg"]), float(fp["dec_deg"])), float(fp["width_deg"]), n_side
+
+
+def by_mass(q: np.ndarray, decide: np.ndarray, ti: dict) -> list[dict]:
+    """Completeness of a decision per M500c bin (:data:`MASS_BINS`)."""
+    hit = np.isin(ti["idx"], np.unique(q[np.asarray(decide, bool) & (q >= 0)]))
+    out = []
+    for lo, hi in zip(MASS_BINS[:-1], MASS_BINS[1:], strict=True):
+        m = (ti["mass"] >= lo) & (ti["mass"] < hi)
+        out.append({"m500c": [lo, None if np.isinf(hi) else hi], "n_true": int(m.sum()),
+                    "found": int(hit[m].sum())})  # fmt: skip
+    return out
+
+
+def compare_catalogues(a_path: Path, b_path: Path) -> dict:
+    """Rows, and the largest difference of every numeric column shared by two catalogues
+    (rows in their own order: both are sorted by decreasing combined score)."""
+    import pyarrow.parquet as pq
+
+    ta, tb = pq.read_table(a_path), pq.read_table(b_path)
+    out: dict = {"rows": [ta.num_rows, tb.num_rows], "max_abs_difference": {}}
+    if ta.num_rows != tb.num_rows:
+        return out
+    for name in ta.column_names:
+        if name not in tb.column_names or name == "candidate_id":
+            continue
+        try:
+            x = np.asarray(ta[name].to_numpy(zero_copy_only=False), float)
+            y = np.asarray(tb[name].to_numpy(zero_copy_only=False), float)
+        except (TypeError, ValueError, AttributeError):
+            same = ta[name].to_pylist() == tb[name].to_pylist()
+            out["max_abs_difference"][name] = 0.0 if same else "differs"
+            continue
+        if not np.array_equal(np.isnan(x), np.isnan(y)):
+            out["max_abs_difference"][name] = "null where the other is not"
+            continue
+        d = np.abs(x - y)
+        out["max_abs_difference"][name] = float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
+    return out
