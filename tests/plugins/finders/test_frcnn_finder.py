@@ -74,8 +74,15 @@ def test_run_writes_candidates_with_photoz_columns(cli, field_files, weights, tm
                      "-o", "frcnn.p_min=0", "--out", out)  # fmt: skip
     assert rc == 0, err
     t = pq.read_table(out)
-    for col in ("frcnn_z", "frcnn_z_err", "frcnn_box_arcmin", "frcnn_raw_score", "frcnn_n_red"):
+    for col in ("frcnn_z", "frcnn_z_err", "frcnn_box_arcmin", "frcnn_raw_score", "frcnn_n_red",
+                "frcnn_z_alt"):  # fmt: skip
         assert col in t.column_names
+    # a second red sequence is only reported beside a first one, and widens the error bar
+    z_alt = t["frcnn_z_alt"].to_numpy(zero_copy_only=False)
+    zz = t["frcnn_z"].to_numpy(zero_copy_only=False)
+    assert not np.any(np.isfinite(z_alt) & ~np.isfinite(zz))
+    two = np.isfinite(z_alt)
+    assert np.all(t["frcnn_z_err"].to_numpy()[two] >= np.abs(z_alt - zz)[two] - 1e-6)
     s = t["score"].to_numpy()
     assert t.num_rows > 0 and np.all((s >= 0) & (s <= 1))
     # Platt(1, 0) of the logit is the raw score itself; boxes without a red-sequence excess

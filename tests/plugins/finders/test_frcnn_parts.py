@@ -216,3 +216,94 @@ def test_bcg_reach_and_far_rules():
     apply_centring([field], None, 0.25, 0.0)  # the bright one is 40" > 15" away: box centre
     np.testing.assert_allclose(field["xy_bcg"], field["xy_box"])
     np.testing.assert_allclose(field["p"], [0.8, 0.0])
+
+
+def _crowd_scene() -> Sources:
+    """z = 0.3, 1" pixels, box centre (100, 100): an isolated bright red galaxy A 60 px (~270
+    kpc) east, and B, 0.5 mag fainter, 2 px from the centre amid eight red members."""
+    rng = np.random.default_rng(7)
+    xy = [(160.0, 100.0), (102.0, 100.0)]
+    xy += [(102.0 + dx, 100.0 + dy) for dx, dy in rng.normal(0, 6, (8, 2))]
+    dmag = [-2.0, -1.5, *rng.uniform(0.0, 1.0, 8)]
+    return _rs_sources(0.3, xy, dmag)
+
+
+def test_central_galaxy_is_bright_and_surrounded_by_the_red_sequence():
+    from clusterfw.plugins.finders.frcnn.photoz import kpc_per_pixel, pick_bcg, pick_central
+
+    src = _crowd_scene()
+    kpp = kpc_per_pixel(0.3, 1.0)
+    assert 4.3 < kpp < 4.7  # proper kpc per arcsec at z = 0.3 (Planck-like cosmology)
+    sig = 100.0 / kpp
+    # the brightest red galaxy is the isolated one; the central is the one in the crowd
+    assert pick_bcg(src, 0.3, 100.0, 100.0, reach=70.0) == 0
+    assert pick_central(src, 0.3, 100.0, 100.0, 70.0, sig, gamma=2.0) == 1
+    # luminosity alone (a huge gamma) gives the brightest back; no candidate in reach: -1
+    assert pick_central(src, 0.3, 100.0, 100.0, 70.0, sig, gamma=50.0) == 0
+    assert pick_central(src, 0.3, 300.0, 300.0, 20.0, sig) == -1
+    assert pick_central(src, float("nan"), 100.0, 100.0, 70.0, sig) == -1
+    assert pick_central(src, 0.65, 100.0, 100.0, 70.0, sig) == -1  # wrong colours at 0.65
+
+
+def test_box_photoz_centres_on_the_central_within_the_offset_limit():
+    src = _crowd_scene()
+    box = (0.0, 0.0, 200.0, 200.0)  # centre (100, 100), 0.35 sides = 70 px
+    pz = box_photoz(src, box, (200, 200), pixel_arcsec=1.0)
+    assert abs(pz.z - 0.3) < 0.02 and pz.centred
+    assert (pz.x, pz.y) == (102.0, 100.0)
+    # the session-5 rule takes the brightest; a 5 kpc limit (B is ~9 kpc off) the box centre
+    old = box_photoz(src, box, (200, 200), pixel_arcsec=1.0, centring="brightest")
+    assert (old.x, old.y) == (160.0, 100.0)
+    tight = box_photoz(src, box, (200, 200), pixel_arcsec=1.0, max_offset_kpc=5.0)
+    assert (tight.x, tight.y, tight.centred) == (100.0, 100.0, False)
+    with pytest.raises(ValueError, match="centring must be"):
+        box_photoz(src, box, (200, 200), centring="median")
+
+
+def test_a_second_red_sequence_makes_the_redshift_ambiguous():
+    rng = np.random.default_rng(3)
+
+    def population(z: float, n: int) -> Sources:
+        xy = [tuple(v) for v in 100.0 + rng.normal(0, 12, (n, 2))]
+        return _rs_sources(z, xy, list(rng.uniform(-0.5, 1.0, n)))
+
+    def merged(*parts: Sources) -> Sources:
+        return Sources(*(np.concatenate([getattr(p, a) for p in parts])
+                         for a in ("x", "y", "flux", "err")))  # fmt: skip
+
+    box = (0.0, 0.0, 200.0, 200.0)
+    one = box_photoz(population(0.25, 12), box, (200, 200))
+    assert abs(one.z - 0.25) < 0.02 and not one.ambiguous and np.isnan(one.z_alt)
+    # a projected second cluster at z = 0.6 with as many members: both redshifts reported
+    two = box_photoz(merged(population(0.25, 12), population(0.6, 12)), box, (200, 200))
+    assert two.ambiguous
+    zs = sorted([two.z, two.z_alt])
+    assert abs(zs[0] - 0.25) < 0.02 and abs(zs[1] - 0.6) < 0.03, two
+    assert two.z_err >= abs(two.z_alt - two.z) > 0.3
+    # two members at z = 0.6 are below AMBIGUOUS_RATIO of twelve: not a second structure
+    few = box_photoz(merged(population(0.25, 12), population(0.6, 2)), box, (200, 200))
+    assert abs(few.z - 0.25) < 0.02 and not few.ambiguous and few.z_err < 0.05
+
+
+def test_central_rule_in_the_evaluation_and_its_grid():
+    from clusterfw.plugins.finders.frcnn.evaluate import apply_centring, centring_grid
+
+    src = _crowd_scene()
+    field = {
+        "xy_box": np.array([[100.5, 100.5]]),
+        "side": np.array([200.0]),
+        "z": np.array([0.3]),
+        "p_raw": np.array([0.8]),
+        "pix": 1.0,
+        "src": src,
+    }
+    apply_centring([field], centring="central", gamma=2.0, sigma_kpc=100.0, max_offset_kpc=200.0)
+    np.testing.assert_allclose(field["xy_bcg"][0], (102.5, 100.5))
+    apply_centring([field], centring="brightest")  # 60 px = ~270 kpc away, no limit
+    np.testing.assert_allclose(field["xy_bcg"][0], (160.5, 100.5))
+    apply_centring([field], centring="central", gamma=50.0, max_offset_kpc=200.0)
+    np.testing.assert_allclose(field["xy_bcg"][0], (100.5, 100.5))  # A is > 200 kpc: box
+    grid = centring_grid()
+    assert len(grid) == 4 * 3 * 4 + 3 * 2 * 4 * 4
+    assert {"centring": "central", "gamma": 2.0, "sigma_kpc": 100.0, "max_offset_kpc": 200.0,
+            "nored_weight": 0.5} in grid  # fmt: skip

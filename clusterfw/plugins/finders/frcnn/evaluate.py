@@ -14,11 +14,14 @@ the best F1 (100 kpc match) on the validation fields and reports, on the test fi
 - σ(Δz/(1+z)) of ``frcnn_z`` for the matched clusters: the standard deviation, the NMAD and the
   outlier fraction (|Δz|/(1+z) > 0.1), and the bias (median).
 
-Centring rules (the finder's ``bcg_reach_arcmin``, ``bcg_max_offset_arcmin``,
-``no_red_weight``) are applied to the stored detections (:func:`apply_centring`): the finder's
-defaults, or with ``--tune-centring`` the combination of :data:`REACH_GRID`, :data:`FAR_GRID` and
-:data:`NORED_GRID` with the best validation F1 at 100 kpc (:func:`tune_centring`, validation
-fields only); the JSON also holds the numbers without any rule (``without_centring_rules``).
+Centring rules (the finder's ``centring``, ``central_gamma``, ``central_sigma_kpc``,
+``central_max_offset_kpc``, ``bcg_reach_arcmin``, ``bcg_max_offset_arcmin``, ``no_red_weight``)
+are applied to the stored detections (:func:`apply_centring`): the finder's defaults, or with
+``--tune-centring`` the rule of :func:`centring_grid` with the best validation F1 at 100 kpc
+(:func:`tune_centring`, validation fields only); the JSON also holds the numbers without any
+rule (``without_centring_rules``: the brightest red-sequence galaxy, no offset limit). The
+photo-z block also gives the numbers over the boxes with a single red sequence
+(``sigma_unambiguous``) and how many outliers were flagged by a second one (``frcnn_z_alt``).
 
 Detections within half a window of nothing are kept: the fields are 0.2° wide, the clusters lie
 in their central 70 %.
@@ -61,6 +64,7 @@ def run_fields(
             n = len(det["raw"])
             z = np.full(n, np.nan)
             zerr = np.full(n, np.nan)
+            zalt = np.full(n, np.nan)
             xy_bcg = np.zeros((n, 2))
             p_det = net.prob(det["raw"])
             for k in range(n):
@@ -69,7 +73,7 @@ def run_fields(
                     continue
                 # sources are at pixel indices: the box moves to that frame, the BCG back
                 pz = box_photoz(src, tuple(boxes[k] - 0.5), img.shape[1:])
-                z[k], zerr[k] = pz.z, pz.z_err
+                z[k], zerr[k], zalt[k] = pz.z, pz.z_err, pz.z_alt
                 xy_bcg[k] = (pz.x + 0.5, pz.y + 0.5)
             xy_box = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2,
                                (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)  # fmt: skip
@@ -80,6 +84,7 @@ def run_fields(
                 "xy_box": xy_box,
                 "z": z,
                 "z_err": zerr,
+                "z_alt": zalt,
                 "true_xy": np.stack([shard["box_x"][j, :k], shard["box_y"][j, :k]], axis=1),
                 "true_z": shard["box_z"][j, :k],
                 "true_m": shard["box_m500c"][j, :k],
@@ -92,27 +97,52 @@ def run_fields(
 
 
 #: The centring rules tried on the validation fields (``None``: the rule is off).
+#: ``brightest`` (session 6): the BCG search radius, the maximum BCG offset (arcmin).
 REACH_GRID = (None, 0.25, 0.5, 0.75)  # arcmin: BCG searched within this of the box centre
 FAR_GRID = (None, 0.25, 0.5)  # arcmin: a BCG farther than this gives way to the box centre
 NORED_GRID = (1.0, 0.5, 0.25, 0.0)  # probability factor of boxes without a red-sequence excess
+#: ``central`` (session 7): ln L weight, density scale (kpc), maximum offset (kpc); the search
+#: radius is :data:`.photoz.CENTRAL_SEARCH_KPC` (and 0.35 box sides).
+GAMMA_GRID = (1.0, 2.0, 3.0)
+SIGMA_KPC_GRID = (100.0, 200.0)
+MAX_OFFSET_KPC_GRID = (None, 200.0, 250.0, 300.0)
+
+
+def _rule_key(rule: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted(rule.items()))
 
 
 def apply_centring(
     fields: list[dict[str, Any]],
-    reach_arcmin: float | None,
-    far_arcmin: float | None,
-    nored_weight: float,
+    reach_arcmin: float | None = None,
+    far_arcmin: float | None = None,
+    nored_weight: float = 1.0,
     _bcg_cache: dict[Any, Any] | None = None,
+    *,
+    centring: str = "brightest",
+    gamma: float = 2.0,
+    sigma_kpc: float = 100.0,
+    max_offset_kpc: float | None = None,
 ) -> None:
     """Set each field's ``xy_bcg`` and ``p`` by one set of centring rules (in place).
 
-    The BCG (:func:`.photoz.pick_bcg`) is searched within 0.35 box sides and ``reach_arcmin``
-    of the box centre; when it lies farther than ``far_arcmin`` from it the box centre is kept;
-    boxes whose red-sequence photo-z found no excess have their probability multiplied by
-    ``nored_weight``.
+    ``centring="brightest"``: the BCG (:func:`.photoz.pick_bcg`) is searched within 0.35 box
+    sides and ``reach_arcmin`` of the box centre; when it lies farther than ``far_arcmin`` from
+    it the box centre is kept. ``centring="central"``: the central galaxy
+    (:func:`.photoz.pick_central`, ``gamma``, ``sigma_kpc``) within 0.35 box sides,
+    :data:`.photoz.CENTRAL_SEARCH_KPC` and ``reach_arcmin``; farther than ``max_offset_kpc``
+    (or ``far_arcmin``) the box centre is kept. Boxes whose red-sequence photo-z found no
+    excess have their probability multiplied by ``nored_weight``.
     """
-    from clusterfw.plugins.finders.frcnn.photoz import BCG_REACH, pick_bcg
+    from clusterfw.plugins.finders.frcnn.photoz import (
+        BCG_REACH,
+        CENTRAL_SEARCH_KPC,
+        kpc_per_pixel,
+        pick_bcg,
+        pick_central,
+    )
 
+    rule = (centring, reach_arcmin, gamma, sigma_kpc)
     for n, f in enumerate(fields):
         xy = f["xy_box"].copy()
         for k in np.flatnonzero(np.isfinite(f["z"])):
@@ -120,44 +150,86 @@ def apply_centring(
             if reach_arcmin is not None:
                 reach = min(reach, reach_arcmin * 60.0 / f["pix"])
             cx, cy = f["xy_box"][k] - 0.5  # sources are at pixel indices
-            key = (n, int(k), reach_arcmin)
+            zk = float(f["z"][k])
+            far = np.inf if far_arcmin is None else far_arcmin * 60.0 / f["pix"]
+            key = (n, int(k), rule)
+            if centring == "central":
+                kpp = kpc_per_pixel(zk, f["pix"])
+                reach = min(reach, CENTRAL_SEARCH_KPC / kpp)
+                if max_offset_kpc is not None:
+                    far = min(far, max_offset_kpc / kpp)
             if _bcg_cache is not None and key in _bcg_cache:
                 i = _bcg_cache[key]
             else:
-                i = pick_bcg(f["src"], float(f["z"][k]), float(cx), float(cy), float(reach))
+                if centring == "central":
+                    i = pick_central(f["src"], zk, float(cx), float(cy), float(reach),
+                                     sigma_kpc / kpp, gamma)  # fmt: skip
+                else:
+                    i = pick_bcg(f["src"], zk, float(cx), float(cy), float(reach))
                 if _bcg_cache is not None:
                     _bcg_cache[key] = i
             if i < 0:
                 continue
             bx, by = f["src"].x[i], f["src"].y[i]
-            if far_arcmin is not None and np.hypot(bx - cx, by - cy) * f["pix"] / 60 > far_arcmin:
+            if np.hypot(bx - cx, by - cy) > far:
                 continue
             xy[k] = (bx + 0.5, by + 0.5)
         f["xy_bcg"] = xy
         f["p"] = np.where(np.isfinite(f["z"]), f["p_raw"], f["p_raw"] * nored_weight)
 
 
-def tune_centring(val: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The centring rules with the best validation F1 (100 kpc, BCG positions), and every try.
+def centring_grid() -> list[dict[str, Any]]:
+    """Every rule :func:`tune_centring` tries: the session-6 grid, then the central grid."""
+    rules: list[dict[str, Any]] = []
+    for reach in REACH_GRID:
+        for far in FAR_GRID:
+            for w in NORED_GRID:
+                rules.append({"centring": "brightest", "reach_arcmin": reach, "far_arcmin": far,
+                              "nored_weight": w})  # fmt: skip
+    for g in GAMMA_GRID:
+        for sig in SIGMA_KPC_GRID:
+            for off in MAX_OFFSET_KPC_GRID:
+                for w in NORED_GRID:
+                    rules.append({"centring": "central", "gamma": g, "sigma_kpc": sig,
+                                  "max_offset_kpc": off, "nored_weight": w})  # fmt: skip
+    return rules
 
-    Every combination of :data:`REACH_GRID`, :data:`FAR_GRID` and :data:`NORED_GRID`; for each,
-    the probability threshold is the F1-best one on the validation fields. Ties keep the
-    earlier (simpler) rule.
+
+def tune_centring(val: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The centring rule with the best validation F1 (100 kpc, central positions), and every try.
+
+    Every rule of :func:`centring_grid`; for each, the probability threshold is the F1-best
+    one on the validation fields. Ties keep the smaller median centre offset, then the earlier
+    rule.
     """
     from clusterfw.plugins.finders.frcnn.metrics import best_f1
 
     cache: dict[Any, Any] = {}
     tries = []
-    for reach in REACH_GRID:
-        for far in FAR_GRID:
-            for w in NORED_GRID:
-                apply_centring(val, reach, far, w, cache)
-                b = best_f1(match(val, "xy_bcg", "100kpc"))
-                tries.append({"reach_arcmin": reach, "far_arcmin": far, "nored_weight": w,
-                              "val_f1_100kpc": b["f1"], "threshold": b["threshold"]})  # fmt: skip
-    best = max(tries, key=lambda t: t["val_f1_100kpc"])
-    apply_centring(val, best["reach_arcmin"], best["far_arcmin"], best["nored_weight"], cache)
+    for rule in centring_grid():
+        apply_centring(val, _bcg_cache=cache, **rule)
+        b = best_f1(match(val, "xy_bcg", "100kpc"))
+        off = median_offset_kpc(val, "xy_bcg", b["threshold"])
+        tries.append({**rule, "val_f1_100kpc": b["f1"], "threshold": b["threshold"],
+                      "val_median_offset_kpc": off})  # fmt: skip
+    best = max(tries, key=lambda t: (round(t["val_f1_100kpc"], 9), -t["val_median_offset_kpc"]))
+    rule = {k: best[k] for k in best if k not in ("val_f1_100kpc", "threshold",
+                                                  "val_median_offset_kpc")}  # fmt: skip
+    apply_centring(val, _bcg_cache=cache, **rule)
     return best, tries
+
+
+def median_offset_kpc(fields: list[dict[str, Any]], which: str, thr: float) -> float:
+    """Median offset (proper kpc) of the detections with p ≥ ``thr`` matched within 1'."""
+    from clusterfw.plugins.finders.frcnn.metrics import match_field
+
+    offs: list[float] = []
+    for f in fields:
+        sel = f["p"] >= thr
+        _, _, off = match_field(f[which][sel], f["p"][sel], f["true_xy"], 60.0 / f["pix"])
+        ok = np.isfinite(off)
+        offs.extend(list(off[ok] * kpc_per_pix(f["true_z"][ok], f["pix"])))
+    return float(np.median(offs)) if offs else float("nan")
 
 
 def match(fields: list[dict[str, Any]], which: str, rule: str) -> Any:
@@ -197,7 +269,7 @@ def summarise(val: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str
         for rule in ("100kpc", "1arcmin"):
             res[f"test_{rule}_{which[3:]}"] = f1_at(match(test, which, rule), thr)
     # offsets, completeness, photo-z from the 1' match of the BCG positions above threshold
-    offs_bcg, offs_box, zt, zp, ze, mt, found = [], [], [], [], [], [], []
+    offs_bcg, offs_box, zt, zp, ze, za, mt, found = [], [], [], [], [], [], [], []
     from clusterfw.plugins.finders.frcnn.metrics import match_field
 
     for f in test:
@@ -221,10 +293,12 @@ def summarise(val: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str
                         i = int(np.flatnonzero(np.isclose(d[:, j], off[j]) & tp)[0])
                         zp.append(f["z"][sel][i])
                         ze.append(f["z_err"][sel][i])
+                        za.append(f["z_alt"][sel][i])
                     else:
                         zp.append(np.nan)
                         ze.append(np.nan)
-    zt_a, zp_a, ze_a = np.array(zt), np.array(zp), np.array(ze)
+                        za.append(np.nan)
+    zt_a, zp_a, ze_a, za_a = np.array(zt), np.array(zp), np.array(ze), np.array(za)
     mt_a, found_a = np.array(mt), np.array(found)
     res["median_offset_kpc_bcg"] = float(np.median(offs_bcg)) if offs_bcg else float("nan")
     res["median_offset_kpc_box"] = float(np.median(offs_box)) if offs_box else float("nan")
@@ -244,6 +318,22 @@ def summarise(val: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str
         else float("nan"),
         "median_z_err": float(np.median(ze_a[ok])) if ok.any() else float("nan"),
     }
+    # a second red sequence in the box (frcnn_z_alt): the redshift is flagged as ambiguous
+    amb = ok & np.isfinite(za_a)
+    single = ok & ~amb
+    out = ok & (np.abs(dz) > 0.1)
+    dza = (za_a - zt_a) / (1 + zt_a)
+    res["photoz"].update({
+        "n_ambiguous": int(amb.sum()),
+        "sigma_unambiguous": float(np.std(dz[single])) if single.any() else float("nan"),
+        "nmad_unambiguous": float(1.4826 * np.median(np.abs(dz[single] - np.median(dz[single]))))
+        if single.any()
+        else float("nan"),
+        "outliers": int(out.sum()),
+        "outliers_flagged_ambiguous": int((out & amb).sum()),
+        "outliers_with_z_alt_right": int((out & amb & (np.abs(dza) <= 0.1)).sum()),
+        "median_z_err_ambiguous": float(np.median(ze_a[amb])) if amb.any() else float("nan"),
+    })  # fmt: skip
     m_edges = np.array([1e14, 1.5e14, 2.5e14, 4e14, 1e15])
     z_edges = np.array([0.05, 0.2, 0.35, 0.5, 0.7])
     res["completeness_vs_m500c"] = _binned(mt_a, found_a, m_edges)
@@ -333,7 +423,7 @@ def composite_figure(
         p = finder._net().prob(det["raw"])
         src = find_sources(img, pix, f["psf_fwhm_arcsec"])
         for b, pk in zip(det["boxes"][p >= p_min], p[p >= p_min], strict=True):
-            pz = box_photoz(src, tuple(b - 0.5), img.shape[1:])
+            pz = box_photoz(src, tuple(b - 0.5), img.shape[1:], pixel_arcsec=pix)
             ax.add_patch(Rectangle((b[0] - 0.5, b[1] - 0.5), b[2] - b[0], b[3] - b[1],
                                    fill=False, ec="red", lw=1.0, ls="--"))  # fmt: skip
             ax.plot(pz.x, pz.y, "+", color="red", ms=8)
@@ -369,17 +459,22 @@ def main(argv: list[str] | None = None) -> int:
     val = run_fields(finder, args.val, args.max_fields)
     test = run_fields(finder, args.test, args.max_fields)
     o = finder.options
-    untuned = {"reach_arcmin": None, "far_arcmin": None, "nored_weight": 1.0}
+    untuned: dict[str, Any] = {"centring": "brightest", "reach_arcmin": None,
+                               "far_arcmin": None, "nored_weight": 1.0}  # fmt: skip
     apply_centring(val, **untuned)
     apply_centring(test, **untuned)
     before = summarise(val, test)
     before.pop("_arrays")
+    tries: list[dict[str, Any]] = []
     if args.tune_centring:
-        rules, tries = tune_centring(val)
-        rules = {k: rules[k] for k in untuned}
+        best, tries = tune_centring(val)
+        rules = {k: best[k] for k in best if k not in ("val_f1_100kpc", "threshold",
+                                                       "val_median_offset_kpc")}  # fmt: skip
     else:
-        rules, tries = {"reach_arcmin": o.bcg_reach_arcmin, "far_arcmin": o.bcg_max_offset_arcmin,
-                        "nored_weight": o.no_red_weight}, []  # fmt: skip
+        rules = {"centring": o.centring, "reach_arcmin": o.bcg_reach_arcmin,
+                 "far_arcmin": o.bcg_max_offset_arcmin, "nored_weight": o.no_red_weight,
+                 "gamma": o.central_gamma, "sigma_kpc": o.central_sigma_kpc,
+                 "max_offset_kpc": o.central_max_offset_kpc}  # fmt: skip
     apply_centring(val, **rules)
     apply_centring(test, **rules)
     res = summarise(val, test)

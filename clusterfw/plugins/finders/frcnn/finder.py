@@ -7,9 +7,11 @@ a row or column moved inwards), runs the detector on batches of windows, and mer
 all windows with non-maximum suppression (IoU ``nms_iou``). Each surviving box becomes a
 candidate: its raw score becomes a probability through the Platt scaling of the weights
 (``platt.json``), its redshift comes from the red-sequence colours of the sources in the box
-(:mod:`.photoz`, ``frcnn_z``, ``frcnn_z_err``) and its position is the brightest red-sequence
-galaxy near the box centre (``centre = "bcg"``, Deep-CEE's choice) or the box centre
-(``centre = "box"``).
+(:mod:`.photoz`, ``frcnn_z``, ``frcnn_z_err``, ``frcnn_z_alt`` for a second red sequence) and
+its position is the box's central galaxy (``centre = "bcg"``, Deep-CEE's choice: with
+``centring = "central"`` the red-sequence galaxy with the best luminosity × red-sequence
+density score within ``central_search_kpc``, kept within ``central_max_offset_kpc`` of the box
+centre, else the box centre) or the box centre (``centre = "box"``).
 
 ``score_at`` scores given positions with the detection head (RoI-Align on the trunk's features of
 a window centred there, torchvision's ``roi_heads`` fed the boxes instead of the proposals):
@@ -114,11 +116,28 @@ class FrcnnFinder(Finder):
         batch_size: int = Field(8, ge=1, description="windows per forward pass")
         centre: str = Field("bcg", pattern="^(bcg|box)$", description="bcg|box")
         photoz: bool = Field(True, description="red-sequence photo-z of each box")
+        centring: str = Field(
+            "central",
+            pattern="^(central|brightest)$",
+            description="central (luminosity × red-sequence density) | brightest red galaxy",
+        )
+        central_search_kpc: float = Field(
+            600.0, gt=0.0, description="centrals searched within this of the box centre (kpc)"
+        )
+        central_sigma_kpc: float = Field(
+            100.0, gt=0.0, description="scale of the red-sequence density around a central (kpc)"
+        )
+        central_gamma: float = Field(
+            2.0, ge=0.0, description="weight of ln L against ln density in the central's score"
+        )
+        central_max_offset_kpc: float | None = Field(
+            200.0, gt=0.0, description="keep the box centre when the central is farther (kpc)"
+        )
         bcg_reach_arcmin: float | None = Field(
             None, gt=0.0, description="search the BCG within this of the box centre (arcmin)"
         )
         bcg_max_offset_arcmin: float | None = Field(
-            0.5, gt=0.0, description="keep the box centre when the BCG is farther (arcmin)"
+            None, gt=0.0, description="keep the box centre when the BCG is farther (arcmin)"
         )
         no_red_weight: float = Field(
             0.5, ge=0.0, le=1.0, description="score factor of boxes without a red-sequence excess"
@@ -244,7 +263,7 @@ class FrcnnFinder(Finder):
         pyarrow.Table
             ``score`` = calibrated probability ≥ ``p_min``; extra columns ``frcnn_raw_score``,
             ``frcnn_box_arcmin``, ``frcnn_z``, ``frcnn_z_err``, ``frcnn_n_red``,
-            ``frcnn_bcg_centred``.
+            ``frcnn_z_alt``, ``frcnn_bcg_centred``.
         """
         from clusterfw.plugins.finders.frcnn.photoz import box_photoz, find_sources
 
@@ -260,6 +279,7 @@ class FrcnnFinder(Finder):
         z = np.full(n, np.nan)
         zerr = np.full(n, np.nan)
         nred = np.zeros(n)
+        zalt = np.full(n, np.nan)
         centred = np.zeros(n, bool)
         o = self.options
         if n and (o.photoz or o.centre == "bcg" or o.no_red_weight < 1.0):
@@ -270,9 +290,21 @@ class FrcnnFinder(Finder):
             far = o.bcg_max_offset_arcmin * 60.0 / pix if o.bcg_max_offset_arcmin else np.inf
             for k in range(n):
                 edge = tuple(float(v) - 0.5 for v in boxes[k])
-                pz = box_photoz(src, edge, shape, vf, reach)  # type: ignore[arg-type]
+                pz = box_photoz(
+                    src,
+                    edge,  # type: ignore[arg-type]
+                    shape,
+                    vf,
+                    reach,
+                    pixel_arcsec=pix,
+                    centring=o.centring,
+                    search_kpc=o.central_search_kpc,
+                    sigma_kpc=o.central_sigma_kpc,
+                    gamma=o.central_gamma,
+                    max_offset_kpc=o.central_max_offset_kpc,
+                )
                 if o.photoz:
-                    z[k], zerr[k], nred[k] = pz.z, pz.z_err, pz.n_red
+                    z[k], zerr[k], nred[k], zalt[k] = pz.z, pz.z_err, pz.n_red, pz.z_alt
                 if not np.isfinite(pz.z):
                     p[k] *= o.no_red_weight
                 if o.centre == "bcg" and pz.centred and np.hypot(pz.x - xc[k], pz.y - yc[k]) <= far:
@@ -306,8 +338,11 @@ class FrcnnFinder(Finder):
                 "frcnn_n_red": (f("frcnn_n_red", pa.float32(), "",
                                   "red-sequence excess count at frcnn_z"),
                                 nred[keep].astype(np.float32)),
+                "frcnn_z_alt": (f("frcnn_z_alt", pa.float32(), "",
+                                  "redshift of a second red sequence in the box (NaN: none)"),
+                                zalt[keep].astype(np.float32)),
                 "frcnn_bcg_centred": (f("frcnn_bcg_centred", pa.bool_(), "",
-                                        "position is the brightest red-sequence galaxy"),
+                                        "position is the box's central red-sequence galaxy"),
                                       centred[keep]),
             },
         )  # fmt: skip

@@ -22,10 +22,22 @@ Estimate
     background), scaled to the box's weighted area, is subtracted. ``z`` is the peak of the
     smoothed excess; ``z_err`` the spread of the excess within ±0.1 of it over √(excess), at
     least 0.005 (1 + z); ``n_red`` the excess at the peak. No excess above 1 gives NaN.
-BCG centre
-    The brightest (in i) source within 0.35 of the box side of its centre (and, with
-    ``bcg_reach_pix``, within that many pixels) whose colours are within 3σ of the red sequence
-    at the estimated z (:func:`pick_bcg`): Deep-CEE centred its boxes on the BCG.
+Second red sequence
+    A second local maximum of the smoothed excess more than ``SECOND_DZ`` (1 + z) away from the
+    peak that reaches ``AMBIGUOUS_RATIO`` of it and ``SECOND_MIN`` is a second structure along
+    the line of sight — on the validation fields most redshift outliers are two clusters
+    projected within 1'. ``z`` stays the higher peak, ``z_alt`` is the other one and ``z_err``
+    becomes at least ``|z_alt − z|``: a larger error bar instead of a confident wrong redshift.
+Central galaxy (``centring="central"``, the default)
+    redMaPPer-like (Rykoff et al. 2014, 2016): candidate centrals are the red-sequence galaxies
+    at the estimated z (colours within 3σ, not brighter than m* − 4.5) within ``search_kpc``
+    (proper, at z) and 0.35 box sides of the box centre; each is scored
+    ``gamma · ln(L/L*) + ln(ρ_RS + 0.05)``, ``ρ_RS`` the red-sequence weight of the other
+    galaxies within a Gaussian of ``sigma_kpc`` around it — bright *and* surrounded by red
+    members, so a bright isolated interloper loses to a slightly fainter galaxy in the middle
+    of the red sequence (:func:`pick_central`). A central farther than ``max_offset_kpc`` from
+    the box centre gives way to the box centre. ``centring="brightest"`` is the session-5 rule:
+    the brightest (in i) red-sequence source within 0.35 box sides (:func:`pick_bcg`).
 """
 
 from __future__ import annotations
@@ -45,6 +57,16 @@ BCG_REACH = 0.35
 RADIAL = 0.25
 MOFFAT_BETA = 3.0
 BACKGROUND_SIDES = 5.0
+#: A second red-sequence peak this far (× (1 + z)) from the first, reaching this fraction of it,
+#: makes the redshift ambiguous (chosen on the validation fields; see docs/finders/frcnn.md).
+SECOND_DZ = 0.1
+AMBIGUOUS_RATIO = 0.3
+SECOND_MIN = 0.6
+#: Central-galaxy defaults (proper kpc; chosen on the validation fields).
+CENTRAL_SEARCH_KPC = 600.0
+CENTRAL_SIGMA_KPC = 100.0
+CENTRAL_GAMMA = 2.0
+CENTRAL_MAX_OFFSET_KPC = 200.0
 
 
 @lru_cache(maxsize=1)
@@ -177,7 +199,11 @@ def moffat_enclosed(radius: float, fwhm: np.ndarray, beta: float) -> np.ndarray:
 
 @dataclass
 class PhotoZ:
-    """A box's red-sequence redshift and the BCG-centred position (input pixels)."""
+    """A box's red-sequence redshift and the central-galaxy position (input pixels).
+
+    ``z_alt``: the redshift of a second red sequence in the box (NaN when none; see the module
+    docstring), ``ambiguous`` whether there is one.
+    """
 
     z: float
     z_err: float
@@ -185,6 +211,8 @@ class PhotoZ:
     x: float
     y: float
     centred: bool
+    z_alt: float = float("nan")
+    ambiguous: bool = False
 
 
 def _weights(src: Sources) -> tuple[np.ndarray, np.ndarray]:
@@ -231,19 +259,98 @@ def pick_bcg(src: Sources, z: float, cx: float, cy: float, reach: float) -> int:
     return int(np.flatnonzero(cand)[int(np.nanargmax(src.flux[cand, 2]))])
 
 
+def kpc_per_pixel(z: float, pixel_arcsec: float) -> float:
+    """Proper kpc per pixel of ``pixel_arcsec`` at redshift ``z``."""
+    from clusterfw.sim.cosmology import angular_diameter_distance
+
+    da_kpc = float(np.asarray(angular_diameter_distance(np.asarray(z, float)), float)) * 1000.0
+    return da_kpc * pixel_arcsec / 206264.806
+
+
+def pick_central(
+    src: Sources,
+    z: float,
+    cx: float,
+    cy: float,
+    reach: float,
+    sigma_pix: float,
+    gamma: float = CENTRAL_GAMMA,
+) -> int:
+    """Index of the most probable central galaxy within ``reach`` pixels of ``(cx, cy)``.
+
+    Candidates: red-sequence sources at ``z`` as in :func:`pick_bcg`. Score
+    ``gamma · ln(L/L*) + ln(ρ + 0.05)``: ``L/L*`` from the r magnitude against m*_r(z), ``ρ``
+    the sum of the other sources' red-sequence weights at ``z`` (:func:`_weights`) times a
+    Gaussian of ``sigma_pix`` of their distance (0.05: a floor so that an isolated galaxy is
+    not ruled out). Returns −1 when there is no candidate (or ``z`` is NaN).
+    """
+    if len(src) == 0 or not np.isfinite(z):
+        return -1
+    d0 = np.hypot(src.x - cx, src.y - cy)
+    loc = d0 <= reach + 4.0 * sigma_pix
+    s = Sources(src.x[loc], src.y[loc], src.flux[loc], src.err[loc])
+    j = int(np.argmin(np.abs(Z_GRID - z)))
+    gr_m, ri_m, ms = red_sequence_model()
+    gr, ri, egr, eri = s.colours()
+    chi2 = (gr - gr_m[j]) ** 2 / (egr**2 + RS_SCATTER**2) + (ri - ri_m[j]) ** 2 / (
+        eri**2 + RS_SCATTER**2
+    )
+    mag_r = s.mag[:, 1]
+    cand = (
+        (d0[loc] <= reach)
+        & (np.nan_to_num(chi2, nan=np.inf) <= 9.0)
+        & (np.nan_to_num(mag_r, nan=-np.inf) > ms[j] - BRIGHT_DMAG - 1.0)
+    )
+    if not cand.any():
+        return -1
+    ci = np.flatnonzero(cand)
+    w = _weights(s)[0][:, j]
+    g = np.exp(
+        -0.5 * ((s.x[ci, None] - s.x[None]) ** 2 + (s.y[ci, None] - s.y[None]) ** 2) / sigma_pix**2
+    )
+    g[np.arange(ci.size), ci] = 0.0  # not itself
+    rho = (g * w[None, :]).sum(axis=1)
+    score = gamma * (-0.4 * np.log(10.0)) * (mag_r[ci] - ms[j]) + np.log(rho + 0.05)
+    best = int(ci[int(np.argmax(score))])
+    return int(np.flatnonzero(loc)[best])
+
+
 def box_photoz(
     src: Sources,
     box: tuple[float, float, float, float],
     image_shape: tuple[int, int],
     valid_fraction: float = 1.0,
     bcg_reach_pix: float | None = None,
+    *,
+    pixel_arcsec: float | None = None,
+    centring: str = "central",
+    search_kpc: float = CENTRAL_SEARCH_KPC,
+    sigma_kpc: float = CENTRAL_SIGMA_KPC,
+    gamma: float = CENTRAL_GAMMA,
+    max_offset_kpc: float | None = CENTRAL_MAX_OFFSET_KPC,
 ) -> PhotoZ:
     """Red-sequence redshift of the sources in ``box`` = ``(x0, y0, x1, y1)`` (input pixels).
 
-    ``valid_fraction``: fraction of the image with data (scales the background area).
-    ``bcg_reach_pix``: the BCG is searched within this many pixels of the box centre, at most
-    (and within :data:`BCG_REACH` box sides).
+    Parameters
+    ----------
+    src : Sources
+    box : tuple of float
+    image_shape : tuple of int
+    valid_fraction : float
+        Fraction of the image with data (scales the background area).
+    bcg_reach_pix : float, optional
+        The central is searched within this many pixels of the box centre, at most (and
+        within :data:`BCG_REACH` box sides).
+    pixel_arcsec : float, optional
+        Pixel scale; needed by ``centring="central"`` (proper kpc at the photo-z). Without it
+        the ``brightest`` rule is used.
+    centring : {"central", "brightest"}
+        See the module docstring.
+    search_kpc, sigma_kpc, gamma, max_offset_kpc : float
+        Parameters of the central-galaxy rule (``max_offset_kpc=None``: no limit).
     """
+    if centring not in ("central", "brightest"):
+        raise ValueError(f"centring must be 'central' or 'brightest' (got {centring!r})")
     x0, y0, x1, y1 = box
     cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
     nan = PhotoZ(float("nan"), float("nan"), 0.0, cx, cy, False)
@@ -283,11 +390,46 @@ def box_photoz(
     spread = float(np.sqrt((e * (zg - zc) ** 2).sum() / e.sum()))
     n_eff = float(sm[k])
     z_err = max(spread / np.sqrt(n_eff), 0.005 * (1 + zc))
-    # BCG: brightest red-sequence source near the box centre
+    z_alt = second_peak(excess, sm, k)
+    if np.isfinite(z_alt):
+        z_err = max(z_err, abs(z_alt - zc))
+    # the central galaxy near the box centre
     reach = BCG_REACH * max(x1 - x0, y1 - y0)
     if bcg_reach_pix is not None:
         reach = min(reach, float(bcg_reach_pix))
-    i = pick_bcg(src, zc, cx, cy, reach)
-    if i >= 0:
-        return PhotoZ(zc, z_err, n_eff, float(src.x[i]), float(src.y[i]), True)
-    return PhotoZ(zc, z_err, n_eff, cx, cy, False)
+    max_off = np.inf
+    if centring == "central" and pixel_arcsec is not None:
+        kpp = kpc_per_pixel(zc, pixel_arcsec)
+        reach = min(reach, search_kpc / kpp)
+        if max_offset_kpc is not None:
+            max_off = max_offset_kpc / kpp
+        i = pick_central(src, zc, cx, cy, reach, sigma_kpc / kpp, gamma)
+    else:
+        i = pick_bcg(src, zc, cx, cy, reach)
+    amb = bool(np.isfinite(z_alt))
+    if i >= 0 and np.hypot(src.x[i] - cx, src.y[i] - cy) <= max_off:
+        return PhotoZ(zc, z_err, n_eff, float(src.x[i]), float(src.y[i]), True, z_alt, amb)
+    return PhotoZ(zc, z_err, n_eff, cx, cy, False, z_alt, amb)
+
+
+def _centroid(excess: np.ndarray, k: int) -> float:
+    """Excess-weighted mean redshift within ±0.1 of grid index ``k``."""
+    near = np.abs(Z_GRID - Z_GRID[k]) <= 0.1
+    e = np.clip(excess[near], 0, None)
+    return float((e * Z_GRID[near]).sum() / e.sum())
+
+
+def second_peak(excess: np.ndarray, smoothed: np.ndarray, k: int) -> float:
+    """Redshift of a second red sequence (NaN when none; see the module docstring).
+
+    The highest local maximum of ``smoothed`` more than :data:`SECOND_DZ` (1 + z) from grid
+    index ``k`` that reaches :data:`AMBIGUOUS_RATIO` of ``smoothed[k]`` and :data:`SECOND_MIN`.
+    """
+    sm = np.asarray(smoothed, float)
+    padded = np.concatenate([[-np.inf], sm, [-np.inf]])
+    peaks = np.flatnonzero((padded[1:-1] > padded[:-2]) & (padded[1:-1] >= padded[2:]))
+    far = np.abs(Z_GRID[peaks] - Z_GRID[k]) > SECOND_DZ * (1 + Z_GRID[k])
+    ok = peaks[far & (sm[peaks] >= max(SECOND_MIN, AMBIGUOUS_RATIO * sm[k]))]
+    if ok.size == 0:
+        return float("nan")
+    return _centroid(excess, int(ok[np.argmax(sm[ok])]))
