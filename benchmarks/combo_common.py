@@ -22,6 +22,11 @@ the run asks for: the ``optical`` layer with 6' for ``frcnn``, 5' for ``xray`` a
 that reads it may see a slightly larger cutout; the benchmarks check one such pair against a
 full run.
 
+**Partial area.** While the checkpointed runs are still going, :func:`partial_universe` cuts a
+universe to the cores of the finished tiles (its truth table) and
+:func:`catalogue_from_checkpoint` writes any finder set's catalogue over those tiles through the
+library's post-tile steps (``--partial`` of both benchmarks): a preliminary table on less sky.
+
 **Bootstrap.** :func:`patch_counts` splits the footprint into square sub-patches and counts, per
 patch, the true clusters found and missed (by the true cluster's position) and the false
 positives (by the candidate's position); :func:`bootstrap` draws the patches again with
@@ -91,7 +96,7 @@ def subset_checkpoint(
     """
     from clusterfw.core.checkpoint import Checkpoint
     from clusterfw.core.cli import cli_registry
-    from clusterfw.core.pipeline import TileResult, check_plugins, plan_jobs
+    from clusterfw.core.pipeline import check_plugins, plan_jobs
     from clusterfw.core.runner import RunRequest, instantiate, read_inputs, run_fingerprint
 
     source, dest = Path(source), Path(dest)
@@ -145,26 +150,135 @@ def subset_checkpoint(
     out = Checkpoint(dest, fp)
     out.start(len(sub_jobs))
     for i in done:
-        res = src_ck.load(i)
-        tables = {n: res.tables[n] for n in finders}
-        sub = TileResult(res.tile_id, tables)
-        if want_forced:
-            # positions of the source run's forced scores: its finders' candidates in its order
-            lengths = [res.tables[n].num_rows for n in src_names]
-            starts = dict(zip(src_names, np.cumsum([0, *lengths[:-1]]).tolist(), strict=True))
-            idx = np.concatenate(
-                [np.arange(starts[n], starts[n] + tables[n].num_rows) for n in finders]
-            ).astype(np.int64)
-            ra = np.concatenate([t.column("ra").to_numpy() for t in tables.values()])
-            dec = np.concatenate([t.column("dec").to_numpy() for t in tables.values()])
-            for n in finders:
-                for src, dst in ((res.forced, sub.forced), (res.covered, sub.covered)):
-                    s_ra, s_dec, value = src[n]
-                    if not (np.array_equal(s_ra[idx], ra) and np.array_equal(s_dec[idx], dec)):
-                        raise ValueError(f"{source}: tile {i}: forced positions out of order")
-                    dst[n] = (ra, dec, value[idx])
-        out.save(i, sub)
+        out.save(i, restrict(src_ck.load(i), src_names, finders, want_forced))
     return {"n_tiles": len(done), "finders": list(finders), "margin_differences": margin_diff}
+
+
+def restrict(res: Any, src_names: Sequence[str], finders: Sequence[str], want_forced: bool) -> Any:
+    """One tile's result (``TileResult`` of a run of ``src_names``) as a run of ``finders``
+    would have made it: their tables, and (``want_forced``) their forced scores and coverage at
+    the positions they found, in their order."""
+    from clusterfw.core.pipeline import TileResult
+
+    tables = {n: res.tables[n] for n in finders}
+    sub = TileResult(res.tile_id, tables)
+    if not want_forced:
+        return sub
+    # positions of the source run's forced scores: its finders' candidates in its order
+    lengths = [res.tables[n].num_rows for n in src_names]
+    starts = dict(zip(src_names, np.cumsum([0, *lengths[:-1]]).tolist(), strict=True))
+    idx = np.concatenate(
+        [np.arange(starts[n], starts[n] + tables[n].num_rows) for n in finders]
+    ).astype(np.int64)
+    ra = np.concatenate([t.column("ra").to_numpy() for t in tables.values()])
+    dec = np.concatenate([t.column("dec").to_numpy() for t in tables.values()])
+    for n in finders:
+        for src, dst in ((res.forced, sub.forced), (res.covered, sub.covered)):
+            s_ra, s_dec, value = src[n]
+            if not (np.array_equal(s_ra[idx], ra) and np.array_equal(s_dec[idx], dec)):
+                raise ValueError(f"tile {res.tile_id}: forced positions out of order")
+            dst[n] = (ra, dec, value[idx])
+    return sub
+
+
+def partial_universe(universe: Path, source: Path, dest: Path, tile_size: float) -> dict:
+    """``dest``: ``universe`` cut to the cores of the tiles ``source`` (a checkpoint of a run of
+    every layer file of ``universe``) has finished — links to its layer folders, its
+    ``universe.json``, and ``truth_halos.parquet`` keeping the halos in those cores only.
+
+    For a preliminary table while the checkpointed runs are still going
+    (:func:`catalogue_from_checkpoint`).
+    """
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clusterfw.core.checkpoint import Checkpoint
+    from clusterfw.core.cli import cli_registry
+    from clusterfw.core.pipeline import check_plugins, plan_jobs
+    from clusterfw.core.runner import instantiate, read_inputs
+
+    doc = json.loads((Path(source) / "manifest.json").read_text())
+    ck = Checkpoint(source, doc["fingerprint"])
+    ck.n_tiles = int(doc["n_tiles"])
+    done = ck.finished()
+    registry = cli_registry()
+    files = sorted(p for d in ("mm", "optical", "xray") for p in (universe / d).glob("*.fits"))
+    sky, _ = read_inputs(registry, files, {}, {})
+    finders = [instantiate(registry, "finder", f["name"], f["options"])
+               for f in doc["fingerprint"]["finders"]]  # fmt: skip
+    jobs = plan_jobs(sky, finders, check_plugins(sky, finders), float(tile_size))
+    if len(jobs) != ck.n_tiles:
+        raise ValueError(f"{source}: {ck.n_tiles} tiles, this plan {len(jobs)}")
+    truth = pq.read_table(universe / "truth_halos.parquet")
+    ra, dec = truth["ra"].to_numpy(), truth["dec"].to_numpy()
+    keep = np.zeros(ra.size, bool)
+    for i in done:
+        keep |= np.asarray(jobs[i].core.contains(ra, dec), bool)
+    dest.mkdir(parents=True)
+    for d in ("mm", "optical", "xray"):
+        if (universe / d).exists():
+            os.symlink((universe / d).resolve(), dest / d)
+    (dest / "universe.json").write_text((universe / "universe.json").read_text())
+    pq.write_table(truth.filter(pa.array(keep)), dest / "truth_halos.parquet")
+    return {"tiles": done, "n_tiles": ck.n_tiles, "halos_kept": int(keep.sum())}
+
+
+def catalogue_from_checkpoint(
+    source: Path,
+    out: Path,
+    finders: Sequence[str],
+    combine: str | None = None,
+    calibration: Path | None = None,
+) -> None:
+    """Write the catalogue of ``finders`` (combined by ``combine``) over the tiles ``source``
+    has finished, as :func:`clusterfw.core.pipeline.run_pipeline` makes it after the tile loop
+    (concatenated candidates; the combiner with the forced scores of the tiles; coverage; for
+    one finder the calibration's ``is_cluster``), through the library's own functions. No
+    provenance metadata; a forced score the tiles do not hold is an error, not a new tile pass.
+    """
+    from clusterfw.core.catalog_io import write_catalogue
+    from clusterfw.core.checkpoint import Checkpoint
+    from clusterfw.core.cli import cli_registry
+    from clusterfw.core.pipeline import (
+        ForcedScoreLookup,
+        _apply_single_calibration,
+        add_coverage,
+        check_combiner_output,
+    )
+    from clusterfw.core.runner import instantiate, load_calibration
+    from clusterfw.core.schema import concat_candidates
+
+    doc = json.loads((Path(source) / "manifest.json").read_text())
+    src_names = [f["name"] for f in doc["fingerprint"]["finders"]]
+    ck = Checkpoint(source, doc["fingerprint"])
+    ck.n_tiles = int(doc["n_tiles"])
+    registry = cli_registry()
+    objs = [instantiate(registry, "finder", n, {}) for n in finders]
+    want_forced = combine is not None and len(finders) > 1
+    results = [restrict(ck.load(i), src_names, finders, want_forced) for i in ck.finished()]
+    tables = {n: concat_candidates([r.tables[n] for r in results]) for n in finders}
+    cal = load_calibration(calibration, want_default=combine is not None)
+    if combine is not None:
+        combiner = instantiate(registry, "combiner", combine, {})
+
+        class Known(ForcedScoreLookup):
+            def __call__(self, name: str, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+                keys = zip(np.asarray(ra, float).tolist(), np.asarray(dec, float).tolist(),
+                           strict=True)  # fmt: skip
+                if any(k not in self._known[name] for k in keys):
+                    raise ValueError(f"{source}: a forced score of {name} is not in the tiles")
+                return super().__call__(name, ra, dec)
+
+        forced = Known(objs, [], results) if want_forced else None
+        table = combiner.combine(tables, forced, cal)
+        table = check_combiner_output(combiner, tables, table)
+        if forced is not None:
+            table = add_coverage(table, forced)
+    else:
+        table = _apply_single_calibration(concat_candidates(list(tables.values())), objs, cal)
+    write_catalogue(table, Path(out))
 
 
 def patch_of(ra: np.ndarray, dec: np.ndarray, centre: tuple[float, float], size_deg: float,
@@ -241,11 +355,13 @@ def bootstrap(
         F1(a) − F1(b) is reported with its paired σ.
     """
     rng = np.random.default_rng(seed)
+    used = np.any([np.asarray(v).sum(1) > 0 for v in counts.values()], axis=0)
+    counts = {k: np.asarray(v)[used] for k, v in counts.items()}  # no cluster, no candidate
     n = next(iter(counts.values())).shape[0]
     draws = rng.integers(0, n, size=(n_boot, n))
     weights = np.stack([np.bincount(d, minlength=n) for d in draws])  # (n_boot, n)
     boot = {k: _metrics(weights @ np.asarray(v)) for k, v in counts.items()}
-    out: dict[str, Any] = {"n_patches": n, "n_boot": n_boot, "sigma": {}, "differences": {}}
+    out: dict[str, Any] = {"n_patches_used": n, "n_boot": n_boot, "sigma": {}, "differences": {}}
     for k, b in boot.items():
         out["sigma"][k] = dict(zip(("purity", "completeness", "f1"), b.std(0).tolist(),
                                    strict=True))  # fmt: skip
@@ -313,3 +429,16 @@ def compare_catalogues(a_path: Path, b_path: Path) -> dict:
         d = np.abs(x - y)
         out["max_abs_difference"][name] = float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
     return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="partial-universe: a universe cut to the cores of "
+                                 "the tiles a checkpoint has finished")  # fmt: skip
+    ap.add_argument("universe", type=Path)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--tile-size", type=float, required=True)
+    a = ap.parse_args()
+    print(json.dumps(partial_universe(a.universe, a.checkpoint, a.out, a.tile_size)))

@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from combo_common import (  # noqa: E402
     bootstrap,
     by_mass,
+    catalogue_from_checkpoint,
     geometry,
     patch_counts,
     subset_checkpoint,
@@ -226,9 +227,14 @@ def main(argv: list[str] | None = None) -> dict:
                     metavar=("VAL_CKPT", "TEST_CKPT"),
                     help="checkpoints of one run of more finders per universe")  # fmt: skip
     ap.add_argument("--patches", type=int, default=5, help="bootstrap sub-patches per side")
+    ap.add_argument("--partial", action="store_true",
+                    help="every catalogue from the finished tiles of --from-checkpoint (on "
+                    "universes cut by combo_common.py partial-universe)")  # fmt: skip
     ap.add_argument("--test-uncalibrated", type=Path, default=None,
                     help="a test rankprod catalogue made without --calibration")  # fmt: skip
     a = ap.parse_args(argv)
+    if a.partial and a.from_checkpoint is None:
+        ap.error("--partial needs --from-checkpoint")
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     times: dict[str, float] = {}
@@ -240,6 +246,12 @@ def main(argv: list[str] | None = None) -> dict:
         if out.exists():
             return out
         universe = a.val if split == "val" else a.test
+        if a.partial:
+            source = a.from_checkpoint[0 if split == "val" else 1]
+            t = time.time()
+            catalogue_from_checkpoint(source, out, finders, combine, calib)
+            times[f"{split}_{name}"] = round(time.time() - t, 1)
+            return out
         args: list[object] = ["run", *inputs(universe), "-q",
                               "--tile-size", a.tile_size, "--out", out]  # fmt: skip
         for f in finders:
@@ -391,6 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["completeness_by_mass"] = mass
     res["derived_from_checkpoint"] = derived
     res["tile_size_arcmin"] = a.tile_size
+    res["partial"] = bool(a.partial)
     res["calibration_thresholds"] = {n: c.threshold(n) for n in FINDERS}
     res["n_true_test"] = res["mf"]["at_threshold"].get("n_true")
     res["calibration_combiners"] = cal.get("combiners", {})

@@ -58,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from combo_common import (  # noqa: E402
     bootstrap,
     by_mass,
+    catalogue_from_checkpoint,
     compare_catalogues,
     geometry,
     patch_counts,
@@ -202,9 +203,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--verify", default=None, help="a finder set (a,b) also run in full on val")
     ap.add_argument("--patches", type=int, default=5, help="bootstrap sub-patches per side")
+    ap.add_argument("--partial", action="store_true",
+                    help="every catalogue from the finished tiles of --from-checkpoint (on "
+                    "universes cut by combo_common.py partial-universe)")  # fmt: skip
     ap.add_argument("--plots", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
+    if a.partial and (a.from_checkpoint is None or a.verify):
+        ap.error("--partial needs --from-checkpoint and takes no --verify")
     finders = tuple(a.finders.split(","))
     a.work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
@@ -225,6 +231,13 @@ def main(argv: list[str] | None = None) -> dict:
             args += ["--combine", "rankprod"]
         if calib:
             args += ["--calibration", calib]
+        if a.partial:
+            source = a.from_checkpoint[0 if split == "val" else 1]
+            t = time.time()
+            catalogue_from_checkpoint(source, out, names, "rankprod" if len(names) > 1 else None,
+                                      calib)  # fmt: skip
+            times[f"{split}_{tag}"] = round(time.time() - t, 1)
+            return out
         if a.from_checkpoint is not None and not full:
             source = a.from_checkpoint[0 if split == "val" else 1]
             dest = a.work / f"ckpt_{split}_{tag}"
@@ -270,6 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cut": {"m500c_min": a.mass_min, "z_min": a.z_min, "radius_arcmin": 1.0},
         "finders": list(finders),
         "tile_size_arcmin": a.tile_size,
+        "partial": bool(a.partial),
         "results": {},
     }
     ti = truth_info(truth["test"], a.mass_min, a.z_min)
