@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         keep = finder._net().prob(det["raw"]) >= 0.05
         src = find_sources(img, pix, psf)
         for b in det["boxes"][keep]:
-            box_photoz(src, tuple(b - 0.5), img.shape[1:])
+            box_photoz(src, tuple(b - 0.5), img.shape[1:], pixel_arcsec=pix)
         t_pz += time.perf_counter() - t1
         t_det += t1 - t0
         n_boxes += int(keep.sum())

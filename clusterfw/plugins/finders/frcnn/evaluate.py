@@ -338,7 +338,7 @@ def summarise(val: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str
     z_edges = np.array([0.05, 0.2, 0.35, 0.5, 0.7])
     res["completeness_vs_m500c"] = _binned(mt_a, found_a, m_edges)
     res["completeness_vs_z"] = _binned(zt_a, found_a, z_edges)
-    res["_arrays"] = {"m": mt_a, "z": zt_a, "found": found_a, "zp": zp_a}
+    res["_arrays"] = {"m": mt_a, "z": zt_a, "found": found_a, "zp": zp_a, "za": za_a}
     return res
 
 
@@ -374,7 +374,13 @@ def plot(res: dict[str, Any], path: str | Path) -> None:
         ax[k].set_xlabel(xlabel)
         ax[k].set_ylabel("completeness (1' match, test fields)")
     ok = np.isfinite(a["zp"])
-    ax[2].plot(a["z"][ok], a["zp"][ok], ".", ms=4)
+    amb = ok & np.isfinite(a["za"])
+    ax[2].plot(a["z"][ok & ~amb], a["zp"][ok & ~amb], ".", ms=4, label="one red sequence")
+    ax[2].plot(a["z"][amb], a["zp"][amb], "o", ms=4, color="C1", label="two: frcnn_z")
+    ax[2].plot(a["z"][amb], a["za"][amb], "o", ms=4, mfc="none", color="C1", label="frcnn_z_alt")
+    ax[2].vlines(a["z"][amb], np.minimum(a["zp"][amb], a["za"][amb]),
+                 np.maximum(a["zp"][amb], a["za"][amb]), color="C1", lw=0.5)  # fmt: skip
+    ax[2].legend(fontsize=7, loc="upper left")
     ax[2].plot([0, 0.8], [0, 0.8], "k-", lw=0.6)
     ax[2].set_xlabel("true z")
     ax[2].set_ylabel("frcnn_z (red sequence)")
