@@ -99,12 +99,13 @@ def test_train_options_refused_in_one_line(tmp_path, args, message):
 def test_command_line_of_the_card_keeps_the_new_options():
     import click
 
-    from clusterfw.plugins.finders.xray.plugin import _command_line, train_xray
+    from clusterfw.core.train_cli import rebuilt_command_line
+    from clusterfw.plugins.finders.xray.plugin import train_xray
 
     args = ["--out", "R", "--draws", "24", "--label", "mass", "--epoch-size", "2048"]
     with click.Context(train_xray) as ctx:
         ctx.params = train_xray.make_context("xray", args).params
-        line = _command_line(ctx)
+        line = rebuilt_command_line(ctx)
     assert line.startswith("clusterfw train xray --out R --seed 0")
     for part in ("--draws 24", "--label mass", "--epoch-size 2048"):
         assert part in line

@@ -40,6 +40,7 @@ from clusterfw.core.hookspecs import hookimpl
 from clusterfw.core.layers.requirements import LayerRequirement
 from clusterfw.core.plugin_api import Estimator, PluginOptions
 from clusterfw.core.schema import plugin_field
+from clusterfw.core.train_cli import add_train_commands
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 FLAG_NO_REDSHIFT = 1
@@ -384,9 +385,4 @@ def clusterfw_register_estimators(register: Any) -> None:
 @hookimpl(trylast=True)
 def clusterfw_register_commands(cli: click.Group) -> None:
     """Add ``train vgg_mass`` (creating the ``train`` group if no other plugin did)."""
-    group = cli.commands.get("train")
-    if group is None:
-        group = click.Group("train", help="Train a plugin's model.")
-        cli.add_command(group)
-    if isinstance(group, click.Group) and "vgg_mass" not in group.commands:
-        group.add_command(train_vgg_mass)
+    add_train_commands(cli, train_vgg_mass)

@@ -11,6 +11,7 @@ import click
 
 from clusterfw.core.cli import FiniteFloat
 from clusterfw.core.hookspecs import hookimpl
+from clusterfw.core.train_cli import add_train_commands, rebuilt_command_line
 from clusterfw.plugins.finders.frcnn.finder import FrcnnFinder
 
 
@@ -114,7 +115,7 @@ def train_frcnn(
         epochs=epochs, max_minutes=max_minutes, lr=lr, threads=threads, schedule=schedule,
         lr_min=lr_min, init=Path(init) if init else None,
     )  # fmt: skip
-    command = _command_line(click.get_current_context())
+    command = rebuilt_command_line(click.get_current_context())
     summary = train(cfg, progress=not quiet)
     write_model_card(summary, out_dir / "MODEL.md", command)
     t = summary["test_1arcmin"]
@@ -125,31 +126,7 @@ def train_frcnn(
     )
 
 
-def _command_line(ctx: click.Context) -> str:
-    """The command rebuilt from the parsed options (non-defaults, plus out and seed)."""
-    import shlex
-
-    parts = ["clusterfw", "train", "frcnn"]
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name is None:
-            continue
-        value = ctx.params.get(param.name)
-        if param.name not in ("out", "seed") and value == param.default:
-            continue
-        if param.is_flag:
-            if value:
-                parts.append(param.opts[0])
-        else:
-            parts += [param.opts[0], shlex.quote(str(value))]
-    return " ".join(parts)
-
-
 @hookimpl(trylast=True)
 def clusterfw_register_commands(cli: click.Group) -> None:
     """Add ``train frcnn`` (creating the ``train`` group if no other plugin did)."""
-    group = cli.commands.get("train")
-    if group is None:
-        group = click.Group("train", help="Train a plugin's model.")
-        cli.add_command(group)
-    if isinstance(group, click.Group) and "frcnn" not in group.commands:
-        group.add_command(train_frcnn)
+    add_train_commands(cli, train_frcnn)

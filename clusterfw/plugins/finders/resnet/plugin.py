@@ -12,6 +12,7 @@ import click
 
 from clusterfw.core.cli import FiniteFloat
 from clusterfw.core.hookspecs import hookimpl
+from clusterfw.core.train_cli import add_train_commands, rebuilt_command_line
 from clusterfw.plugins.finders.resnet.finder import ResNetFinder
 
 #: Simulator settings and label presets of ``train resnet`` (literal, so the CLI stays light;
@@ -232,7 +233,9 @@ def train_resnet(
         eval_every=eval_every, patience=patience, threads=threads, scale_mode=scale_mode,
         scale_multiplier=scale_multiplier,
     )  # fmt: skip
-    command = _command_line(click.get_current_context())
+    command = rebuilt_command_line(
+        click.get_current_context(), always=("out", "seed", "setting", "labels")
+    )
     summary = train(cfg, progress=not quiet)
     write_model_card(summary, Path(out) / "MODEL.md", command)
     t = summary["test"]
@@ -319,34 +322,7 @@ def train_resnet_position(
     )
 
 
-def _command_line(ctx: click.Context) -> str:
-    """The command rebuilt from the parsed options (non-defaults, plus out/seed/setting/labels)."""
-    import shlex
-
-    parts = ["clusterfw", "train", "resnet"]
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name is None:
-            continue
-        value = ctx.params.get(param.name)
-        if param.name not in ("out", "seed", "setting", "labels") and value == param.default:
-            continue
-        flag = param.opts[0]
-        if param.is_flag:
-            if value:
-                parts.append(flag)
-        else:
-            parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
-
-
 @hookimpl(trylast=True)
 def clusterfw_register_commands(cli: click.Group) -> None:
     """Add ``train resnet`` (creating the ``train`` group if no other plugin did)."""
-    group = cli.commands.get("train")
-    if group is None:
-        group = click.Group("train", help="Train a plugin's model.")
-        cli.add_command(group)
-    if isinstance(group, click.Group) and "resnet" not in group.commands:
-        group.add_command(train_resnet)
-    if isinstance(group, click.Group) and "resnet-position" not in group.commands:
-        group.add_command(train_resnet_position)
+    add_train_commands(cli, train_resnet, train_resnet_position)

@@ -11,6 +11,7 @@ import click
 
 from clusterfw.core.cli import FiniteFloat
 from clusterfw.core.hookspecs import hookimpl
+from clusterfw.core.train_cli import add_train_commands, rebuilt_command_line
 from clusterfw.plugins.finders.xray.finder import XrayFinder
 
 MODES = ("xray", "optical", "both")
@@ -150,7 +151,7 @@ def train_xray(
         max_minutes=max_minutes, batch_size=batch_size,
         lr=lr, optimizer=optimizer, augment=not no_augment, threads=threads,
     )  # fmt: skip
-    command = _command_line(click.get_current_context())
+    command = rebuilt_command_line(click.get_current_context())
     summary = train(cfg, progress=not quiet)
     write_model_card(summary, Path(out) / "MODEL.md", command)
     for mode, m in summary["modes"].items():
@@ -161,32 +162,7 @@ def train_xray(
         )
 
 
-def _command_line(ctx: click.Context) -> str:
-    """The command rebuilt from the parsed options (non-defaults, plus out and seed)."""
-    import shlex
-
-    parts = ["clusterfw", "train", "xray"]
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name is None:
-            continue
-        value = ctx.params.get(param.name)
-        if param.name not in ("out", "seed") and value == param.default:
-            continue
-        flag = param.opts[0]
-        if param.is_flag:
-            if value:
-                parts.append(flag)
-        else:
-            parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
-
-
 @hookimpl(trylast=True)
 def clusterfw_register_commands(cli: click.Group) -> None:
     """Add ``train xray`` (creating the ``train`` group if no other plugin did)."""
-    group = cli.commands.get("train")
-    if group is None:
-        group = click.Group("train", help="Train a plugin's model.")
-        cli.add_command(group)
-    if isinstance(group, click.Group) and "xray" not in group.commands:
-        group.add_command(train_xray)
+    add_train_commands(cli, train_xray)
