@@ -8,10 +8,13 @@ all windows with non-maximum suppression (IoU ``nms_iou``). Each surviving box b
 candidate: its raw score becomes a probability through the Platt scaling of the weights
 (``platt.json``), its redshift comes from the red-sequence colours of the sources in the box
 (:mod:`.photoz`, ``frcnn_z``, ``frcnn_z_err``, ``frcnn_z_alt`` for a second red sequence) and
-its position is the box's central galaxy (``centre = "bcg"``, Deep-CEE's choice: with
-``centring = "central"`` the red-sequence galaxy with the best luminosity × red-sequence
-density score within ``central_search_kpc``, kept within ``central_max_offset_kpc`` of the box
-centre, else the box centre) or the box centre (``centre = "box"``).
+its position is the box's central galaxy (``centre = "bcg"``, Deep-CEE's choice; by default
+``centring = "brightest"``: the brightest red-sequence galaxy, kept within
+``bcg_max_offset_arcmin`` of the box centre, else the box centre; with ``centring = "central"``
+the red-sequence galaxy with the best luminosity × red-sequence density score within
+``central_search_kpc``, kept within ``central_max_offset_kpc`` — better when BCGs sit at the
+halo centre, worse on skies where many do not, so not the default) or the box centre
+(``centre = "box"``).
 
 ``score_at`` scores given positions with the detection head (RoI-Align on the trunk's features of
 a window centred there, torchvision's ``roi_heads`` fed the boxes instead of the proposals):
@@ -117,7 +120,7 @@ class FrcnnFinder(Finder):
         centre: str = Field("bcg", pattern="^(bcg|box)$", description="bcg|box")
         photoz: bool = Field(True, description="red-sequence photo-z of each box")
         centring: str = Field(
-            "central",
+            "brightest",
             pattern="^(central|brightest)$",
             description="central (luminosity × red-sequence density) | brightest red galaxy",
         )
@@ -137,7 +140,7 @@ class FrcnnFinder(Finder):
             None, gt=0.0, description="search the BCG within this of the box centre (arcmin)"
         )
         bcg_max_offset_arcmin: float | None = Field(
-            None, gt=0.0, description="keep the box centre when the BCG is farther (arcmin)"
+            0.5, gt=0.0, description="keep the box centre when the BCG is farther (arcmin)"
         )
         no_red_weight: float = Field(
             0.5, ge=0.0, le=1.0, description="score factor of boxes without a red-sequence excess"
