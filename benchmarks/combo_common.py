@@ -181,6 +181,63 @@ def restrict(res: Any, src_names: Sequence[str], finders: Sequence[str], want_fo
     return sub
 
 
+def check_tiles(
+    source: Path,
+    inputs: Sequence[Path],
+    finders: Sequence[str],
+    tiles: Sequence[int],
+    tile_size: float,
+) -> list[dict]:
+    """Run tiles of the subset ``finders`` afresh (``clusterfw.core.pipeline.run_tile_job``, its
+    own tile plan and margins, forced scores as a combination computes them) and compare them
+    with :func:`restrict` of the same tiles of ``source``: per tile, rows and the largest
+    difference of position and score per finder, and of each forced score and coverage."""
+    from clusterfw.core.checkpoint import Checkpoint
+    from clusterfw.core.cli import cli_registry
+    from clusterfw.core.pipeline import check_plugins, plan_jobs, run_tile_job
+    from clusterfw.core.runner import instantiate, read_inputs
+
+    doc = json.loads((Path(source) / "manifest.json").read_text())
+    src_names = [f["name"] for f in doc["fingerprint"]["finders"]]
+    ck = Checkpoint(source, doc["fingerprint"])
+    ck.n_tiles = int(doc["n_tiles"])
+    registry = cli_registry()
+    objs = [instantiate(registry, "finder", n, {}) for n in finders]
+    sky, _ = read_inputs(registry, [Path(p) for p in inputs], {}, {})
+    layers = check_plugins(sky, objs)
+    jobs = plan_jobs(sky, objs, layers, float(tile_size))
+    want_forced = len(finders) > 1
+    out = []
+    for i in tiles:
+        fresh = run_tile_job(objs, jobs[i], layers, want_forced)
+        old = restrict(ck.load(i), src_names, finders, want_forced)
+        row: dict[str, Any] = {"tile": int(i)}
+        for n in finders:
+            a, b = fresh.tables[n], old.tables[n]
+            row[f"{n}_rows"] = [a.num_rows, b.num_rows]
+            if a.num_rows == b.num_rows and a.num_rows:
+                for col in ("ra", "dec", "score"):
+                    x = np.asarray(a[col].to_numpy(zero_copy_only=False), float)
+                    y = np.asarray(b[col].to_numpy(zero_copy_only=False), float)
+                    row[f"{n}_{col}_max_diff"] = float(np.max(np.abs(x - y)))
+            if want_forced and n in fresh.forced and n in old.forced:
+                fa, fb = fresh.forced[n][2], old.forced[n][2]
+                if fa.shape == fb.shape:
+                    d = np.abs(np.asarray(fa, float) - np.asarray(fb, float))
+                    same_nan = bool(np.array_equal(np.isnan(fa), np.isnan(fb)))
+                    row[f"{n}_forced_max_diff"] = (
+                        float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
+                    )
+                    row[f"{n}_forced_nan_same"] = same_nan
+                    row[f"{n}_covered_same"] = bool(
+                        np.array_equal(fresh.covered[n][2], old.covered[n][2])
+                    )
+                else:
+                    row[f"{n}_forced_shapes"] = [fa.shape[0], fb.shape[0]]
+        out.append(row)
+    return out
+
+
 def partial_universe(universe: Path, source: Path, dest: Path, tile_size: float) -> dict:
     """``dest``: ``universe`` cut to the cores of the tiles ``source`` (a checkpoint of a run of
     every layer file of ``universe``) has finished — links to its layer folders, its
