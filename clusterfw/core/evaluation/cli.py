@@ -169,6 +169,14 @@ def _command_line() -> str:
     help="Selection function from `clusterfw selfn`: compare it with the catalogue's measured "
     "completeness of true halos (chi2; and a figure with --plots).",
 )
+@click.option(
+    "--footprint",
+    "footprint_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Evaluate only where one of these files (the maps or images the finder ran on; "
+    "repeatable) has data: truth halos and candidates elsewhere are left out.",
+)
 def evaluate(
     catalogue: Path,
     truth_path: Path,
@@ -183,6 +191,7 @@ def evaluate(
     json_out: Path | None,
     plots_dir: Path | None,
     selfn_path: Path | None = None,
+    footprint_paths: tuple[Path, ...] = (),
 ) -> None:
     """Match CATALOGUE to truth halos; report purity, completeness and F1."""
     from clusterfw.core.atomic import check_writable, refuse_overwrite
@@ -192,7 +201,7 @@ def evaluate(
     from clusterfw.core.evaluation.matching import read_truth
     from clusterfw.core.evaluation.metrics import evaluate as run_evaluation
 
-    refuse_overwrite([catalogue, truth_path], [json_out, plots_dir])
+    refuse_overwrite([catalogue, truth_path, *footprint_paths], [json_out, plots_dir])
     if json_out is not None:
         check_writable(json_out)
     if plots_dir is not None:
@@ -200,6 +209,9 @@ def evaluate(
     table = read_table(catalogue)
     truth = read_truth(truth_path, mass_col=mass_col)
     check_truth(truth, truth_path)
+    footprint: dict[str, Any] | None = None
+    if footprint_paths:
+        table, truth, footprint = _within_footprint(table, truth, footprint_paths, truth_path)
     if cutout is not None and (n_cut := cutout_count(truth, cutout)) > MAX_CUTOUTS:
         raise ClusterfwError(
             f"--cutout: {cutout:g} arcmin cutouts over the truth footprint make {n_cut} cutouts "
@@ -226,6 +238,12 @@ def evaluate(
         f"{catalogue}: {table.num_rows} candidates; {results[cols[0]].curve.n_true} true "
         f"clusters ({mass_col} >= {mass_min:.3g}, z >= {z_min:g}) within {radius:g}'"
     )
+    if footprint is not None:
+        click.echo(
+            f"footprint of {len(footprint_paths)} file(s): {footprint['truth_inside']} of "
+            f"{footprint['truth_all']} truth halos and {footprint['candidates_inside']} of "
+            f"{footprint['candidates_all']} candidates inside"
+        )
     coverage = candidate_coverage(table)
     if coverage:
         click.echo(
@@ -262,6 +280,7 @@ def evaluate(
             "command": _command_line(),
             "selection": results[cols[0]].selection,
             "coverage": coverage,
+            "footprint": footprint,
             "results": {col: ev.to_dict() for col, ev in results.items()},
         }
         write_json_atomic(doc, json_out)
@@ -275,6 +294,46 @@ def evaluate(
         from clusterfw.selection.compare import evaluate_selfn
 
         evaluate_selfn(selfn_path, table, truth, truth_path, radius, results[cols[0]], plots_dir)
+
+
+def _within_footprint(
+    table: Any, truth: Any, paths: tuple[Path, ...], truth_path: Path
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The candidates and truth halos where one of ``paths`` has data, and the counts."""
+    import dataclasses
+
+    import numpy as np
+    import pyarrow as pa
+
+    from clusterfw.core.errors import InputError
+    from clusterfw.core.evaluation.footprint import footprint_mask
+
+    ra = np.asarray(table.column("ra").to_numpy(zero_copy_only=False), dtype=np.float64)
+    dec = np.asarray(table.column("dec").to_numpy(zero_copy_only=False), dtype=np.float64)
+    both = footprint_mask(paths, np.concatenate([truth.ra, ra]), np.concatenate([truth.dec, dec]))
+    keep_truth, keep_cand = both[: len(truth)], both[len(truth) :]
+    if not keep_truth.any():
+        raise InputError(str(truth_path), "no truth halo inside the --footprint files")
+    n = len(truth)
+    inside = dataclasses.replace(
+        truth,
+        ra=truth.ra[keep_truth],
+        dec=truth.dec[keep_truth],
+        mass=truth.mass[keep_truth],
+        z=truth.z[keep_truth],
+        columns={
+            k: (v[keep_truth] if np.ndim(v) and len(v) == n else v)
+            for k, v in truth.columns.items()
+        },
+    )
+    counts = {
+        "files": [str(p) for p in paths],
+        "truth_inside": int(keep_truth.sum()),
+        "truth_all": n,
+        "candidates_inside": int(keep_cand.sum()),
+        "candidates_all": int(table.num_rows),
+    }
+    return table.filter(pa.array(keep_cand)), inside, counts
 
 
 def candidate_coverage(table: Any) -> dict[str, float]:
