@@ -46,6 +46,16 @@ import numpy as np
 MASS_BINS = (1e14, 2e14, 4e14, np.inf)
 
 
+def open_checkpoint(source: Path) -> tuple[Any, list[str], dict]:
+    """A run's checkpoint folder: its ``Checkpoint`` (tile count set), finder names, manifest."""
+    from clusterfw.core.checkpoint import Checkpoint
+
+    doc = json.loads((Path(source) / "manifest.json").read_text())
+    ck = Checkpoint(source, doc["fingerprint"])
+    ck.n_tiles = int(doc["n_tiles"])
+    return ck, [f["name"] for f in doc["fingerprint"]["finders"]], doc
+
+
 def _core_key(job: Any) -> tuple:
     core = job.core
     if hasattr(core, "ipix"):
@@ -142,8 +152,7 @@ def subset_checkpoint(
     src_margins, sub_margins = dict(src_jobs[0].margins), dict(sub_jobs[0].margins)
     margin_diff = {k: [src_margins.get(k), v] for k, v in sub_margins.items()
                    if src_margins.get(k) != v}  # fmt: skip
-    src_ck = Checkpoint(source, src_fp)
-    src_ck.n_tiles = int(doc["n_tiles"])
+    src_ck, _, _ = open_checkpoint(source)
     done = src_ck.finished()
     if done != list(range(len(src_jobs))):
         raise ValueError(f"{source}: {len(done)} of {len(src_jobs)} tiles finished")
@@ -192,15 +201,11 @@ def check_tiles(
     own tile plan and margins, forced scores as a combination computes them) and compare them
     with :func:`restrict` of the same tiles of ``source``: per tile, rows and the largest
     difference of position and score per finder, and of each forced score and coverage."""
-    from clusterfw.core.checkpoint import Checkpoint
     from clusterfw.core.cli import cli_registry
     from clusterfw.core.pipeline import check_plugins, plan_jobs, run_tile_job
     from clusterfw.core.runner import instantiate, read_inputs
 
-    doc = json.loads((Path(source) / "manifest.json").read_text())
-    src_names = [f["name"] for f in doc["fingerprint"]["finders"]]
-    ck = Checkpoint(source, doc["fingerprint"])
-    ck.n_tiles = int(doc["n_tiles"])
+    ck, src_names, _ = open_checkpoint(source)
     registry = cli_registry()
     objs = [instantiate(registry, "finder", n, {}) for n in finders]
     sky, _ = read_inputs(registry, [Path(p) for p in inputs], {}, {})
@@ -251,14 +256,11 @@ def partial_universe(universe: Path, source: Path, dest: Path, tile_size: float)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from clusterfw.core.checkpoint import Checkpoint
     from clusterfw.core.cli import cli_registry
     from clusterfw.core.pipeline import check_plugins, plan_jobs
     from clusterfw.core.runner import instantiate, read_inputs
 
-    doc = json.loads((Path(source) / "manifest.json").read_text())
-    ck = Checkpoint(source, doc["fingerprint"])
-    ck.n_tiles = int(doc["n_tiles"])
+    ck, _, doc = open_checkpoint(source)
     done = ck.finished()
     registry = cli_registry()
     files = sorted(p for d in ("mm", "optical", "xray") for p in (universe / d).glob("*.fits"))
@@ -296,7 +298,6 @@ def catalogue_from_checkpoint(
     provenance metadata; a forced score the tiles do not hold is an error, not a new tile pass.
     """
     from clusterfw.core.catalog_io import write_catalogue
-    from clusterfw.core.checkpoint import Checkpoint
     from clusterfw.core.cli import cli_registry
     from clusterfw.core.pipeline import (
         ForcedScoreLookup,
@@ -307,10 +308,7 @@ def catalogue_from_checkpoint(
     from clusterfw.core.runner import instantiate, load_calibration
     from clusterfw.core.schema import concat_candidates
 
-    doc = json.loads((Path(source) / "manifest.json").read_text())
-    src_names = [f["name"] for f in doc["fingerprint"]["finders"]]
-    ck = Checkpoint(source, doc["fingerprint"])
-    ck.n_tiles = int(doc["n_tiles"])
+    ck, src_names, _ = open_checkpoint(source)
     registry = cli_registry()
     objs = [instantiate(registry, "finder", n, {}) for n in finders]
     want_forced = combine is not None and len(finders) > 1
