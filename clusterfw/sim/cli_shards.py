@@ -169,7 +169,7 @@ def optical_fields(
 @click.option("--neighbour-floor", type=FiniteFloat(), default=3e13, show_default=True)
 @click.option("--offset-arcmin", type=FiniteFloat(), default=0.0, show_default=True)
 @click.option("--xray-preset", default="erosita", show_default=True, help="erosita or xmm.")
-@click.option("--ymap-preset", default="act", show_default=True, help="act or planck.")
+@click.option("--ymap-preset", default="act", show_default=True, help="act, s4, deep or planck.")
 @click.option(
     "--setting", default="default", show_default=True,
     help="Simulator setting drawn per cutout: default, randomised or battaglia_hiradio.",

@@ -52,7 +52,7 @@ def _pydantic_error(exc: Any, option_for: dict[str, str]) -> Exception:
 @click.option("--dec", type=float, default=-45.0, show_default=True, help="Centre Dec, degrees.")
 @click.option("--mass-min", type=float, default=None, help="M500c floor, Msun.")
 @click.option("--xray-preset", default="erosita", show_default=True, help="erosita or xmm.")
-@click.option("--ymap-preset", default="act", show_default=True, help="act or planck.")
+@click.option("--ymap-preset", default="act", show_default=True, help="act, s4, deep or planck.")
 @click.option("--optical-preset", default="des", show_default=True, help="des or sdss.")
 @click.option("--bands", default="g,r,i", show_default=True, help="Optical bands.")
 @click.option(

@@ -51,11 +51,16 @@ YMAP_PRESETS: dict[str, YmapPreset] = {
         name="planck", pixel_arcmin=1.0, beam_fwhm_arcmin=10.0, noise_y_arcmin=2e-5
     ),
     "act": YmapPreset(name="act", pixel_arcmin=0.5, beam_fwhm_arcmin=1.6, noise_y_arcmin=1e-5),
+    # CMB-S4-like wide survey: ~4x deeper in y than the ACT-like preset (order of magnitude).
+    "s4": YmapPreset(name="s4", pixel_arcmin=0.5, beam_fwhm_arcmin=1.4, noise_y_arcmin=2.5e-6),
+    # A deep, high-resolution y map (CMB-HD-like, 20x deeper than ACT-like): the regime where
+    # the intrinsic Y-M scatter, not the map noise, limits y masses of 1e14 Msun clusters.
+    "deep": YmapPreset(name="deep", pixel_arcmin=0.5, beam_fwhm_arcmin=1.0, noise_y_arcmin=5e-7),
 }
 
 
 def get_preset(preset: str | YmapPreset) -> YmapPreset:
-    """A preset by name (``planck``, ``act``) or the object itself."""
+    """A preset by name (``planck``, ``act``, ``s4``, ``deep``) or the object itself."""
     if isinstance(preset, YmapPreset):
         return preset
     if preset not in YMAP_PRESETS:

@@ -90,7 +90,8 @@ def test_estimate_columns_flags_and_the_ym_baseline(y_sky, weights, tmp_path):
     table = _candidates([0.3, None, 0.5, 2.5])
     est = VggMassEstimator({"weights": str(weights), "redshifts": str(cat), "threads": 1})
     out = est.estimate(table, sky)
-    assert out.column_names[-8:] == [f.name for f in VggMassEstimator.columns]
+    assert out.column_names[-9:] == [f.name for f in VggMassEstimator.columns]
+    assert out.column("vgg_mass_survey").to_pylist() == ["act", "act", None, "act"]
     flag = out.column("vgg_mass_flag").to_pylist()
     assert flag == [0, 0, FLAG_NO_CUTOUT, FLAG_Z_OUTSIDE_TRAINING]
     assert out.column("vgg_mass_z_source").to_pylist() == ["z", "catalogue", "z", "z"]

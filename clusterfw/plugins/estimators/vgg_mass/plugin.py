@@ -21,6 +21,10 @@ Columns (masses in Msun, M500c):
 ``vgg_mass_z``, ``vgg_mass_z_source``
     The redshift used and where it came from (:mod:`~clusterfw.plugins.estimators.vgg_mass.
     redshifts`).
+``vgg_mass_survey``
+    The y survey preset the network was trained on (``act``, ``deep``): picked from the
+    measured noise of the y cutouts, or forced by ``-o vgg_mass.survey``
+    (:mod:`~clusterfw.plugins.estimators.vgg_mass.surveys`).
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from clusterfw.core.layers.requirements import LayerRequirement
 from clusterfw.core.plugin_api import Estimator, PluginOptions
 from clusterfw.core.schema import plugin_field
 from clusterfw.core.train_cli import add_train_commands
+from clusterfw.plugins.estimators.vgg_mass.surveys import SURVEY_DIRS, WEIGHTS_DIR
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 FLAG_NO_REDSHIFT = 1
 FLAG_NO_CUTOUT = 2
 FLAG_Z_OUTSIDE_TRAINING = 4
@@ -58,6 +62,9 @@ class VggMassOptions(PluginOptions):
         None, description="folder of vgg_mass_<channels>.weights.h5 + .json (default: shipped)"
     )
     channels: str = Field("auto", description="auto, y, y,xray or y,xray,optical")
+    survey: str = Field(
+        "auto", description="y survey of the networks: auto (from the y noise), act or deep"
+    )
     threads: int = Field(2, ge=1, le=256, description="TensorFlow CPU threads")
     batch_size: int = Field(256, ge=1, le=65536)
 
@@ -138,11 +145,17 @@ class VggMassEstimator(Estimator):
         ),  # fmt: skip
         plugin_field("vgg_mass_z", pa.float64(), "", "Redshift used", "src.redshift"),
         plugin_field("vgg_mass_z_source", pa.string(), "", "z, <finder>_z, catalogue or none"),
+        plugin_field("vgg_mass_survey", pa.string(), "", "y survey the network was trained on"),
     )
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
-        self._networks: dict[tuple[str, ...], tuple[Any, dict[str, Any]]] = {}
+        self._networks: dict[tuple[Path, tuple[str, ...]], tuple[Any, dict[str, Any]]] = {}
+        if self.options.weights is None and self.options.survey not in ("auto", *SURVEY_DIRS):
+            raise PluginError(
+                f"vgg_mass.survey: expected auto or one of {', '.join(SURVEY_DIRS)} "
+                f"(got {self.options.survey!r})"
+            )
         self._catalogue: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if self.options.redshifts is not None:  # a bad catalogue stops the run before any work
             from clusterfw.plugins.estimators.vgg_mass.redshifts import read_redshift_catalogue
@@ -152,14 +165,27 @@ class VggMassEstimator(Estimator):
     # --- the network --------------------------------------------------------------------
 
     def weights_dir(self) -> Path:
-        """The folder the networks are read from."""
-        return Path(self.options.weights) if self.options.weights is not None else WEIGHTS_DIR
+        """The folder the networks are read from when no survey choice is needed."""
+        if self.options.weights is not None:
+            return Path(self.options.weights)
+        return SURVEY_DIRS.get(self.options.survey, WEIGHTS_DIR)
 
-    def choose_channels(self, available: tuple[str, ...]) -> tuple[str, ...]:
+    def survey_dirs(self) -> dict[str, Path]:
+        """Candidate folders by survey: the user's folder, the forced survey's, or all shipped."""
+        if self.options.weights is not None:
+            return {"custom": Path(self.options.weights)}
+        if self.options.survey != "auto":
+            return {self.options.survey: SURVEY_DIRS[self.options.survey]}
+        found = {k: d for k, d in SURVEY_DIRS.items() if shipped_sets(d)}
+        return found or {"act": WEIGHTS_DIR}
+
+    def choose_channels(
+        self, available: tuple[str, ...], wdir: Path | None = None
+    ) -> tuple[str, ...]:
         """The channel set to use: the largest shipped set the sky provides (or the option's)."""
         from clusterfw.plugins.estimators.vgg_mass.data import parse_channels
 
-        wdir = self.weights_dir()
+        wdir = self.weights_dir() if wdir is None else wdir
         shipped = shipped_sets(wdir)
         have = ", ".join(available) or "none"
         if self.options.channels != "auto":
@@ -191,13 +217,52 @@ class VggMassEstimator(Estimator):
             )
         return usable[0]
 
-    def network(self, channels: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
-        """The Keras model and its config for ``channels`` (built and loaded once)."""
-        if channels not in self._networks:
+    def choose_network(
+        self, available: tuple[str, ...], sky: Any, ra: np.ndarray, dec: np.ndarray
+    ) -> tuple[str, Path, tuple[str, ...], Any]:
+        """Survey, folder and channel set of the network to use, and y cutouts already read.
+
+        With several survey folders (``survey=auto``), the y cutouts are read on the raw grid
+        of the first folder's network and their measured noise picks the folder
+        (:func:`~clusterfw.plugins.estimators.vgg_mass.surveys.nearest_survey`); they are
+        returned for reuse (``None`` when none were read).
+        """
+        from clusterfw.plugins.estimators.vgg_mass.cutouts import candidate_cutouts
+        from clusterfw.plugins.estimators.vgg_mass.surveys import (
+            measured_y_noise,
+            nearest_survey,
+            survey_noise,
+        )
+        from clusterfw.plugins.estimators.vgg_mass.train import stem
+
+        dirs = self.survey_dirs()
+        first = next(iter(dirs))
+        if len(dirs) == 1:
+            return first, dirs[first], self.choose_channels(available, dirs[first]), None
+        chans = {k: self.choose_channels(available, d) for k, d in dirs.items()}
+        _, cfg = self.network(chans[first], dirs[first])
+        rebin, npix = int(cfg["rebin"]), int(cfg["npix"])
+        raw_pix = float(cfg["pixel_arcmin"]) / rebin
+        y_cuts = candidate_cutouts(sky, "y", ra, dec, npix * rebin, raw_pix)
+        if y_cuts.noise_per_pixel is not None:  # the ILC measured its own noise
+            per_pixel = np.asarray(y_cuts.noise_per_pixel, dtype=np.float64)
+            ok = np.isfinite(per_pixel)
+            noise = float(np.median(per_pixel[ok]) * raw_pix) if ok.any() else math.nan
+        else:
+            noise = measured_y_noise(y_cuts.pixels[y_cuts.valid], raw_pix)
+        depths = {k: survey_noise(d, stem(chans[k])) for k, d in dirs.items()}
+        pick = nearest_survey(noise, {k: v for k, v in depths.items() if v is not None} or depths)
+        return pick, dirs[pick], chans[pick], (y_cuts, npix * rebin, raw_pix)
+
+    def network(
+        self, channels: tuple[str, ...], wdir: Path | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The Keras model and its config for ``channels`` in ``wdir`` (built and loaded once)."""
+        wdir = self.weights_dir() if wdir is None else wdir
+        if (wdir, channels) not in self._networks:
             from clusterfw.plugins.estimators.vgg_mass.model import build_model, load_weights
             from clusterfw.plugins.estimators.vgg_mass.train import _configure_tf, stem
 
-            wdir = self.weights_dir()
             cfg = read_network_config(wdir / f"{stem(channels)}.json")
             if tuple(cfg["channels"]) != channels:
                 raise InputError(
@@ -207,8 +272,8 @@ class VggMassEstimator(Estimator):
             _configure_tf(self.options.threads, 0)
             model = build_model(cfg["npix"], channels)
             load_weights(model, str(wdir / f"{stem(channels)}.weights.h5"))
-            self._networks[channels] = (model, cfg)
-        return self._networks[channels]
+            self._networks[wdir, channels] = (model, cfg)
+        return self._networks[wdir, channels]
 
     # --- estimate -----------------------------------------------------------------------
 
@@ -224,13 +289,19 @@ class VggMassEstimator(Estimator):
 
         n = table.num_rows
         z, zsrc = lookup_redshifts(table, self._catalogue)
-        channels = self.choose_channels(available_channels(sky))
-        model, cfg = self.network(channels)
-        rebin, npix = int(cfg["rebin"]), int(cfg["npix"])
-        raw_pix = float(cfg["pixel_arcmin"]) / rebin
         ra = np.asarray(table.column("ra").to_numpy(zero_copy_only=False), dtype=np.float64)
         dec = np.asarray(table.column("dec").to_numpy(zero_copy_only=False), dtype=np.float64)
-        cuts = {ch: candidate_cutouts(sky, ch, ra, dec, npix * rebin, raw_pix) for ch in channels}
+        survey, wdir, channels, y_read = self.choose_network(available_channels(sky), sky, ra, dec)
+        model, cfg = self.network(channels, wdir)
+        rebin, npix = int(cfg["rebin"]), int(cfg["npix"])
+        raw_pix = float(cfg["pixel_arcmin"]) / rebin
+        survey_label = str(cfg.get("ymap_preset", survey))
+        cuts = {}
+        for ch in channels:
+            if ch == "y" and y_read is not None and y_read[1:] == (npix * rebin, raw_pix):
+                cuts[ch] = y_read[0]
+            else:
+                cuts[ch] = candidate_cutouts(sky, ch, ra, dec, npix * rebin, raw_pix)
         valid = np.logical_and.reduce([c.valid for c in cuts.values()])
         flag = np.zeros(n, dtype=np.uint32)
         flag[~np.isfinite(z)] |= FLAG_NO_REDSHIFT
@@ -287,6 +358,7 @@ class VggMassEstimator(Estimator):
             pa.array(m_y_err, pa.float64(), from_pandas=True),
             pa.array(z, pa.float64(), from_pandas=True),
             pa.array(list(zsrc), pa.string()),
+            pa.array([survey_label if ok else None for ok in estimated], pa.string()),
         ]
         for f, v in zip(self.columns, values, strict=True):
             table = table.append_column(f, v)

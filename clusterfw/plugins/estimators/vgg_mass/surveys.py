@@ -1,0 +1,89 @@
+"""Which y survey's networks to use: shipped folders per survey, chosen from the y map's noise.
+
+A network learns the noise of the y maps it was trained on: the ACT-like networks (1e-5 y·arcmin)
+cannot tell 1e14 from 2e14 Msun where a deep map can, and a deep-map network fed an ACT-like
+map reads noise as signal. So ``vgg_mass`` ships one folder of networks per y survey preset
+(:data:`clusterfw.sim.ymap.YMAP_PRESETS`): ``weights/`` for ``act`` and ``weights/deep/`` for
+``deep``. With ``-o vgg_mass.survey=auto`` (the default) the estimator measures the white-noise
+level of the run's y cutouts (:func:`measured_y_noise`) and takes the survey whose training
+noise is nearest in log (:func:`nearest_survey`); ``-o vgg_mass.survey=act|deep`` forces one,
+and ``-o vgg_mass.weights=DIR`` bypasses the choice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+#: Folders of shipped networks, per y survey preset (the networks' ``ymap_preset``).
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SURVEY_DIRS: dict[str, Path] = {"act": WEIGHTS_DIR, "deep": WEIGHTS_DIR / "deep"}
+#: Pixels closer than this to the cutout centre are left out of the noise measurement.
+NOISE_INNER_ARCMIN = 5.0
+
+
+def survey_noise(weights_dir: Path, stem: str) -> float | None:
+    """Training white-noise depth (y·arcmin) of the network ``stem`` in ``weights_dir``."""
+    from clusterfw.sim import ymap
+
+    try:
+        cfg = json.loads((weights_dir / f"{stem}.json").read_text())
+        return float(ymap.get_preset(str(cfg.get("ymap_preset", "act"))).noise_y_arcmin)
+    except Exception:  # unreadable configs are reported when the network is loaded
+        return None
+
+
+def measured_y_noise(pixels: np.ndarray, pixel_arcmin: float) -> float:
+    """White-noise depth (y·arcmin) of y cutouts, from pixel-to-pixel differences.
+
+    For each cutout, the differences of horizontally adjacent pixels further than
+    :data:`NOISE_INNER_ARCMIN` (or a quarter of the cutout side) from the centre (the beam-smoothed signal changes little from one
+    pixel to the next, white noise fully) give σ_pixel = 1.4826 MAD / √2; the median over the
+    cutouts times the pixel side is the depth.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(n, npix, npix)`` Compton-y cutouts (NaN where invalid).
+    pixel_arcmin : float
+        Their pixel side.
+
+    Returns
+    -------
+    float
+        y·arcmin, NaN when no cutout has enough finite pixels.
+    """
+    a = np.asarray(pixels, dtype=np.float64)
+    if a.ndim != 3 or a.shape[0] == 0:
+        return math.nan
+    npix = a.shape[-1]
+    c = (npix - 1) / 2.0
+    yy, xx = np.mgrid[0:npix, 0 : npix - 1]
+    r = np.hypot(yy - c, xx + 0.5 - c) * pixel_arcmin
+    outer = r >= min(NOISE_INNER_ARCMIN, npix * pixel_arcmin / 4.0)
+    d = np.diff(a, axis=2)[:, outer]
+    sigmas = []
+    for row in d:
+        row = row[np.isfinite(row)]
+        if row.size >= 20:
+            sigmas.append(1.4826 * np.median(np.abs(row - np.median(row))) / math.sqrt(2.0))
+    return float(np.median(sigmas) * pixel_arcmin) if sigmas else math.nan
+
+
+def nearest_survey(noise: float, candidates: dict[str, float]) -> str:
+    """The survey whose training noise (y·arcmin) is nearest ``noise`` in log.
+
+    Parameters
+    ----------
+    noise : float
+        Measured depth, y·arcmin (NaN or ≤ 0: the first candidate is returned).
+    candidates : dict
+        Survey name → training depth.
+    """
+    names = list(candidates)
+    if not (math.isfinite(noise) and noise > 0):
+        return names[0]
+    return min(names, key=lambda k: abs(math.log(noise / candidates[k])))
