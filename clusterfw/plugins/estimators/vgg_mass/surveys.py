@@ -40,9 +40,9 @@ def measured_y_noise(pixels: np.ndarray, pixel_arcmin: float) -> float:
     """White-noise depth (y·arcmin) of y cutouts, from pixel-to-pixel differences.
 
     For each cutout, the differences of horizontally adjacent pixels further than
-    :data:`NOISE_INNER_ARCMIN` (or a quarter of the cutout side) from the centre (the beam-smoothed signal changes little from one
-    pixel to the next, white noise fully) give σ_pixel = 1.4826 MAD / √2; the median over the
-    cutouts times the pixel side is the depth.
+    :data:`NOISE_INNER_ARCMIN` (or a quarter of the cutout side) from the centre (the
+    beam-smoothed signal changes little from one pixel to the next, white noise fully) give
+    σ_pixel = 1.4826 MAD / √2; the median over the cutouts times the pixel side is the depth.
 
     Parameters
     ----------
