@@ -39,6 +39,7 @@ def main() -> None:
         _baseline,
         acceptance,
         apply_mu_calibration,
+        sigma_scales,
     )
 
     chans = data_mod.parse_channels(a.channels)
@@ -53,7 +54,7 @@ def main() -> None:
         dtype=np.float64,
     )
     mu = apply_mu_calibration(pred[:, 0], cfg.get("mu_calibration"))
-    sigma = pred[:, 1] * float(cfg.get("sigma_scale", 1.0))
+    sigma = pred[:, 1] * sigma_scales(mu, cfg)
     ln_cnn = mu - data_mod.target(d.m500c)
     idx = np.arange(d.z.size)
     m_b, _ = _baseline(d, idx)

@@ -183,6 +183,37 @@ def test_sigma_recalibration_and_the_acceptance_numbers():
     assert len(shifted["bins_beyond_0.02_2se"]) == 19
 
 
+def test_sigma_scale_map_fixes_a_head_whose_level_drifts_with_mass():
+    from clusterfw.plugins.estimators.vgg_mass.train import (
+        fit_sigma_scale_map,
+        residual_stats,
+        sigma_scale_factor,
+        sigma_scales,
+    )
+
+    rng = np.random.default_rng(4)
+    n = 8000
+    t = rng.uniform(-2.0, 2.0, n)
+    true_sigma = 0.15 + 0.05 * (t < 0)  # noisier at low mass
+    head = np.where(t < 0, 0.4, 0.1)  # under-confident low, over-confident high
+    r = rng.normal(0.0, true_sigma)
+    one = sigma_scale_factor(r, head)
+    low, high = t < -0.5, t > 0.5
+    cov_one = [residual_stats(r[b], (head * one)[b])["coverage68"] for b in (low, high)]
+    assert cov_one[0] > 0.85 and cov_one[1] < 0.5  # one factor cannot fix both ends
+    cmap = fit_sigma_scale_map(t, r, head)
+    assert len(cmap["t"]) == 8 and cmap["n"] == n
+    sig = head * sigma_scales(t, {"sigma_scale": one, "sigma_scale_map": cmap})
+    for b in (low, high):
+        assert residual_stats(r[b], sig[b])["coverage68"] == pytest.approx(0.6827, abs=0.03)
+    # flat beyond the end knots; the scalar without a map; too few clusters: no knots
+    assert sigma_scales(np.array([-9.0, 9.0]), {"sigma_scale_map": cmap}) == pytest.approx(
+        [cmap["scale"][0], cmap["scale"][-1]]
+    )
+    assert sigma_scales(np.zeros(3), {"sigma_scale": 1.7}) == pytest.approx([1.7] * 3)
+    assert fit_sigma_scale_map(t[:10], r[:10], head[:10])["t"] == []
+
+
 def test_median_calibration_inverts_a_compressed_output():
     from clusterfw.plugins.estimators.vgg_mass.train import (
         apply_mu_calibration,

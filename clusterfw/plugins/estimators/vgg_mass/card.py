@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
     try:
@@ -142,9 +144,9 @@ asinh(M* / {net["normalisation"]["mstar_scale"]:g} Msun).
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 {table}
 
-σ is the head's σ times `sigma_scale` = {_fmt(net.get("sigma_scale", 1.0))}, fitted on the
-validation clusters so that 68.27 % of them lie within ±σ (the test coverage is then a
-check); the raw head's test coverage was {_fmt(te["cnn"].get("coverage68_raw"), ".2f")}.
+σ is the head's σ times a factor fitted on the validation clusters so that 68.27 % of them lie
+within ±σ (the test coverage is then a check): {_sigma_text(net)}; the raw head's test
+coverage was {_fmt(te["cnn"].get("coverage68_raw"), ".2f")}.
 Y–M: the aperture-Y inversion of `baseline.py` on the same cutouts.
 
 {_acceptance(te.get("acceptance"))}
@@ -158,3 +160,17 @@ no CMB/CIB residuals in the y maps, toy stellar mass); masses outside
 {net["m500c_range"][0]:.1e}–{net["m500c_range"][1]:.1e} Msun or redshifts outside the range
 above are extrapolations (the estimator flags the latter).
 """
+
+
+def _sigma_text(net: dict[str, Any]) -> str:
+    """How σ is scaled: the per-bin map of the estimate, or the single ``sigma_scale``."""
+    from clusterfw.plugins.estimators.vgg_mass.data import mass_from_target
+
+    m = net.get("sigma_scale_map") or {}
+    if m.get("t"):
+        masses = mass_from_target(np.asarray(m["t"], dtype=np.float64))
+        pairs = ", ".join(
+            f"{mm:.2g} Msun: {s:.2f}" for mm, s in zip(masses, m["scale"], strict=True)
+        )
+        return f"one factor per quantile bin of the estimated mass ({pairs})"
+    return f"`sigma_scale` = {_fmt(net.get('sigma_scale', 1.0))}"

@@ -325,12 +325,14 @@ class VggMassEstimator(Estimator):
                 verbose=0,
             )
             pred = np.asarray(pred, dtype=np.float64)
-            from clusterfw.plugins.estimators.vgg_mass.train import apply_mu_calibration
-
-            m[go] = data_mod.mass_from_target(
-                apply_mu_calibration(pred[:, 0], cfg.get("mu_calibration"))
+            from clusterfw.plugins.estimators.vgg_mass.train import (
+                apply_mu_calibration,
+                sigma_scales,
             )
-            m_err[go] = m[go] * pred[:, 1] * float(cfg.get("sigma_scale", 1.0))
+
+            t_hat = apply_mu_calibration(pred[:, 0], cfg.get("mu_calibration"))
+            m[go] = data_mod.mass_from_target(t_hat)
+            m_err[go] = m[go] * pred[:, 1] * sigma_scales(t_hat, cfg)
         m_y = np.full(n, np.nan)
         m_y_err = np.full(n, np.nan)
         beam = cuts["y"].beam_fwhm_arcmin
