@@ -125,7 +125,7 @@ def model_card(summary: dict[str, Any], command: str) -> str:
 
 {label}
 
-Made by: `{command or "clusterfw train vgg_mass ..."}`
+Made by: `{command or "clusterfw train vgg_mass ..."}`{_recalibrated(summary, net)}
 
 ## What it is
 Yan et al. (2020) VGG (3×3 convolutions of 16/32/64 filters with 2×2 average pooling per
@@ -174,3 +174,14 @@ def _sigma_text(net: dict[str, Any]) -> str:
         )
         return f"one factor per quantile bin of the estimated mass ({pairs})"
     return f"`sigma_scale` = {_fmt(net.get('sigma_scale', 1.0))}"
+
+
+def _recalibrated(summary: dict[str, Any], net: dict[str, Any]) -> str:
+    """A sentence on the post-training calibration, when ``recalibrate`` was run."""
+    if not summary.get("recalibrated"):
+        return ""
+    median = " and an inverse-median map of the output" if net.get("mu_calibration") else ""
+    return (
+        f"\n\nThen: `{summary['recalibrated'].split(' (')[0]}` — the σ factors{median} fitted "
+        "on the validation rows of `predictions.csv` (the numbers below are after it)."
+    )

@@ -244,12 +244,7 @@ class VggMassEstimator(Estimator):
         rebin, npix = int(cfg["rebin"]), int(cfg["npix"])
         raw_pix = float(cfg["pixel_arcmin"]) / rebin
         y_cuts = candidate_cutouts(sky, "y", ra, dec, npix * rebin, raw_pix)
-        if y_cuts.noise_per_pixel is not None:  # the ILC measured its own noise
-            per_pixel = np.asarray(y_cuts.noise_per_pixel, dtype=np.float64)
-            ok = np.isfinite(per_pixel)
-            noise = float(np.median(per_pixel[ok]) * raw_pix) if ok.any() else math.nan
-        else:
-            noise = measured_y_noise(y_cuts.pixels[y_cuts.valid], raw_pix)
+        noise = measured_y_noise(y_cuts.pixels[y_cuts.valid], raw_pix)
         depths = {k: survey_noise(d, stem(chans[k])) for k, d in dirs.items()}
         pick = nearest_survey(noise, {k: v for k, v in depths.items() if v is not None} or depths)
         return pick, dirs[pick], chans[pick], (y_cuts, npix * rebin, raw_pix)

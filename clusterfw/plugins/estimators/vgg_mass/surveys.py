@@ -5,7 +5,8 @@ cannot tell 1e14 from 2e14 Msun where a deep map can, and a deep-map network fed
 map reads noise as signal. So ``vgg_mass`` ships one folder of networks per y survey preset
 (:data:`clusterfw.sim.ymap.YMAP_PRESETS`): ``weights/`` for ``act`` and ``weights/deep/`` for
 ``deep``. With ``-o vgg_mass.survey=auto`` (the default) the estimator measures the white-noise
-level of the run's y cutouts (:func:`measured_y_noise`) and takes the survey whose training
+level of the run's y cutouts on 2' scales (:func:`measured_y_noise`; also for y made by the
+ILC from mm bands) and takes the survey whose training
 noise is nearest in log (:func:`nearest_survey`); ``-o vgg_mass.survey=act|deep`` forces one,
 and ``-o vgg_mass.weights=DIR`` bypasses the choice.
 """
@@ -23,6 +24,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 SURVEY_DIRS: dict[str, Path] = {"act": WEIGHTS_DIR, "deep": WEIGHTS_DIR / "deep"}
 #: Pixels closer than this to the cutout centre are left out of the noise measurement.
 NOISE_INNER_ARCMIN = 5.0
+#: Block side of the noise measurement: the scale of the clusters the networks weigh.
+NOISE_BLOCK_ARCMIN = 2.0
 
 
 def survey_noise(weights_dir: Path, stem: str) -> float | None:
@@ -36,13 +39,19 @@ def survey_noise(weights_dir: Path, stem: str) -> float | None:
         return None
 
 
-def measured_y_noise(pixels: np.ndarray, pixel_arcmin: float) -> float:
-    """White-noise depth (y·arcmin) of y cutouts, from pixel-to-pixel differences.
+def measured_y_noise(
+    pixels: np.ndarray, pixel_arcmin: float, block_arcmin: float = NOISE_BLOCK_ARCMIN
+) -> float:
+    """White-noise depth (y·arcmin) of y cutouts, measured at the scale of clusters.
 
-    For each cutout, the differences of horizontally adjacent pixels further than
-    :data:`NOISE_INNER_ARCMIN` (or a quarter of the cutout side) from the centre (the
-    beam-smoothed signal changes little from one pixel to the next, white noise fully) give
-    σ_pixel = 1.4826 MAD / √2; the median over the cutouts times the pixel side is the depth.
+    Each cutout is averaged in blocks of about ``block_arcmin`` (k × k pixels); the differences
+    of blocks two apart horizontally (so that beam-smoothed noise is not correlated between
+    them) further than :data:`NOISE_INNER_ARCMIN` (or a quarter of
+    the cutout side) from the centre give σ_block = 1.4826 MAD / √2, and the depth is
+    σ_block × (block side in arcmin), the median over the cutouts. For white noise that is the
+    map's depth; for noise smoothed by a beam smaller than the block (an ILC y map) it is the
+    depth of white noise with the same variance on cluster scales — which is what the network
+    feels, where the per-pixel rms of smoothed noise would read far too low.
 
     Parameters
     ----------
@@ -50,27 +59,34 @@ def measured_y_noise(pixels: np.ndarray, pixel_arcmin: float) -> float:
         ``(n, npix, npix)`` Compton-y cutouts (NaN where invalid).
     pixel_arcmin : float
         Their pixel side.
+    block_arcmin : float
+        Side of the averaging blocks.
 
     Returns
     -------
     float
-        y·arcmin, NaN when no cutout has enough finite pixels.
+        y·arcmin, NaN when no cutout has enough finite blocks.
     """
     a = np.asarray(pixels, dtype=np.float64)
     if a.ndim != 3 or a.shape[0] == 0:
         return math.nan
-    npix = a.shape[-1]
-    c = (npix - 1) / 2.0
-    yy, xx = np.mgrid[0:npix, 0 : npix - 1]
-    r = np.hypot(yy - c, xx + 0.5 - c) * pixel_arcmin
-    outer = r >= min(NOISE_INNER_ARCMIN, npix * pixel_arcmin / 4.0)
-    d = np.diff(a, axis=2)[:, outer]
+    k = max(1, round(block_arcmin / pixel_arcmin))
+    nb = a.shape[-1] // k
+    if nb < 5:
+        return math.nan
+    a = a[:, : nb * k, : nb * k].reshape(a.shape[0], nb, k, nb, k).mean(axis=(2, 4))
+    side = k * pixel_arcmin
+    c = (nb - 1) / 2.0
+    yy, xx = np.mgrid[0:nb, 0 : nb - 2]
+    r = np.hypot(yy - c, xx + 1.0 - c) * side
+    outer = r >= min(NOISE_INNER_ARCMIN, nb * side / 4.0)
+    d = (a[:, :, 2:] - a[:, :, :-2])[:, outer]  # blocks two apart: beam-correlated noise too
     sigmas = []
     for row in d:
         row = row[np.isfinite(row)]
-        if row.size >= 20:
+        if row.size >= 12:
             sigmas.append(1.4826 * np.median(np.abs(row - np.median(row))) / math.sqrt(2.0))
-    return float(np.median(sigmas) * pixel_arcmin) if sigmas else math.nan
+    return float(np.median(sigmas) * side) if sigmas else math.nan
 
 
 def nearest_survey(noise: float, candidates: dict[str, float]) -> str:
