@@ -26,7 +26,7 @@ def _halos(n: int = 1, theta: float = 2.0, y500: float = 1e-3) -> pa.Table:
     return pa.table({k: pa.array(v) for k, v in cols.items()})
 
 
-@pytest.mark.parametrize("name", ["act", "planck"])
+@pytest.mark.parametrize("name", ["act", "planck", "s4", "deep"])
 def test_noise_rms_matches_the_preset_depth(name):
     p = YMAP_PRESETS[name]
     fp = Footprint(60.0, -45.0, 2.0, 2.0)
