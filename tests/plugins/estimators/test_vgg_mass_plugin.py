@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -54,23 +53,9 @@ def y_sky(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def weights(tmp_path_factory, untrained_y_network):
     """A small untrained network (16 pixels of 0.5') saved as the estimator reads it."""
-    pytest.importorskip("tensorflow")
-    from clusterfw.plugins.estimators.vgg_mass import data as d
-    from clusterfw.plugins.estimators.vgg_mass.model import build_model
-
-    out = tmp_path_factory.mktemp("weights")
-    build_model(16, ("y",), seed=5).save_weights(str(out / "vgg_mass_y.weights.h5"))
-    cfg = {
-        "config_version": 1, "name": "vgg_mass_y", "channels": ["y"], "npix": 16, "rebin": 1,
-        "pixel_arcmin": 0.5, "cutout_arcmin": 8.0, "z_range": [0.1, 1.0],
-        "normalisation": {"y_scale": d.Y_SCALE, "t_ref_s": d.T_REF,
-                          "mstar_scale": d.MSTAR_SCALE, "m_pivot": d.M_PIVOT},
-        "ymap_preset": "act",
-    }  # fmt: skip
-    (out / "vgg_mass_y.json").write_text(json.dumps(cfg))
-    return out
+    return untrained_y_network(tmp_path_factory.mktemp("weights"), 16, seed=5)
 
 
 def _candidates(extra_z):

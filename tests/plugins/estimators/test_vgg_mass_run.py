@@ -32,22 +32,11 @@ def mm_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def weights(tmp_path_factory, untrained_y_network):
     """An untrained y network (20 pixels of 0.5') in the estimator's format."""
-    from clusterfw.plugins.estimators.vgg_mass import data as d
-    from clusterfw.plugins.estimators.vgg_mass.model import build_model
-
-    out = tmp_path_factory.mktemp("w")
-    build_model(20, ("y",), seed=2).save_weights(str(out / "vgg_mass_y.weights.h5"))
-    cfg = {
-        "config_version": 1, "name": "vgg_mass_y", "channels": ["y"], "npix": 20, "rebin": 1,
-        "pixel_arcmin": 0.5, "cutout_arcmin": 10.0, "z_range": [0.05, 1.05], "sigma_scale": 2.0,
-        "normalisation": {"y_scale": d.Y_SCALE, "t_ref_s": d.T_REF,
-                          "mstar_scale": d.MSTAR_SCALE, "m_pivot": d.M_PIVOT},
-        "ymap_preset": "act",
-    }  # fmt: skip
-    (out / "vgg_mass_y.json").write_text(json.dumps(cfg))
-    return out
+    return untrained_y_network(
+        tmp_path_factory.mktemp("w"), 20, seed=2, z_range=[0.05, 1.05], sigma_scale=2.0
+    )
 
 
 def _run(args, tmp_path):

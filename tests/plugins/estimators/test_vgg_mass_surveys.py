@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -55,28 +54,10 @@ def test_nearest_survey_in_log():
     assert nearest_survey(math.nan, depths) == "act"
 
 
-def _network(folder, preset):
-    from clusterfw.plugins.estimators.vgg_mass import data as d
-    from clusterfw.plugins.estimators.vgg_mass.model import build_model
-
-    folder.mkdir()
-    build_model(40, ("y",), seed=5).save_weights(str(folder / "vgg_mass_y.weights.h5"))
-    cfg = {
-        "config_version": 1, "name": "vgg_mass_y", "channels": ["y"], "npix": 40, "rebin": 1,
-        "pixel_arcmin": 0.5, "cutout_arcmin": 20.0, "z_range": [0.1, 1.0],
-        "normalisation": {"y_scale": d.Y_SCALE, "t_ref_s": d.T_REF,
-                          "mstar_scale": d.MSTAR_SCALE, "m_pivot": d.M_PIVOT},
-        "ymap_preset": preset,
-    }  # fmt: skip
-    (folder / "vgg_mass_y.json").write_text(json.dumps(cfg))
-    return folder
-
-
 @pytest.fixture(scope="module")
-def survey_dirs(tmp_path_factory):
-    pytest.importorskip("tensorflow")
+def survey_dirs(tmp_path_factory, untrained_y_network):
     root = tmp_path_factory.mktemp("surveys")
-    return {"act": _network(root / "act", "act"), "deep": _network(root / "deep", "deep")}
+    return {k: untrained_y_network(root / k, 40, seed=5, preset=k) for k in ("act", "deep")}
 
 
 def _sky(tmp_path, preset):
