@@ -62,19 +62,27 @@ def main() -> None:
     ax[0].plot([5e13, 1.6e15], [5e13, 1.6e15], "k-", lw=0.8)
     ax[0].set(xlabel="true M500c [Msun]", ylabel="estimated M500c [Msun]", ylim=(2e13, 4e15))
     ax[0].legend(loc="upper left")
-    edges = np.linspace(13.7, 15.2, 11)
+    lo_m = min(float(np.log10(mt.min())) for _, mt, _, _ in curves)
+    hi_m = max(float(np.log10(mt.max())) for _, mt, _, _ in curves)
+    edges = np.linspace(lo_m, hi_m + 1e-9, 11)
     mid = 0.5 * (edges[1:] + edges[:-1])
+    rng = np.random.default_rng(0)
+    for est, mt, col, _ in curves:  # points first (at most 3000 per set), the medians on top
+        show = rng.permutation(mt.size)[:3000]
+        ax[1].plot(
+            np.log10(mt[show]), np.log(est[show] / mt[show]), ".", ms=2, color=col, alpha=0.3
+        )
     for est, mt, col, lab in curves:
         r = np.log(est / mt)
-        ax[1].plot(np.log10(mt), r, ".", ms=2, color=col, alpha=0.3)
         q = np.array(
             [
                 np.nanpercentile(r[(np.log10(mt) >= lo) & (np.log10(mt) < hi)], [16, 50, 84])
                 for lo, hi in zip(edges[:-1], edges[1:], strict=True)
             ]
         )
-        ax[1].plot(mid, q[:, 1], "-", color=col, lw=2, label=f"{lab}: median, 16–84 %")
-        ax[1].fill_between(mid, q[:, 0], q[:, 2], color=col, alpha=0.2)
+        ax[1].plot(mid, q[:, 1], "-", color=col, lw=2.5, zorder=5, label=f"{lab}: median, 16–84 %")
+        ax[1].plot(mid, q[:, 0], "--", color=col, lw=1.2, zorder=5)
+        ax[1].plot(mid, q[:, 2], "--", color=col, lw=1.2, zorder=5)
     ax[1].axhspan(-floor, floor, color="C3", alpha=0.1, label=f"±{floor:.3f} (Y–M scatter floor)")
     ax[1].axhline(0, color="k", lw=0.8)
     ax[1].set(xlabel="log10 true M500c", ylabel="ln(M_est / M_true)", ylim=(-1.2, 1.2))
