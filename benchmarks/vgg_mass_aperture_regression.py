@@ -77,13 +77,13 @@ def main() -> None:
     ap.add_argument("--test", type=Path, action="append", required=True)
     ap.add_argument("--in-sample", action="store_true")
     a = ap.parse_args()
+    from clusterfw.plugins.estimators.vgg_mass.data import select
+
     if a.in_sample:
         for p in a.test:
             x, t, d = features(p)
             h = len(t) // 2
             e = model().fit(x[:h], t[:h]).predict(x) - t
-            from clusterfw.plugins.estimators.vgg_mass.data import select
-
             report(f"{p} (in-sample halves)", e[h:], select(d, np.arange(len(t)) >= h))
         return
     if not a.fit:

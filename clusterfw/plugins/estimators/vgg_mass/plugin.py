@@ -228,25 +228,25 @@ class VggMassEstimator(Estimator):
         returned for reuse (``None`` when none were read).
         """
         from clusterfw.plugins.estimators.vgg_mass.cutouts import candidate_cutouts
-        from clusterfw.plugins.estimators.vgg_mass.surveys import (
-            measured_y_noise,
-            nearest_survey,
-            survey_noise,
-        )
+        from clusterfw.plugins.estimators.vgg_mass.surveys import measured_y_noise, nearest_survey
         from clusterfw.plugins.estimators.vgg_mass.train import stem
+        from clusterfw.sim import ymap
 
         dirs = self.survey_dirs()
         first = next(iter(dirs))
         if len(dirs) == 1:
             return first, dirs[first], self.choose_channels(available, dirs[first]), None
         chans = {k: self.choose_channels(available, d) for k, d in dirs.items()}
-        _, cfg = self.network(chans[first], dirs[first])
-        rebin, npix = int(cfg["rebin"]), int(cfg["npix"])
-        raw_pix = float(cfg["pixel_arcmin"]) / rebin
+        # the configs only (grid, training survey): no network is built before the choice
+        cfgs = {k: read_network_config(d / f"{stem(chans[k])}.json") for k, d in dirs.items()}
+        depths = {
+            k: ymap.get_preset(str(c.get("ymap_preset", "act"))).noise_y_arcmin
+            for k, c in cfgs.items()
+        }
+        rebin, npix = int(cfgs[first]["rebin"]), int(cfgs[first]["npix"])
+        raw_pix = float(cfgs[first]["pixel_arcmin"]) / rebin
         y_cuts = candidate_cutouts(sky, "y", ra, dec, npix * rebin, raw_pix)
-        noise = measured_y_noise(y_cuts.pixels[y_cuts.valid], raw_pix)
-        depths = {k: survey_noise(d, stem(chans[k])) for k, d in dirs.items()}
-        pick = nearest_survey(noise, {k: v for k, v in depths.items() if v is not None} or depths)
+        pick = nearest_survey(measured_y_noise(y_cuts.pixels[y_cuts.valid], raw_pix), depths)
         return pick, dirs[pick], chans[pick], (y_cuts, npix * rebin, raw_pix)
 
     def network(

@@ -13,7 +13,6 @@ and ``-o vgg_mass.weights=DIR`` bypasses the choice.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -26,17 +25,6 @@ SURVEY_DIRS: dict[str, Path] = {"act": WEIGHTS_DIR, "deep": WEIGHTS_DIR / "deep"
 NOISE_INNER_ARCMIN = 5.0
 #: Block side of the noise measurement: the scale of the clusters the networks weigh.
 NOISE_BLOCK_ARCMIN = 2.0
-
-
-def survey_noise(weights_dir: Path, stem: str) -> float | None:
-    """Training white-noise depth (y·arcmin) of the network ``stem`` in ``weights_dir``."""
-    from clusterfw.sim import ymap
-
-    try:
-        cfg = json.loads((weights_dir / f"{stem}.json").read_text())
-        return float(ymap.get_preset(str(cfg.get("ymap_preset", "act"))).noise_y_arcmin)
-    except Exception:  # unreadable configs are reported when the network is loaded
-        return None
 
 
 def measured_y_noise(
