@@ -288,6 +288,14 @@ def _split_values(values: tuple[str, ...]) -> list[str]:
     help="Tile core size, arcmin.",
 )
 @click.option(
+    "--tile-grid",
+    default=None,
+    metavar="LAYER",
+    help="Make the tile cores pixel boxes of this flat layer's grid (a layer name or kind, "
+    "e.g. mm) instead of HEALPix cells: smaller cutouts of the other layers per core. "
+    "Positions outside that layer are not searched.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -327,6 +335,7 @@ def run(
     noise: tuple[str, ...],
     headers: tuple[str, ...],
     tile_size: float,
+    tile_grid: str | None,
     workers: int,
     use_dask: bool,
     scheduler: str | None,
@@ -353,6 +362,7 @@ def run(
         overrides=overrides,
         header_overrides=_parse_headers(headers),
         tile_size_arcmin=tile_size,
+        tile_grid=tile_grid,
         workers=workers,
         quiet=quiet,
         dask=use_dask,

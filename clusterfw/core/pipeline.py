@@ -353,15 +353,20 @@ def plan_jobs(
     finders: Sequence[Finder],
     finder_layers: Sequence[Sequence[str]],
     tile_size_arcmin: float,
+    tile_grid: str | None = None,
 ) -> list[TileJob]:
-    """Tile jobs over the layers the finders use, each layer with the largest margin asked."""
+    """Tile jobs over the layers the finders use, each layer with the largest margin asked.
+
+    ``tile_grid``: a flat layer of ``sky`` whose pixel grid the cores are boxes of (see
+    :func:`~clusterfw.core.layers.jobs.plan_tile_jobs`).
+    """
     from clusterfw.core.layers.jobs import plan_tile_jobs
 
     margins: dict[str, float] = {}
     for finder, names in zip(finders, finder_layers, strict=True):
         for name in names:
             margins[name] = max(margins.get(name, 0.0), float(finder.margin_arcmin))
-    return plan_tile_jobs(sky, margins, tile_size_arcmin)
+    return plan_tile_jobs(sky, margins, tile_size_arcmin, reference=tile_grid)
 
 
 class CutoutProvider:
@@ -522,6 +527,7 @@ def run_pipeline(
     tile_size_arcmin: float = 240.0,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
     checkpoint: Checkpoint | None = None,
+    tile_grid: str | None = None,
 ) -> pa.Table:
     """Find, combine and characterise clusters on a sky.
 
@@ -547,6 +553,9 @@ def run_pipeline(
     checkpoint : Checkpoint, optional
         Tiles it holds are loaded instead of run; every tile run is saved to it (atomically)
         as soon as its result is back, so a killed run resumes where it stopped.
+    tile_grid : str, optional
+        For a layered sky: the flat layer whose pixel grid the tile cores are boxes of,
+        instead of the automatic choice (see :func:`plan_jobs`).
 
     Returns
     -------
@@ -565,7 +574,7 @@ def run_pipeline(
     fn: Callable[..., TileResult]
     fixed: tuple[list[Any], ...]
     if isinstance(sky, LayerSky):
-        tiles = plan_jobs(sky, finders, finder_layers, tile_size_arcmin)
+        tiles = plan_jobs(sky, finders, finder_layers, tile_size_arcmin, tile_grid)
         fn, fixed = run_tile_job, ([finder_layers], [want_forced])
     else:
         tiles = tiles_for(sky, finders, tile_size_arcmin)

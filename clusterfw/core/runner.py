@@ -38,6 +38,9 @@ class RunRequest:
     overrides: dict[str, list[str]] = field(default_factory=dict)
     header_overrides: dict[str, str] = field(default_factory=dict)
     tile_size_arcmin: float = 240.0
+    #: A flat layer (name or kind) whose pixel grid the tile cores are boxes of; ``None``:
+    #: the automatic choice (the layer's own grid for a single flat layer, else HEALPix cells).
+    tile_grid: str | None = None
     workers: int = 1
     quiet: bool = False
     #: Run the tiles on a Dask ``LocalCluster`` of ``workers`` processes.
@@ -87,12 +90,66 @@ def check_request(request: RunRequest) -> None:
 MAX_TILES = 20_000
 
 
-def _layer_tile_count(sky: LayerSky, tile_size_arcmin: float) -> int:
+def resolve_tile_grid(sky: Sky | HealpixSky | LayerSky, name: str | None) -> str | None:
+    """The layer named by ``--tile-grid`` (a layer name, or a kind with one layer).
+
+    Warns (:class:`UserWarning`) when more than 5 % of the other layers' footprint lies outside
+    that layer's: those positions are in no tile.
+
+    Raises
+    ------
+    clusterfw.core.errors.ClusterfwError
+        When there is no such layer, the kind is ambiguous, or the layer is not one flat image
+        (a mosaic of files or a HEALPix map has no single pixel grid).
+    """
+    if name is None:
+        return None
+    if not isinstance(sky, LayerSky):
+        raise ClusterfwError("--tile-grid: only for skies read from files")
+    from clusterfw.core.layers.pixelisation import FlatImage
+
+    if name in sky:
+        chosen = name
+    else:
+        kind = sky.of_kind(name)
+        if len(kind) != 1:
+            what = "no layer" if not kind else f"{len(kind)} layers"
+            raise ClusterfwError(
+                f"--tile-grid: {what} named or of kind {name!r} (layers: {', '.join(sky.names)})"
+            )
+        chosen = kind[0].name
+    layer = sky[chosen]
+    if not isinstance(layer.pixelisation, FlatImage):
+        raise ClusterfwError(
+            f"--tile-grid: layer {chosen!r} is a {type(layer.pixelisation).__name__}, not one "
+            "flat image with a single pixel grid"
+        )
+    if layer.footprint is not None:
+        import warnings
+
+        import numpy as np
+
+        others = sky.union_footprint([n for n in sky.names if n != chosen])
+        ref = layer.footprint.degrade(min(layer.footprint.order, others.order))
+        others = others.degrade(ref.order)
+        outside = float(np.mean(~np.isin(others.pixels, ref.pixels))) if len(others) else 0.0
+        if outside > 0.05:
+            warnings.warn(
+                f"--tile-grid {chosen}: {100 * outside:.0f}% of the other layers' footprint lies "
+                f"outside {chosen!r}'s grid and is not searched",
+                UserWarning,
+                stacklevel=2,
+            )
+    return chosen
+
+
+def _layer_tile_count(sky: LayerSky, tile_size_arcmin: float, grid: str | None = None) -> int:
     from clusterfw.core.layers.jobs import healpix_core_order
     from clusterfw.core.layers.pixelisation import FlatImage
 
-    if len(sky) == 1 and isinstance(sky.layers[0].pixelisation, FlatImage):
-        pix = sky.layers[0].pixelisation
+    if grid is not None or (len(sky) == 1 and isinstance(sky.layers[0].pixelisation, FlatImage)):
+        pix = sky[grid].pixelisation if grid is not None else sky.layers[0].pixelisation
+        assert isinstance(pix, FlatImage)
         block = max(int(round(tile_size_arcmin / pix.pixel_arcmin)), 1)
         ny, nx = pix.shape
         return math.ceil(ny / block) * math.ceil(nx / block)
@@ -103,7 +160,9 @@ def _layer_tile_count(sky: LayerSky, tile_size_arcmin: float) -> int:
     return len(footprint) * 4 ** (order - footprint.order)
 
 
-def check_tile_count(sky: Sky | HealpixSky | LayerSky, tile_size_arcmin: float) -> int:
+def check_tile_count(
+    sky: Sky | HealpixSky | LayerSky, tile_size_arcmin: float, grid: str | None = None
+) -> int:
     """The approximate number of tiles of ``sky``; refuse more than :data:`MAX_TILES`.
 
     Raises
@@ -113,7 +172,7 @@ def check_tile_count(sky: Sky | HealpixSky | LayerSky, tile_size_arcmin: float) 
         map's extent, e.g. ``--tile-size 1e-6``, would otherwise run for hours).
     """
     if isinstance(sky, LayerSky):
-        n = _layer_tile_count(sky, tile_size_arcmin)
+        n = _layer_tile_count(sky, tile_size_arcmin, grid)
     elif isinstance(sky, HealpixSky):
         import numpy as np
 
@@ -358,7 +417,8 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
     from clusterfw.core.pipeline import check_plugins
 
     check_plugins(sky, finders, estimators)
-    check_tile_count(sky, request.tile_size_arcmin)
+    grid = resolve_tile_grid(sky, request.tile_grid)
+    check_tile_count(sky, request.tile_size_arcmin, grid)
     checkpoint = None
     if request.checkpoint is not None:
         from clusterfw.core.checkpoint import Checkpoint
@@ -385,6 +445,7 @@ def execute_run(request: RunRequest, registry: Registry | None = None) -> pa.Tab
             request.tile_size_arcmin,
             progress,
             checkpoint,
+            tile_grid=grid,
         )
         finished = True
     finally:
@@ -449,6 +510,8 @@ def run_fingerprint(
         ],
         "forced": bool(want_forced),
         "tile_size_arcmin": float(request.tile_size_arcmin),
+        # only when given, so checkpoints made before the option keep their fingerprint
+        **({"tile_grid": request.tile_grid} if request.tile_grid is not None else {}),
         "overrides": {k: list(v) for k, v in sorted(request.overrides.items()) if v},
         "header_overrides": dict(sorted(request.header_overrides.items())),
     }

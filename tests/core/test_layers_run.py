@@ -263,6 +263,63 @@ def test_two_layer_finder_same_catalogue_for_any_tiling_workers_and_mosaic(sky, 
     assert _core(pq.read_table(out)).equals(first)
 
 
+def test_tile_grid_gives_pixel_box_cores_and_the_same_catalogue(sky, cli, tmp_path):
+    """``--tile-grid mm``: cores are boxes of the mm grid, not HEALPix cells, the optical
+    mosaic is read over less sky (box + margin), and the catalogue is the default one."""
+    from clusterfw.core.layers.jobs import BoxCore
+    from clusterfw.core.pipeline import check_plugins, plan_jobs
+    from clusterfw.core.plugins import Registry, get_plugin_manager
+    from clusterfw.core.runner import read_inputs
+
+    tables = {}
+    for grid in (None, "mm"):
+        for name in ("one", "mosaic"):
+            out = tmp_path / f"{name}_{grid}.parquet"
+            extra = ["--tile-grid", grid] if grid else []
+            rc, _, err = cli(
+                "run", *_files(sky[name]), "-f", "twolayer", "--tile-size", 55.0, *extra,
+                "-q", "--out", out,
+            )  # fmt: skip
+            assert rc == 0, err
+            tables[(name, grid)] = _core(pq.read_table(out))
+    first = tables[("one", None)]
+    assert first.num_rows >= 4
+    for key, table in tables.items():
+        assert table.equals(first), key
+    registry = Registry(get_plugin_manager(extra_plugins=[_Plugin()]))
+    layered, _ = read_inputs(registry, _files(sky["mosaic"]), {}, {})
+    finder = TwoLayerFinder()
+    layers = check_plugins(layered, [finder])
+    boxes = plan_jobs(layered, [finder], layers, 55.0, "mm")
+    cells = plan_jobs(layered, [finder], layers, 55.0)
+    assert all(isinstance(j.core, BoxCore) for j in boxes)
+    assert not any(isinstance(j.core, BoxCore) for j in cells)
+    from clusterfw.core.layers.cutout import resample_grid
+
+    def optical_pixels(jobs):
+        return sum(np.prod(resample_grid(j.region("optical"), 0.01)[1:]) for j in jobs)
+
+    assert optical_pixels(boxes) < 0.8 * optical_pixels(cells)
+
+
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        ("sz", "--tile-grid: no layer named or of kind 'sz' (layers: mm, optical, xray)"),
+        ("optical", "--tile-grid: layer 'optical' is a Mosaic, not one flat image with a single "
+         "pixel grid"),
+    ],
+)  # fmt: skip
+def test_tile_grid_refused_in_one_line(sky, cli, tmp_path, grid, expected):
+    out = tmp_path / "bad.parquet"
+    rc, stdout, err = cli(
+        "run", *_files(sky["mosaic"]), "-f", "twolayer", "--tile-grid", grid, "--out", out
+    )
+    assert (rc, stdout) == (2, ""), err
+    assert not out.exists()
+    assert err.strip().splitlines() == [f"clusterfw: error: {expected}"]
+
+
 def test_mf_and_two_layer_finder_with_cutout_estimator(sky, cli, tmp_path):
     out = tmp_path / "both.parquet"
     rc, _, err = cli(

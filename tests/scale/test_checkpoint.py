@@ -77,6 +77,9 @@ def test_checkpoint_of_other_options_or_inputs_is_refused(maps, tmp_path):
     rc, _, err = cfw(*RUN, *maps, "--out", out, "--checkpoint", ck, "-o", "mf.snr_min=5",
                      "--tile-size", "30")  # fmt: skip
     assert "(differs: tile_size_arcmin)" in one_error(rc, err)
+    rc, _, err = cfw(*RUN, *maps, "--out", out, "--checkpoint", ck, "-o", "mf.snr_min=5",
+                     "--tile-grid", "mm")  # fmt: skip
+    assert "(differs: tile_grid)" in one_error(rc, err)
     assert not out.exists()
     # the same arguments resume (here: every tile is done) and give the same catalogue
     rc, _, err = cfw(*RUN, *maps, "--out", out, "--checkpoint", ck, "-o", "mf.snr_min=5")
