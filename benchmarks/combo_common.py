@@ -72,9 +72,11 @@ def subset_checkpoint(
     *,
     combine: bool = True,
     source_inputs: Sequence[Path] | None = None,
+    tile_grid: str | None = None,
 ) -> dict[str, Any]:
     """Write ``dest``: the checkpoint of ``clusterfw run INPUTS --finder F... [--combine C]
-    --tile-size T`` made from ``source``, a checkpoint of a run of more finders.
+    --tile-size T [--tile-grid G]`` made from ``source``, a checkpoint of a run of more
+    finders.
 
     Parameters
     ----------
@@ -93,6 +95,8 @@ def subset_checkpoint(
         two finders or more, as ``clusterfw run`` computes them).
     source_inputs : sequence of Path, optional
         The source run's inputs (default: ``inputs``).
+    tile_grid : str, optional
+        ``--tile-grid`` of both runs.
 
     Returns
     -------
@@ -129,21 +133,22 @@ def subset_checkpoint(
     else:
         src_sky, src_files = read_inputs(registry, [Path(p) for p in source_inputs], {}, {})
     src_req = RunRequest(inputs=list(source_inputs or inputs), finders=src_names,
-                         tile_size_arcmin=float(tile_size))  # fmt: skip
+                         tile_size_arcmin=float(tile_size), tile_grid=tile_grid)  # fmt: skip
     again = run_fingerprint(src_req, src_finders, src_files, bool(src_fp["forced"]))
     if json.dumps(again, sort_keys=True, default=str) != json.dumps(
         src_fp, sort_keys=True, default=str
     ):
         raise ValueError(f"{source}: not a checkpoint of these inputs, finders and tile size")
     sub_req = RunRequest(inputs=[Path(p) for p in inputs], finders=list(finders),
-                         tile_size_arcmin=float(tile_size))  # fmt: skip
+                         tile_size_arcmin=float(tile_size), tile_grid=tile_grid)  # fmt: skip
     fp = run_fingerprint(sub_req, sub_finders, files, want_forced)
     for spec in fp["finders"]:  # defaults of the subset run = the source's options
         if spec != src_specs[spec["name"]]:
             raise ValueError(f"finder {spec['name']}: version or options differ from {source}")
     src_jobs = plan_jobs(src_sky, src_finders, check_plugins(src_sky, src_finders),
-                         float(tile_size))  # fmt: skip
-    sub_jobs = plan_jobs(sky, sub_finders, check_plugins(sky, sub_finders), float(tile_size))
+                         float(tile_size), tile_grid)  # fmt: skip
+    sub_jobs = plan_jobs(sky, sub_finders, check_plugins(sky, sub_finders), float(tile_size),
+                         tile_grid)  # fmt: skip
     if [_core_key(j) for j in src_jobs] != [_core_key(j) for j in sub_jobs]:
         raise ValueError(
             f"tile plans differ ({len(src_jobs)} source tiles, {len(sub_jobs)} subset tiles "

@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mass-min", type=float, default=1e14)
     ap.add_argument("--z-min", type=float, default=0.05)
     ap.add_argument("--tile-size", type=float, default=60.0)
+    ap.add_argument(
+        "--tile-grid", default=None, help="clusterfw run --tile-grid (mm: box tiles for all sets)"
+    )
     ap.add_argument("--from-checkpoint", nargs=2, type=Path, default=None,
                     metavar=("VAL_CKPT", "TEST_CKPT"),
                     help="checkpoints of one run of all --finders per universe")  # fmt: skip
@@ -225,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
             return out
         files = inputs(a.val if split == "val" else a.test)
         args: list[object] = ["run", *files, "-q", "--tile-size", a.tile_size, "--out", out]
+        if a.tile_grid:
+            args += ["--tile-grid", a.tile_grid]
         for f in names:
             args += ["--finder", f]
         if len(names) > 1:
@@ -244,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
             try:
                 if not dest.exists():
                     derived[f"{split}_{tag}"] = subset_checkpoint(
-                        source, dest, files, names, a.tile_size, combine=len(names) > 1
+                        source, dest, files, names, a.tile_size, combine=len(names) > 1,
+                        tile_grid=a.tile_grid,
                     )
                 args += ["--checkpoint", dest]
             except ValueError as exc:
@@ -283,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cut": {"m500c_min": a.mass_min, "z_min": a.z_min, "radius_arcmin": 1.0},
         "finders": list(finders),
         "tile_size_arcmin": a.tile_size,
+        "tile_grid": a.tile_grid,
         "partial": bool(a.partial),
         "results": {},
     }
