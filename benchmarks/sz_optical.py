@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--z-min", type=float, default=0.05)
     ap.add_argument("--cutout", type=float, default=6.0)
     ap.add_argument("--tile-size", type=float, default=15.0)
+    ap.add_argument(
+        "--tile-grid", default=None, help="clusterfw run --tile-grid (mm: box tiles for all runs)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--and-run", action="store_true", help="also run --combine and on test")
     ap.add_argument("--from-checkpoint", nargs=2, type=Path, default=None,
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
             return out
         args: list[object] = ["run", *inputs(universe), "-q",
                               "--tile-size", a.tile_size, "--out", out]  # fmt: skip
+        if a.tile_grid:
+            args += ["--tile-grid", a.tile_grid]
         for f in finders:
             args += ["--finder", f]
         if combine:
@@ -266,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
             if not dest.exists():
                 derived[f"{split}_{'+'.join(finders)}"] = subset_checkpoint(
                     source, dest, inputs(universe), finders, a.tile_size,
-                    source_inputs=all_inputs(universe),
+                    source_inputs=all_inputs(universe), tile_grid=a.tile_grid,
                 )  # fmt: skip
             args += ["--checkpoint", dest]
         t = time.time()
@@ -403,6 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["completeness_by_mass"] = mass
     res["derived_from_checkpoint"] = derived
     res["tile_size_arcmin"] = a.tile_size
+    res["tile_grid"] = a.tile_grid
     res["partial"] = bool(a.partial)
     res["calibration_thresholds"] = {n: c.threshold(n) for n in FINDERS}
     res["n_true_test"] = res["mf"]["at_threshold"].get("n_true")
