@@ -99,7 +99,7 @@ class FrcnnFinder(Finder):
     """Faster R-CNN optical cluster finder with calibrated probabilities and red-sequence z."""
 
     name: ClassVar[str] = "frcnn"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "1.0.1"
     score_kind: ClassVar[str] = "probability"
     margin_arcmin: ClassVar[float] = 6.0
     requires: ClassVar[tuple[LayerRequirement, ...]] = (LayerRequirement("optical", BANDS),)
@@ -168,8 +168,9 @@ class FrcnnFinder(Finder):
 
     # ------------------------------------------------------------------ input
     @staticmethod
-    def _optical(tile: Tile) -> tuple[Any, np.ndarray, float, float]:
-        """The optical cutout, its g, r, i pixels, pixel scale (") and widest PSF FWHM (")."""
+    def _optical(tile: Tile) -> tuple[Any, np.ndarray, float, np.ndarray]:
+        """The optical cutout, its g, r, i pixels, pixel scale (") and the PSF FWHM (") of each
+        of g, r, i (a band without one gets the widest known, else 1")."""
         from astropy.wcs.utils import proj_plane_pixel_scales
 
         try:
@@ -186,7 +187,9 @@ class FrcnnFinder(Finder):
         scales = proj_plane_pixel_scales(cut.wcs.celestial) * 3600.0
         pix = float(np.sqrt(scales[0] * scales[1]))
         fwhm = [cut.bands[i].psf_fwhm_arcsec for i in idx]
-        psf = max((float(f) for f in fwhm if f), default=1.0)
+        widest = max((float(f) for f in fwhm if f), default=1.0)
+        # per band: the photometry corrects each band by its own PSF's aperture fraction
+        psf = np.array([float(f) if f else widest for f in fwhm])
         if idx == list(range(len(idx))) and cut.pixels.shape[0] == len(idx):
             img = np.asarray(cut.pixels, np.float32)  # no copy of a large tile
         else:
