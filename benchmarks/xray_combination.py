@@ -22,6 +22,10 @@ whose tile plan differs (``mf`` alone: pixel-box tiles) is run in full unless it
 of ``--never-rerun`` (default ``frcnn``). ``--verify mf,xray`` also runs that set in full on the
 validation universe and compares the two catalogues (rows, positions, scores).
 
+``--stack``: also every finder set's ``--combine stack`` on the test universe (the learned
+combiner that ``clusterfw calibrate`` fitted on the same validation catalogues), its calibrated
+``is_cluster``, with paired σ against the set's finders and its rank product.
+
 σ: the test footprint is cut into ``--patches`` × ``--patches`` squares, drawn again with
 replacement (:func:`combo_common.bootstrap`, the same draws for every method): σ of purity,
 completeness and F1, and paired σ of F1(all three) − F1(each pair and single) and of F1(pair) −
@@ -209,6 +213,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--partial", action="store_true",
                     help="every catalogue from the finished tiles of --from-checkpoint (on "
                     "universes cut by combo_common.py partial-universe)")  # fmt: skip
+    ap.add_argument(
+        "--stack", action="store_true", help="also every set's stack combiner on test (is_cluster)"
+    )
     ap.add_argument("--plots", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
@@ -221,9 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
     never = set(filter(None, a.never_rerun.split(",")))
 
     def run(split: str, names: tuple[str, ...], calib: Path | None = None,
-            full: bool = False) -> Path:  # fmt: skip
+            full: bool = False, combiner: str = "rankprod") -> Path:  # fmt: skip
         tag = "+".join(names)
-        out = a.work / f"{split}_{tag}{'.full' if full else ''}.parquet"
+        suffix = "" if combiner == "rankprod" else f"_{combiner}"
+        out = a.work / f"{split}_{tag}{suffix}{'.full' if full else ''}.parquet"
         if out.exists():
             return out
         files = inputs(a.val if split == "val" else a.test)
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
         for f in names:
             args += ["--finder", f]
         if len(names) > 1:
-            args += ["--combine", "rankprod"]
+            args += ["--combine", combiner]
         if calib:
             args += ["--calibration", calib]
         if a.partial:
@@ -323,6 +331,19 @@ def main(argv: list[str] | None = None) -> dict:
         counts = decision_counts(test[s], truth["test"], a, dec)
         res["results"]["+".join(s)] = {"threshold": thr, "is_cluster": counts}
         tally("+".join(s), test[s], dec)
+    if a.stack:  # the learned combiner, fitted by clusterfw calibrate on the same validation
+        for s in sets:
+            cat = run("test", s, calib, combiner="stack")
+            entry = c.combiner_entry("stack", list(s)) or {}
+            dec = pq.read_table(cat)["is_cluster"].to_numpy(zero_copy_only=False)
+            dec = np.asarray([bool(v) for v in dec])
+            name = "stack:" + "+".join(s)
+            res["results"][name] = {
+                "model": entry.get("model"),
+                "validation_f1": entry.get("validation_f1"),
+                "is_cluster": decision_counts(cat, truth["test"], a, dec),
+            }
+            tally(name, cat, dec)
     f1 = {k: 2 * v[:, 0].sum() / max(1, 2 * v[:, 0].sum() + v[:, 1].sum() + v[:, 2].sum())
           for k, v in pcounts.items()}  # fmt: skip
     pairs = []
@@ -333,6 +354,8 @@ def main(argv: list[str] | None = None) -> dict:
         better = max(s, key=lambda f: f1[f])
         if (name, better) not in pairs:
             pairs.append((name, better))
+        if a.stack:
+            pairs += [("stack:" + name, f) for f in s] + [("stack:" + name, name)]
     res["bootstrap"] = bootstrap(pcounts, pairs)
     res["completeness_by_mass"] = mass
     res["n_true_test"] = int(ti["idx"].size)
