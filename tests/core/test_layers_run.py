@@ -302,6 +302,25 @@ def test_tile_grid_gives_pixel_box_cores_and_the_same_catalogue(sky, cli, tmp_pa
     assert optical_pixels(boxes) < 0.8 * optical_pixels(cells)
 
 
+def test_tile_grid_smaller_than_the_other_layers_warns(sky, cli, tmp_path):
+    """The X-ray image (48') as the grid of an 80' mm sky: the positions outside it are in no
+    tile, and the run warns (one line through the command line's warning hook); the mm grid
+    itself gives no warning."""
+    import warnings
+
+    out = tmp_path / "x.parquet"
+    with pytest.warns(UserWarning, match=r"^--tile-grid xray: \d+% of the other layers' "
+                      r"footprint lies outside 'xray''s grid and is not searched$"):  # fmt: skip
+        rc, _, err = cli("run", *_files(sky["one"]), "-f", "twolayer", "--tile-grid", "xray",
+                         "-q", "--out", out)  # fmt: skip
+    assert rc == 0, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        rc, _, err = cli("run", *_files(sky["one"]), "-f", "twolayer", "--tile-grid", "mm",
+                         "-q", "--out", tmp_path / "m.parquet")  # fmt: skip
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize(
     ("grid", "expected"),
     [
