@@ -78,3 +78,36 @@ def test_images_seeing_depth_and_empty_fields():
     assert np.ptp(offsets) < 1e-4 and -0.5 <= offsets[0] <= 0.3
     other = pack_detection_field(cfg, render_detection_field(cfg, 1, 1))
     assert other["psf_fwhm_arcsec"][0] != s["psf_fwhm_arcsec"][0]
+
+
+def test_bcg_positions_are_the_rendered_fields_bcgs(tmp_path):
+    from clusterfw.core.errors import InputError
+    from clusterfw.sim.shards.common import write_dataset
+    from clusterfw.sim.shards.detection import KIND, bcg_positions, field_samples
+
+    cfg = CFG.model_copy(update={"size_deg": 0.06})
+    out = tmp_path / "fields"
+    write_dataset(out, KIND, 5, cfg.model_dump(mode="json"), 3, 2, field_samples(cfg, 5, 3),
+                  progress=False)  # fmt: skip
+    got = bcg_positions(out)
+    assert [len(p) for p in got] == [render_detection_field(cfg, 5, i).n_clusters for i in range(3)]
+    for i, pos in enumerate(got):
+        det = render_detection_field(cfg, 5, i)  # painted: the same catalogue as undrawn
+        g = det.field.galaxies
+        bcg = g.filter(g["is_bcg"])
+        for j in range(det.n_clusters):
+            row = np.flatnonzero(bcg["halo_id"].to_numpy() == j)
+            if not row.size:
+                continue
+            x, y = det.field.footprint.to_pixel(
+                bcg["ra"].to_numpy()[row], bcg["dec"].to_numpy()[row]
+            )
+            assert pos[j] == pytest.approx([(x[0] + 0.5) / cfg.rebin, (y[0] + 0.5) / cfg.rebin])
+    # a folder whose manifest no longer matches its fields is refused in one line
+    import json
+
+    m = json.loads((out / "manifest.json").read_text())
+    m["seed"] = 6
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="does not match its stored centres"):
+        bcg_positions(out)

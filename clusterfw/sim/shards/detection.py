@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,8 +156,14 @@ def _field_preset(cfg: OpticalFieldsConfig, rng: np.random.Generator) -> Any:
     return p.model_copy(update={"bands": bands})
 
 
-def render_detection_field(cfg: OpticalFieldsConfig, seed: int, index: int) -> DetectionField:
-    """Render field ``index``: its labelled clusters are the first ``n_clusters`` halo rows."""
+def render_detection_field(
+    cfg: OpticalFieldsConfig, seed: int, index: int, render: bool = True
+) -> DetectionField:
+    """Render field ``index``: its labelled clusters are the first ``n_clusters`` halo rows.
+
+    With ``render=False`` only the catalogues (halos, galaxies, boxes) are drawn, identical to
+    the rendered field's (every population has its own random stream), without painting.
+    """
     from clusterfw.sim.optical import OpticalFootprint, render_optical
     from clusterfw.sim.optical.galaxies import mstar_apparent
 
@@ -179,7 +186,7 @@ def render_detection_field(cfg: OpticalFieldsConfig, seed: int, index: int) -> D
     halos = halo_table(np.concatenate([m_t, m_b]), np.concatenate([z_t, z_b]), ra, dec, rng)
     fp = OpticalFootprint.from_center(cfg.ra_deg, cfg.dec_deg, cfg.size_deg, preset.pixel_arcsec)
     field = render_optical(
-        halos, fp, preset, sample_seed(seed, KIND, index, 1), tuple(cfg.bands), render=True
+        halos, fp, preset, sample_seed(seed, KIND, index, 1), tuple(cfg.bands), render=render
     )
     # boxes
     g = field.galaxies
@@ -258,3 +265,61 @@ def field_samples(cfg: OpticalFieldsConfig, seed: int, n: int) -> Iterator[dict[
     """Yield ``n`` packed fields (field ``i`` depends only on ``seed`` and ``i``)."""
     for i in range(n):
         yield pack_detection_field(cfg, render_detection_field(cfg, seed, i))
+
+
+def bcg_positions(directory: str | Path) -> list[np.ndarray]:
+    """The simulated BCG of every labelled cluster of a stored folder, in stored pixels.
+
+    Deep-CEE's ground-truth centre is the catalogue's BCG, not a halo centre; the simulator
+    puts a fraction of its BCGs off the halo centre (:mod:`clusterfw.sim.optical.members`), so
+    both truths are worth measuring against. The catalogues are drawn again from the folder's
+    manifest (seed and options; nothing is painted) and checked against the stored centres.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A ``clusterfw simulate optical-fields`` folder.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(n_boxes, 2)`` array per field: ``x, y`` in the stored (rebinned) image's
+        pixel-edge frame, the frame of ``box_x`` / ``box_y``. A cluster whose BCG is outside
+        the field gets its halo centre.
+    """
+    from clusterfw.core.errors import InputError
+    from clusterfw.sim.shards.common import iter_shards, read_manifest
+
+    m = read_manifest(directory)
+    if m.get("kind") != KIND:
+        raise InputError(str(directory), f"not an {KIND} folder (kind {m.get('kind')!r})")
+    cfg = OpticalFieldsConfig(**m["config"])
+    seed = int(m["seed"])
+    out: list[np.ndarray] = []
+    index = 0
+    for shard in iter_shards(directory):
+        for j in range(shard["images"].shape[0]):
+            det = render_detection_field(cfg, seed, index, render=False)
+            k = det.n_clusters
+            stored = np.stack([shard["box_x"][j, :k], shard["box_y"][j, :k]], axis=1)
+            g = det.field.galaxies
+            fp = det.field.footprint
+            bcg = g.filter(g["is_bcg"])
+            hid = bcg["halo_id"].to_numpy()
+            bx, by = fp.to_pixel(bcg["ra"].to_numpy(), bcg["dec"].to_numpy())
+            cx, cy = fp.to_pixel(det.halos["ra"].to_numpy()[:k], det.halos["dec"].to_numpy()[:k])
+            centres = np.stack([(cx + 0.5) / cfg.rebin, (cy + 0.5) / cfg.rebin], axis=1)
+            if k and not np.allclose(centres, stored, atol=1e-3):
+                raise InputError(
+                    str(directory),
+                    f"field {index}: catalogue does not match its stored centres "
+                    "(the simulator changed since it was written)",
+                )
+            pos = centres.copy()
+            for c in range(k):
+                hit = np.flatnonzero(hid == c)
+                if hit.size:
+                    pos[c] = ((bx[hit[0]] + 0.5) / cfg.rebin, (by[hit[0]] + 0.5) / cfg.rebin)
+            out.append(pos)
+            index += 1
+    return out

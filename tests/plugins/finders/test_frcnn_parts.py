@@ -307,3 +307,42 @@ def test_central_rule_in_the_evaluation_and_its_grid():
     assert len(grid) == 4 * 3 * 4 + 3 * 2 * 4 * 4
     assert {"centring": "central", "gamma": 2.0, "sigma_kpc": 100.0, "max_offset_kpc": 200.0,
             "nored_weight": 0.5} in grid  # fmt: skip
+
+
+def test_an_extended_bcg_outshines_a_compact_satellite_in_the_wide_aperture():
+    """A de Vaucouleurs-like BCG (Gaussian of 4" FWHM after seeing) with twice the light of a
+    compact red satellite: the PSF aperture sees the satellite brighter, the wide one the BCG,
+    and both the brightest and the central rule take the BCG."""
+    from clusterfw.plugins.finders.frcnn.photoz import (
+        TOTAL_APERTURE_ARCSEC,
+        pick_bcg,
+        pick_central,
+    )
+
+    z = 0.35
+    gr_m, ri_m, ms = red_sequence_model()
+    k = int(np.argmin(np.abs(Z_GRID - z)))
+    pix, fwhm, n = 0.5, 1.0, 200
+    rng = np.random.default_rng(11)
+    img = rng.normal(0, 0.002, (3, n, n)).astype(np.float32)
+    yy, xx = np.mgrid[0:n, 0:n]
+
+    def paint(x: float, y: float, r: float, fwhm_arcsec: float) -> None:
+        sig = fwhm_arcsec / pix / 2.3548
+        g = np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / sig**2) / (2 * np.pi * sig**2)
+        for b, m in enumerate((r + gr_m[k], r, r - ri_m[k])):
+            img[b] += 10 ** (-0.4 * (m - 22.5)) * g
+
+    paint(100, 100, ms[k] - 1.5, 4.0)  # the BCG: 2x the satellite's light, spread out
+    paint(130, 100, ms[k] - 0.75, fwhm)  # a compact satellite 15" east
+    src = find_sources(img, pix, fwhm)
+    near = [int(np.argmin(np.hypot(src.x - x, src.y - 100))) for x in (100, 130)]
+    bcg, sat = near
+    assert src.flux[sat, 1] > src.flux[bcg, 1]  # PSF aperture: the satellite looks brighter
+    assert src.flux_wide is not None and src.flux_wide[bcg, 1] > src.flux_wide[sat, 1]
+    assert TOTAL_APERTURE_ARCSEC / pix > 2 * fwhm / pix
+    assert pick_bcg(src, z, 115.0, 100.0, reach=40.0) == bcg
+    assert pick_central(src, z, 115.0, 100.0, 40.0, 20.0, gamma=2.0) == bcg
+    # without the wide aperture (sources built by hand) the PSF aperture decides: the satellite
+    bare = Sources(src.x, src.y, src.flux, src.err)
+    assert pick_bcg(bare, z, 115.0, 100.0, reach=40.0) == sat
