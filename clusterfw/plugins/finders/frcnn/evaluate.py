@@ -267,6 +267,9 @@ def summarise(val: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str
     res["val_100kpc"] = best_f1(match(val, "xy_bcg", "100kpc"))
     for which in ("xy_bcg", "xy_box"):
         for rule in ("100kpc", "1arcmin"):
+            res[f"val_{rule}_{which[3:]}_at_threshold"] = f1_at(match(val, which, rule), thr)
+    for which in ("xy_bcg", "xy_box"):
+        for rule in ("100kpc", "1arcmin"):
             res[f"test_{rule}_{which[3:]}"] = f1_at(match(test, which, rule), thr)
     # offsets, completeness, photo-z from the 1' match of the BCG positions above threshold
     offs_bcg, offs_box, zt, zp, ze, za, mt, found = [], [], [], [], [], [], [], []
@@ -440,11 +443,16 @@ def composite_figure(
     fig.savefig(path, dpi=100)
 
 
-def use_bcg_truth(fields: list[dict[str, Any]], directory: str | Path) -> None:
-    """Make each field's simulated BCGs its true centres (Deep-CEE's ground truth), in place."""
+def use_bcg_truth(fields: list[dict[str, Any]], directories: str | Path | list[Any]) -> None:
+    """Make each field's simulated BCGs its true centres (Deep-CEE's ground truth), in place.
+
+    ``fields`` are those of ``directories`` (one folder or several), in order.
+    """
     from clusterfw.sim.shards.detection import bcg_positions
 
-    for f, xy in zip(fields, bcg_positions(directory), strict=False):
+    dirs = directories if isinstance(directories, list) else [directories]
+    positions = [xy for d in dirs for xy in bcg_positions(d)]
+    for f, xy in zip(fields, positions, strict=False):
         f["true_xy"] = xy
 
 
@@ -483,7 +491,7 @@ def assess(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--val", required=True)
+    ap.add_argument("--val", required=True, nargs="+", help="validation field folder(s)")
     ap.add_argument("--test", required=True)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--json", default=None)
@@ -509,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     finder = FrcnnFinder({"weights": args.weights, "threads": args.threads, "p_min": 0.0})
-    val = run_fields(finder, args.val, args.max_fields)
+    val = [f for d in args.val for f in run_fields(finder, d, args.max_fields)]
     test = run_fields(finder, args.test, args.max_fields)
     if args.truth_centre == "bcg":
         use_bcg_truth(val, args.val)

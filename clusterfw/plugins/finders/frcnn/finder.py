@@ -99,7 +99,7 @@ class FrcnnFinder(Finder):
     """Faster R-CNN optical cluster finder with calibrated probabilities and red-sequence z."""
 
     name: ClassVar[str] = "frcnn"
-    version: ClassVar[str] = "1.0.1"
+    version: ClassVar[str] = "1.1.0"
     score_kind: ClassVar[str] = "probability"
     margin_arcmin: ClassVar[float] = 6.0
     requires: ClassVar[tuple[LayerRequirement, ...]] = (LayerRequirement("optical", BANDS),)
