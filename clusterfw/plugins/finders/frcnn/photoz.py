@@ -56,7 +56,8 @@ import numpy as np
 
 DETECT_SIGMA = 5.0
 APERTURE_FWHM = 1.0
-#: Radius (arcsec) of the aperture whose r flux gives the luminosity of candidate centrals.
+#: Radius (arcsec) of the wide aperture that ranks candidate centrals by their light (r for
+#: ``central``, i for ``brightest``) and gives their colours a second, seeing-robust test.
 TOTAL_APERTURE_ARCSEC = 3.0
 Z_GRID = np.round(np.arange(0.02, 1.0001, 0.005), 4)
 RS_SCATTER = 0.05
