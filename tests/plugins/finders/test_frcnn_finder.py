@@ -210,3 +210,19 @@ def test_train_init_refused_before_any_simulation(weights, tmp_path):
     rc, o, e = cli("train", "frcnn", "--out", out, "--init", bad, "--quiet")
     _one_line_error(rc, o, e, str(bad), "not a readable safetensors file")
     assert not (out / "data").exists() and not (out / "metrics.jsonl").exists()
+
+
+def test_cached_training_folder_of_the_wrong_size_is_refused(tmp_path):
+    from clusterfw.core.errors import InputError
+    from clusterfw.plugins.finders.frcnn.train import FIELD_OPTIONS, TrainConfig, ensure_fields
+    from clusterfw.sim.shards.common import write_dataset
+    from clusterfw.sim.shards.detection import KIND, OpticalFieldsConfig, field_samples
+
+    fcfg = OpticalFieldsConfig(**FIELD_OPTIONS)
+    data = tmp_path / "data"
+    write_dataset(data / "train_s11", KIND, 11, fcfg.model_dump(mode="json"), 2, 2,
+                  field_samples(fcfg, 11, 2), progress=False)  # fmt: skip
+    cfg = TrainConfig(out=tmp_path / "run", data_dir=data, n_train=6, n_chunks=2)
+    with pytest.raises(InputError, match="holds 2 fields, this run needs 3"):
+        ensure_fields(cfg, progress=False)
+    assert not (data / "train_s12").exists()  # refused before simulating anything else

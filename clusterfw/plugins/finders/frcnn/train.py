@@ -97,6 +97,14 @@ def ensure_fields(cfg: TrainConfig, progress: bool = True) -> dict[str, list[Pat
             from clusterfw.core.errors import InputError
 
             raise InputError(str(d), f"cached fields have seed {m['seed']}, expected {s}")
+        if int(m["count"]) != n:
+            from clusterfw.core.errors import InputError
+
+            raise InputError(
+                str(d),
+                f"cached folder holds {m['count']} fields, this run needs {n} "
+                "(remove it to simulate it again, or match --n-train / --n-chunks to it)",
+            )
         out[name.split("_")[0]].append(d)
     return out
 
