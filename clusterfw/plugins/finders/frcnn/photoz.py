@@ -190,8 +190,8 @@ def find_sources(
     del peak, det, thin
     # aperture photometry with 3x3 sub-pixel weights
     rad = max(APERTURE_FWHM * fwhm_pix, 1.0)
-    flux, npix = _aperture_fluxes(img, xs, ys, rad)
-    wide, npix_wide = _aperture_fluxes(img, xs, ys, max(TOTAL_APERTURE_ARCSEC / pixel_arcsec, rad))
+    rad_wide = max(TOTAL_APERTURE_ARCSEC / pixel_arcsec, rad)
+    (flux, npix), (wide, npix_wide) = _aperture_fluxes(img, xs, ys, (rad, rad_wide))
     sig_pix = np.array([robust_sigma(v[(v != 0) & np.isfinite(v)]) for v in map(_thin, img)])
     err = np.broadcast_to(sig_pix * np.sqrt(npix), flux.shape).copy()
     err_wide = np.broadcast_to(sig_pix * np.sqrt(npix_wide), wide.shape).copy()
@@ -203,27 +203,31 @@ def find_sources(
 
 
 def _aperture_fluxes(
-    img: np.ndarray, xs: np.ndarray, ys: np.ndarray, rad: float
-) -> tuple[np.ndarray, float]:
-    """``(n, bands)`` sums of ``img`` in circles of ``rad`` pixels (3 × 3 sub-pixel weights)
-    around the pixels ``(ys, xs)``, and the circle's area in pixels."""
-    r_int = int(np.ceil(rad)) + 1
+    img: np.ndarray, xs: np.ndarray, ys: np.ndarray, radii: tuple[float, ...]
+) -> list[tuple[np.ndarray, float]]:
+    """For each radius (pixels): the ``(n, bands)`` sums of ``img`` in circles of that radius
+    (3 × 3 sub-pixel weights) around the pixels ``(ys, xs)``, and the circle's area in pixels.
+    One pass over the sources: each stamp is cut once, at the largest radius."""
+    r_int = int(np.ceil(max(radii))) + 1
     off = np.arange(-r_int, r_int + 1)
     sub = (np.arange(3) - 1) / 3.0
     dy, dx = np.meshgrid(off, off, indexing="ij")
-    frac = np.zeros(dy.shape)
+    fracs = np.zeros((len(radii), *dy.shape))
     for sy in sub:
         for sx in sub:
-            frac += np.hypot(dy + sy, dx + sx) <= rad
-    frac /= 9.0
+            d = np.hypot(dy + sy, dx + sx)
+            for i, rad in enumerate(radii):
+                fracs[i] += d <= rad
+    fracs /= 9.0
     ny, nx = img.shape[1:]
-    flux = np.zeros((xs.size, img.shape[0]))
+    flux = np.zeros((len(radii), xs.size, img.shape[0]))
     for k, (y, x) in enumerate(zip(ys, xs, strict=True)):
         y0, y1 = max(0, y - r_int), min(ny, y + r_int + 1)
         x0, x1 = max(0, x - r_int), min(nx, x + r_int + 1)
-        w = frac[y0 - y + r_int : y1 - y + r_int, x0 - x + r_int : x1 - x + r_int]
-        flux[k] = (np.nan_to_num(img[:, y0:y1, x0:x1], nan=0.0) * w).sum(axis=(1, 2))
-    return flux, float(frac.sum())
+        w = fracs[:, y0 - y + r_int : y1 - y + r_int, x0 - x + r_int : x1 - x + r_int]
+        stamp = np.nan_to_num(img[:, y0:y1, x0:x1], nan=0.0)
+        flux[:, k] = np.einsum("byx,ryx->rb", stamp, w)
+    return [(flux[i], float(fracs[i].sum())) for i in range(len(radii))]
 
 
 def moffat_enclosed(radius: float, fwhm: np.ndarray, beta: float) -> np.ndarray:
