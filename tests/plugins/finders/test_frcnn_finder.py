@@ -75,8 +75,12 @@ def test_run_writes_candidates_with_photoz_columns(cli, field_files, weights, tm
     assert rc == 0, err
     t = pq.read_table(out)
     for col in ("frcnn_z", "frcnn_z_err", "frcnn_box_arcmin", "frcnn_raw_score", "frcnn_n_red",
-                "frcnn_z_alt"):  # fmt: skip
+                "frcnn_z_alt", "frcnn_lambda"):  # fmt: skip
         assert col in t.column_names
+    # a richness exactly where there is a redshift
+    lam = t["frcnn_lambda"].to_numpy(zero_copy_only=False)
+    has_z = np.isfinite(t["frcnn_z"].to_numpy(zero_copy_only=False))
+    assert np.array_equal(np.isfinite(lam), has_z)
     # a second red sequence is only reported beside a first one, and widens the error bar
     z_alt = t["frcnn_z_alt"].to_numpy(zero_copy_only=False)
     zz = t["frcnn_z"].to_numpy(zero_copy_only=False)

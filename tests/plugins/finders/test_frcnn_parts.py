@@ -346,3 +346,42 @@ def test_an_extended_bcg_outshines_a_compact_satellite_in_the_wide_aperture():
     # without the wide aperture (sources built by hand) the PSF aperture decides: the satellite
     bare = Sources(src.x, src.y, src.flux, src.err)
     assert pick_bcg(bare, z, 115.0, 100.0, reach=40.0) == sat
+
+
+def test_boxes_move_onto_the_bcg_keeping_their_size(tmp_path):
+    from clusterfw.plugins.finders.frcnn.data import load_fields, recentre_boxes
+    from clusterfw.sim.shards.common import write_dataset
+    from clusterfw.sim.shards.detection import (
+        KIND,
+        OpticalFieldsConfig,
+        bcg_positions,
+        field_samples,
+    )
+
+    b = np.array([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 8.0, 8.0]])
+    c = np.array([[20.0, 30.0], [4.0, 4.0]])
+    new = recentre_boxes(b, c, np.array([[25.0, 28.0], [1.0, 4.0]]), (50, 50))
+    assert np.allclose(new[0], [15, 18, 35, 38])  # moved, size kept
+    assert np.allclose(new[1], [0, 0, 5, 8])  # clipped at the edge
+    # Deep-CEE's truth in the training data: boxes and centres on the simulated BCG
+    cfg = OpticalFieldsConfig(size_deg=0.06, preset="sdss", rebin=2, max_clusters=2,
+                              empty_fraction=0.0, z_max=0.4)  # fmt: skip
+    out = tmp_path / "fields"
+    write_dataset(out, KIND, 5, cfg.model_dump(mode="json"), 3, 2, field_samples(cfg, 5, 3),
+                  progress=False)  # fmt: skip
+    halo = load_fields([out])
+    bcg = load_fields([out], box_centre="bcg")
+    truth = bcg_positions(out)
+    moved = 0
+    for k in range(3):
+        assert np.allclose(bcg.centres[k], truth[k] / bcg.factor)
+        shift = bcg.centres[k] - halo.centres[k]
+        moved += int(np.any(np.abs(shift) > 1e-6))
+        inside = np.all((bcg.boxes[k] > 0) & (bcg.boxes[k] < bcg.x.shape[-1]), axis=1)
+        inside &= np.all((halo.boxes[k] > 0) & (halo.boxes[k] < halo.x.shape[-1]), axis=1)
+        sides = bcg.boxes[k][:, 2:] - bcg.boxes[k][:, :2]
+        assert np.allclose(sides[inside], (halo.boxes[k][:, 2:] - halo.boxes[k][:, :2])[inside])
+        assert np.allclose(bcg.boxes[k][inside, :2] - halo.boxes[k][inside, :2], shift[inside])
+    assert moved >= 1, "no miscentred BCG in these fields: the move is not tested"
+    with pytest.raises(ValueError, match="box_centre"):
+        load_fields([out], box_centre="members")

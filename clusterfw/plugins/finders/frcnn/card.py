@@ -65,7 +65,10 @@ Trained by this project's own command ({start}; nothing downloaded):
   {summary["n_fields"]["test"]} test (seed 30·seed+1); independent skies.
 - Box rule (the simulator's): a square box centred on the halo's true centre holding 80 % of
   its bright members (r < m*(z) + 2) in Chebyshev distance, R500 with fewer than 5 of them, at
-  least 2 PSF FWHM, clipped to the field.
+  least 2 PSF FWHM, clipped to the field{
+        "; then moved, its size kept, onto the cluster's simulated BCG (`--box-centre bcg`, "
+        "Deep-CEE's ground truth)" if c.get("box_centre", "halo") == "bcg" else ""
+    }.
 - Model: torchvision FasterRCNN, trunk width {c["width"]}, windows {c["window"]}² px at 4.208"
   (asinh stretch, softening 0.2 nanomaggy), AdamW lr {sched}, batch {c["batch_size"]}.
 - Calibration: Platt a = {summary["platt"]["a"]:.4f}, b = {summary["platt"]["b"]:.4f} on

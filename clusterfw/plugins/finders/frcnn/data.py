@@ -9,7 +9,10 @@ Box rule (the simulator's, :mod:`clusterfw.sim.shards.detection`): a square box 
 halo's true centre holding 80 % of the cluster's bright members (r < m*(z) + 2) in Chebyshev
 distance, the projected R500 when it has fewer than 5 of them, at least 2 PSF FWHM, clipped to
 the field. Every halo with M500c ≥ 1e14 Msun at 0.05 < z < 0.7 in a field is labelled; none
-below.
+below. ``box_centre="bcg"`` moves each box, its size kept, onto the cluster's simulated BCG
+(:func:`clusterfw.sim.shards.detection.bcg_positions`), clipped to the field: Deep-CEE's
+ground truth (its boxes are centred on the catalogue's BCG, Chan & Stott 2019 §2.2), which
+differs from the halo centre for the simulator's miscentred BCGs.
 
 :func:`augment` draws one training window: a random ``window``-pixel crop (an offset of up to
 the field's spare pixels), a random flip and a random multiple of 90°; a box whose centre leaves
@@ -38,7 +41,8 @@ class FieldSet:
     boxes : list of numpy.ndarray
         Per field ``(k, 4)`` float32 ``(x0, y0, x1, y1)`` in working pixels (edge frame).
     centres : list of numpy.ndarray
-        Per field ``(k, 2)`` true halo centres ``(x, y)`` in working pixels (edge frame).
+        Per field ``(k, 2)`` true centres ``(x, y)`` in working pixels (edge frame): the halo's,
+        or the BCG's with ``box_centre="bcg"``.
     z, m500c : list of numpy.ndarray
         Per field ``(k,)`` redshift and mass of the labelled clusters.
     raw : numpy.ndarray or None
@@ -72,10 +76,34 @@ def shard_pixel_arcsec(directory: str | Path) -> float:
     return float(get_preset(cfg["preset"]).pixel_arcsec) * int(cfg["rebin"])
 
 
-def load_fields(directories: list[str | Path], keep_raw: bool = False) -> FieldSet:
-    """Read shard folders into one :class:`FieldSet` (checks every shard's sha256)."""
+BOX_CENTRES = ("halo", "bcg")
+
+
+def recentre_boxes(
+    boxes: np.ndarray, centres: np.ndarray, new: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """``boxes`` ``(k, 4)`` moved by ``new − centres`` (their size kept), clipped to an image of
+    ``shape`` = ``(ny, nx)`` pixels (edge frame)."""
+    d = np.asarray(new, float) - np.asarray(centres, float)
+    b = np.asarray(boxes, float) + np.column_stack([d[:, 0], d[:, 1], d[:, 0], d[:, 1]])
+    b[:, [0, 2]] = b[:, [0, 2]].clip(0, shape[1])
+    b[:, [1, 3]] = b[:, [1, 3]].clip(0, shape[0])
+    return b.astype(np.float32)
+
+
+def load_fields(
+    directories: list[str | Path], keep_raw: bool = False, box_centre: str = "halo"
+) -> FieldSet:
+    """Read shard folders into one :class:`FieldSet` (checks every shard's sha256).
+
+    ``box_centre``: ``"halo"`` (the stored boxes) or ``"bcg"`` (moved onto the simulated BCG;
+    module docstring).
+    """
     from clusterfw.core.errors import InputError
     from clusterfw.sim.shards.common import iter_shards, read_manifest
+
+    if box_centre not in BOX_CENTRES:
+        raise ValueError(f"box_centre must be one of {BOX_CENTRES} (got {box_centre!r})")
 
     xs, boxes, centres, zs, ms, raws = [], [], [], [], [], []
     pix0 = None
@@ -90,16 +118,25 @@ def load_fields(directories: list[str | Path], keep_raw: bool = False) -> FieldS
         if pix0 is not None and abs(pix / pix0 - 1) > 1e-6:
             raise InputError(str(d), f"pixel scale {pix:g}\" differs from the first folder's")
         pix0 = pix
+        bcgs = None
+        if box_centre == "bcg":
+            from clusterfw.sim.shards.detection import bcg_positions
+
+            bcgs = iter(bcg_positions(d))
         for shard in iter_shards(d):
             for j in range(shard["images"].shape[0]):
                 img = shard["images"][j].astype(np.float32)
                 work, factor = to_working_scale(img, pix)
                 xs.append(stretch(work).astype(np.float16))
                 k = int(shard["n_boxes"][j])
-                boxes.append((shard["boxes"][j, :k] / factor).astype(np.float32))
-                centres.append(
-                    np.stack([shard["box_x"][j, :k], shard["box_y"][j, :k]], axis=1) / factor
-                )
+                b = shard["boxes"][j, :k].astype(float)
+                c = np.stack([shard["box_x"][j, :k], shard["box_y"][j, :k]], axis=1)
+                if bcgs is not None:
+                    new = next(bcgs)
+                    b = recentre_boxes(b, c, new, img.shape[1:])
+                    c = new
+                boxes.append((b / factor).astype(np.float32))
+                centres.append(np.asarray(c, float) / factor)
                 zs.append(shard["box_z"][j, :k].astype(float))
                 ms.append(shard["box_m500c"][j, :k].astype(float))
                 if keep_raw:

@@ -89,6 +89,7 @@ def run_fields(
                 "true_z": shard["box_z"][j, :k],
                 "true_m": shard["box_m500c"][j, :k],
                 "pix": pix,
+                "npix": float(np.all(np.isfinite(img), axis=0).sum()),
                 "src": src,
                 "side": np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]),
                 "p_raw": p_det.copy(),

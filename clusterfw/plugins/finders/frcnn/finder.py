@@ -269,9 +269,10 @@ class FrcnnFinder(Finder):
         pyarrow.Table
             ``score`` = calibrated probability ≥ ``p_min``; extra columns ``frcnn_raw_score``,
             ``frcnn_box_arcmin``, ``frcnn_z``, ``frcnn_z_err``, ``frcnn_n_red``,
-            ``frcnn_z_alt``, ``frcnn_bcg_centred``.
+            ``frcnn_lambda`` (:mod:`.richness`), ``frcnn_z_alt``, ``frcnn_bcg_centred``.
         """
         from clusterfw.plugins.finders.frcnn.photoz import box_photoz, find_sources
+        from clusterfw.plugins.finders.frcnn.richness import richness_at, richness_profile
 
         net = self._net()
         cut, img, pix, psf = self._optical(tile)
@@ -286,8 +287,10 @@ class FrcnnFinder(Finder):
         zerr = np.full(n, np.nan)
         nred = np.zeros(n)
         zalt = np.full(n, np.nan)
+        lam = np.full(n, np.nan)
         centred = np.zeros(n, bool)
         o = self.options
+        src = None
         if n and (o.photoz or o.centre == "bcg" or o.no_red_weight < 1.0):
             src = find_sources(img, pix, psf)
             shape = img.shape[1:]
@@ -315,6 +318,10 @@ class FrcnnFinder(Finder):
                     p[k] *= o.no_red_weight
                 if o.centre == "bcg" and pz.centred and np.hypot(pz.x - xc[k], pz.y - yc[k]) <= far:
                     xc[k], yc[k], centred[k] = pz.x, pz.y, True
+        if src is not None and o.photoz:
+            # richness within RICHNESS_KPC of the candidate's position, at its photo-z
+            prof = richness_profile(src, xc, yc, pix, float(det["valid_fraction"]) * img[0].size)
+            lam = richness_at(prof, z)
         ra, dec = cut.wcs.celestial.pixel_to_world_values(xc, yc)
         ra = np.asarray(ra, float) % 360.0
         dec = np.asarray(dec, float)
@@ -344,6 +351,10 @@ class FrcnnFinder(Finder):
                 "frcnn_n_red": (f("frcnn_n_red", pa.float32(), "",
                                   "red-sequence excess count at frcnn_z"),
                                 nred[keep].astype(np.float32)),
+                "frcnn_lambda": (f("frcnn_lambda", pa.float32(), "",
+                                   "red-sequence richness within 500 proper kpc at frcnn_z "
+                                   "(background-subtracted; a mass proxy)"),
+                                 lam[keep].astype(np.float32)),
                 "frcnn_z_alt": (f("frcnn_z_alt", pa.float32(), "",
                                   "redshift of a second red sequence in the box (NaN: none)"),
                                 zalt[keep].astype(np.float32)),

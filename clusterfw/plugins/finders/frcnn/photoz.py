@@ -272,6 +272,12 @@ def _weights(src: Sources) -> tuple[np.ndarray, np.ndarray]:
     return np.where(in_mag, w, 0.0), in_mag
 
 
+def red_sequence_weights(src: Sources) -> np.ndarray:
+    """``(n_src, n_z)`` red-sequence weight of each source at each redshift of :data:`Z_GRID`
+    (the normalised colour likelihood of the module docstring, 0 outside the magnitude window)."""
+    return _weights(src)[0]
+
+
 def _rs_chi2(src: Sources, j: int) -> np.ndarray:
     """χ² of each source's colours against the red sequence at grid redshift index ``j``."""
     gr_m, ri_m, _ = red_sequence_model()

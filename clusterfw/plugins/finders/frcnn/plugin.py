@@ -68,6 +68,13 @@ def clusterfw_register_finders(register: Any) -> None:
     default=None,
     help="Start from these frcnn weights (a warm restart) instead of random weights.",
 )
+@click.option(
+    "--box-centre",
+    type=click.Choice(["halo", "bcg"]),
+    default="halo",
+    show_default=True,
+    help="Centre of the training boxes: the halo's, or the simulated BCG's (Deep-CEE's truth).",
+)
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def train_frcnn(
@@ -86,6 +93,7 @@ def train_frcnn(
     schedule: str,
     lr_min: float,
     init: str | None,
+    box_centre: str,
     threads: int,
     quiet: bool,
 ) -> None:
@@ -113,7 +121,7 @@ def train_frcnn(
         out=out_dir, seed=seed, data_dir=Path(data_dir) if data_dir else None, n_train=n_train,
         n_chunks=n_chunks, n_val=n_val, n_test=n_test, width=width, batch_size=batch_size,
         epochs=epochs, max_minutes=max_minutes, lr=lr, threads=threads, schedule=schedule,
-        lr_min=lr_min, init=Path(init) if init else None,
+        lr_min=lr_min, init=Path(init) if init else None, box_centre=box_centre,
     )  # fmt: skip
     command = rebuilt_command_line(click.get_current_context())
     summary = train(cfg, progress=not quiet)

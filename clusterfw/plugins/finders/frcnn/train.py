@@ -64,6 +64,7 @@ class TrainConfig:
     schedule: str = "cosine"
     lr_min: float = 1e-5
     init: Path | None = None
+    box_centre: str = "halo"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -239,8 +240,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     dirs = ensure_fields(cfg, progress)
     say(f"fields ready: {[str(p) for v in dirs.values() for p in v]}")
-    tr = load_fields(dirs["train"])
-    va = load_fields(dirs["val"])
+    tr = load_fields(dirs["train"], box_centre=cfg.box_centre)
+    va = load_fields(dirs["val"], box_centre=cfg.box_centre)
     say(f"loaded {len(tr)} training and {len(va)} validation fields {tr.x.shape[2:]}")
     if cfg.init is not None:
         model, init_meta = load_weights(str(cfg.init))
@@ -260,6 +261,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "bands": ["g", "r", "i"],
         "window": cfg.window,
         "trained_on": "clusterfw simulate optical-fields (des-coarse, rebin 2)",
+        "box_centre": cfg.box_centre,
     }
     weights = out / "frcnn.safetensors"
     log = out / "metrics.jsonl"
@@ -340,7 +342,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     val_a = best_f1(calibrated(ev["arcmin"]))
     p_thr = val_a["threshold"]
-    te = load_fields(dirs["test"])
+    te = load_fields(dirs["test"], box_centre=cfg.box_centre)
     et = evaluate_fields(model, te, cfg.window, cfg.match_arcmin)
     test_a = f1_at(calibrated(et["arcmin"]), p_thr)
     test_k = f1_at(calibrated(et["kpc"]), p_thr)
