@@ -12,6 +12,7 @@ from clusterfw.plugins.finders.frcnn.photoz import (
     red_sequence_model,
 )
 from clusterfw.plugins.finders.frcnn.richness import (
+    richness,
     richness_at,
     richness_profile,
     richness_scan,
@@ -53,6 +54,10 @@ def test_richness_counts_the_members_and_scales_with_them(z):
         # each member counts with its colour likelihood (≤ 1): ~0.4-0.8 here
         assert 0.35 * n < lam_z[0] < 1.0 * n, (n, lam_z)
         assert abs(lam_z[1]) < 3.0  # a corner of the field: background only
+        # the per-position shortcut the finder uses agrees with the full profile
+        direct = richness(src, np.array([cx, 200.0]), np.array([cy, 200.0]), np.array([z, z]),
+                          PIX, SIDE**2)  # fmt: skip
+        assert np.allclose(direct, lam_z, rtol=1e-9, atol=1e-9)
         lam, z_peak = richness_scan(prof[:1])
         assert abs(z_peak[0] - z) < 0.05 and lam[0] >= lam_z[0] - 1e-9
         lams.append(lam_z[0])
@@ -63,5 +68,6 @@ def test_richness_without_a_redshift_or_sources_is_nan_or_zero():
     src, (cx, cy) = _sky(0.3, 20, seed=1)
     prof = richness_profile(src, np.array([cx]), np.array([cy]), PIX, SIDE**2)
     assert np.isnan(richness_at(prof, np.array([np.nan]))[0])
+    assert np.isnan(richness(src, [cx, cx], [cy, cy], [np.nan, 0.02], PIX, SIDE**2)).all()
     empty = Sources(np.zeros(0), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
     assert not richness_profile(empty, np.array([1.0]), np.array([1.0]), PIX, 1e6).any()

@@ -272,7 +272,7 @@ class FrcnnFinder(Finder):
             ``frcnn_lambda`` (:mod:`.richness`), ``frcnn_z_alt``, ``frcnn_bcg_centred``.
         """
         from clusterfw.plugins.finders.frcnn.photoz import box_photoz, find_sources
-        from clusterfw.plugins.finders.frcnn.richness import richness_at, richness_profile
+        from clusterfw.plugins.finders.frcnn.richness import richness
 
         net = self._net()
         cut, img, pix, psf = self._optical(tile)
@@ -320,8 +320,7 @@ class FrcnnFinder(Finder):
                     xc[k], yc[k], centred[k] = pz.x, pz.y, True
         if src is not None and o.photoz:
             # richness within RICHNESS_KPC of the candidate's position, at its photo-z
-            prof = richness_profile(src, xc, yc, pix, float(det["valid_fraction"]) * img[0].size)
-            lam = richness_at(prof, z)
+            lam = richness(src, xc, yc, z, pix, float(det["valid_fraction"]) * img[0].size)
         ra, dec = cut.wcs.celestial.pixel_to_world_values(xc, yc)
         ra = np.asarray(ra, float) % 360.0
         dec = np.asarray(dec, float)
