@@ -12,6 +12,7 @@ import click
 from clusterfw.core.cli import FiniteFloat
 from clusterfw.core.hookspecs import hookimpl
 from clusterfw.core.train_cli import add_train_commands, rebuilt_command_line
+from clusterfw.plugins.finders.frcnn.data import BOX_CENTRES
 from clusterfw.plugins.finders.frcnn.finder import FrcnnFinder
 
 
@@ -70,7 +71,7 @@ def clusterfw_register_finders(register: Any) -> None:
 )
 @click.option(
     "--box-centre",
-    type=click.Choice(["halo", "bcg"]),
+    type=click.Choice(list(BOX_CENTRES)),
     default="halo",
     show_default=True,
     help="Centre of the training boxes: the halo's, or the simulated BCG's (Deep-CEE's truth).",

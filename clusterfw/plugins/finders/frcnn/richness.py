@@ -14,9 +14,11 @@ clusters to a detector, and the number of red-sequence galaxies is the optical m
     aperture's area.
 At a detection
     ``λ`` at its red-sequence redshift (``frcnn_z``; :func:`richness`).
-At a position without a redshift (``score_at``)
-    The redshift scan: the largest ``λ(z)`` over ``z_min ≤ z ≤ z_max`` (smoothed over 5 grid
-    steps, as the photo-z is), and the redshift where it peaks.
+At a position without a redshift
+    The redshift scan (:func:`richness_profile`, :func:`richness_scan`): the largest ``λ(z)``
+    over ``z_min ≤ z ≤ z_max`` (smoothed over 5 grid steps, as the photo-z is), and the
+    redshift where it peaks. The finder does not use it (``score_at`` stays the detector's
+    score); it measured the optical richness at SZ positions (docs/combining.md).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ BACKGROUND_SOURCES = 30_000
 SCAN_Z = (0.05, 0.9)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=1)
 def _kpc_per_arcsec() -> np.ndarray:
     from clusterfw.sim.cosmology import angular_diameter_distance
 
@@ -141,19 +143,19 @@ def richness(
     near = tree.query_ball_point(
         np.column_stack([x[todo], y[todo]]), r_pix[cols].max(axis=1), return_sorted=False
     )
-    # colour likelihoods only of the sources some aperture holds; the background from every
-    # source, or from a regular subsample of a crowded tile (its noise is negligible there)
-    union = np.unique(np.concatenate([np.asarray(v, int) for v in near]))
-    w = np.zeros((len(src), Z_GRID.size))
-    w[union] = red_sequence_weights(src.subset(union))
     step = max(1, len(src) // BACKGROUND_SOURCES)
-    w_bg = (
-        w
-        if step == 1 and union.size == len(src)
-        else red_sequence_weights(src.subset(slice(None, None, step)))
-    )
-    n_bg = len(src) if w_bg is w else int(np.ceil(len(src) / step))
-    background = w_bg.sum(axis=0) * (len(src) / n_bg) / float(valid_pixels) * np.pi * r_pix**2
+    if step == 1:  # the background needs every source's likelihoods anyway
+        w = red_sequence_weights(src)
+        background = w.sum(axis=0)
+    else:
+        # a crowded tile: likelihoods only of the sources some aperture holds, and the
+        # background from a regular subsample (its noise is negligible there)
+        union = np.unique(np.concatenate([np.asarray(v, int) for v in near]))
+        w = np.zeros((len(src), Z_GRID.size))
+        w[union] = red_sequence_weights(src.subset(union))
+        sub = red_sequence_weights(src.subset(slice(None, None, step)))
+        background = sub.sum(axis=0) * (len(src) / sub.shape[0])
+    background *= np.pi * r_pix**2 / float(valid_pixels)
     for k, c, idx in zip(todo, cols, near, strict=True):
         idx = np.asarray(idx, int)
         d = np.hypot(src.x[idx] - x[k], src.y[idx] - y[k])
